@@ -1,0 +1,318 @@
+//! The conformance suite every [`Device`](crate::Device) implementation must pass, written
+//! once. Backends instantiate it with [`conformance_suite!`](crate::conformance_suite) in
+//! their test suites; each test then takes a device from the backend's opener (or skips,
+//! loudly, when the opener finds none).
+//!
+//! Every check panics with a message on failure: it is test code.
+
+use crate::buffer::DynBuffer;
+use crate::device::DynDevice;
+use crate::error::Error;
+use crate::kernel::{Arg, Kernel, LaunchConfig, Scalar};
+use crate::placement::{AccessMode, Placement};
+
+/// CUDA C source of the suite's `increment` kernel: `buf[i] += add` for `i < n` (u32).
+pub const INCREMENT_CUDA: &str = r#"
+extern "C" __global__ void increment(unsigned int* buf, unsigned int n, unsigned int add) {
+    unsigned int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) { buf[i] += add; }
+}
+"#;
+
+/// WGSL source of the same kernel (workgroup size 64, scalars in a push-constant block).
+pub const INCREMENT_WGSL: &str = r#"
+struct Params { n: u32, add: u32 }
+var<push_constant> params: Params;
+@group(0) @binding(0) var<storage, read_write> buf: array<u32>;
+@compute @workgroup_size(64)
+fn increment(@builtin(global_invocation_id) gid: vec3<u32>) {
+    if (gid.x < params.n) { buf[gid.x] = buf[gid.x] + params.add; }
+}
+"#;
+
+/// Workgroup size of [`INCREMENT_WGSL`].
+pub const INCREMENT_WGSL_WORKGROUP: u32 = 64;
+
+/// The `increment` kernel with its CUDA and host variants; backends that need another
+/// variant (SPIR-V) add it with [`Kernel::with_spirv`].
+pub fn increment_kernel() -> Kernel {
+    Kernel::new("increment")
+        .with_cuda_source(INCREMENT_CUDA, "increment")
+        .with_host(|l| {
+            let (n, add) = match l.scalars[..] {
+                [Scalar::U32(n), Scalar::U32(add)] => (n as usize, add),
+                _ => return Err(Error::invalid("increment takes (buf, n: u32, add: u32)")),
+            };
+            let buf = &mut l.buffers[0];
+            if n * 4 > buf.len() {
+                return Err(Error::invalid("increment: n exceeds the buffer"));
+            }
+            for c in buf[..n * 4].chunks_exact_mut(4) {
+                let v = u32::from_le_bytes([c[0], c[1], c[2], c[3]]).wrapping_add(add);
+                c.copy_from_slice(&v.to_le_bytes());
+            }
+            Ok(())
+        })
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ ((i >> 8) as u8))
+        .collect()
+}
+
+fn placements(dev: &dyn DynDevice) -> Vec<Placement> {
+    Placement::ALL
+        .into_iter()
+        .filter(|p| dev.supports(*p))
+        .collect()
+}
+
+/// Every supported placement allocates, reports its size and placement, and round-trips.
+pub fn alloc_every_placement(dev: &dyn DynDevice) {
+    assert!(
+        dev.supports(Placement::DeviceLocal),
+        "every device must support device-local memory"
+    );
+    for p in placements(dev) {
+        for size in [1u64, 4096, 1 << 20] {
+            let b = dev
+                .alloc(size, p)
+                .unwrap_or_else(|e| panic!("alloc {size} {p:?}: {e}"));
+            assert_eq!(b.len(), size);
+            assert_eq!(b.placement(), p);
+            assert_eq!(b.device(), dev.info().id);
+            let data = pattern(size as usize, 7);
+            dev.write(&*b, 0, &data).expect("write");
+            let mut back = vec![0u8; size as usize];
+            dev.read(&*b, 0, &mut back).expect("read");
+            assert!(back == data, "round trip through {p:?} of {size} bytes");
+        }
+    }
+}
+
+/// Host→device and device→host copies of 1 B .. 8 MiB.
+pub fn copies_both_ways(dev: &dyn DynDevice) {
+    for size in [1usize, 3, 255, 4096, 65537, 8 << 20] {
+        let b = dev.alloc(size as u64, Placement::DeviceLocal).expect("alloc");
+        let data = pattern(size, size as u8);
+        dev.write(&*b, 0, &data).expect("write");
+        let mut back = vec![0u8; size];
+        dev.read(&*b, 0, &mut back).expect("read");
+        assert!(back == data, "round trip of {size} bytes");
+    }
+}
+
+/// Device-to-device copies between every pair of supported placements.
+pub fn device_to_device(dev: &dyn DynDevice) {
+    let size = 1 << 16;
+    for ps in placements(dev) {
+        for pd in placements(dev) {
+            let a = dev.alloc(size, ps).expect("alloc src");
+            let b = dev.alloc(size, pd).expect("alloc dst");
+            let data = pattern(size as usize, 3);
+            dev.write(&*a, 0, &data).expect("write");
+            dev.copy(&*a, 0, &*b, 0, size).expect("copy");
+            let mut back = vec![0u8; size as usize];
+            dev.read(&*b, 0, &mut back).expect("read");
+            assert!(back == data, "copy {ps:?} -> {pd:?}");
+        }
+    }
+}
+
+/// Partial copies at odd offsets and sizes leave the bytes around them untouched.
+pub fn partial_copies_odd_offsets(dev: &dyn DynDevice) {
+    let size = 10_007usize;
+    let b = dev.alloc(size as u64, Placement::DeviceLocal).expect("alloc");
+    let base = pattern(size, 1);
+    dev.write(&*b, 0, &base).expect("write base");
+    let mut model = base.clone();
+    for (off, len) in [(1usize, 1usize), (3, 17), (4093, 5), (9_999, 8), (0, 1), (511, 2049)] {
+        let patch = pattern(len, off as u8 ^ 0x5a);
+        dev.write(&*b, off as u64, &patch).expect("partial write");
+        model[off..off + len].copy_from_slice(&patch);
+        let mut part = vec![0u8; len + 2];
+        let ro = off.saturating_sub(1).min(size - len - 2);
+        dev.read(&*b, ro as u64, &mut part).expect("partial read");
+        assert!(part[..] == model[ro..ro + len + 2], "partial read at {ro}");
+    }
+    let c = dev.alloc(size as u64, Placement::DeviceLocal).expect("alloc 2");
+    dev.fill(&*c, 0, size as u64, 0xee).expect("fill");
+    dev.copy(&*b, 13, &*c, 4097, 999).expect("partial d2d");
+    let mut want = vec![0xeeu8; size];
+    want[4097..4097 + 999].copy_from_slice(&model[13..13 + 999]);
+    let mut all = vec![0u8; size];
+    dev.read(&*c, 0, &mut all).expect("read all");
+    assert!(all == want, "partial device-to-device copy");
+    dev.read(&*b, 0, &mut all).expect("read all");
+    assert!(all == model, "whole buffer after partial writes");
+}
+
+/// Launches `kernel` (the [`increment_kernel`], with the backend's variant) on every
+/// placement kernels can access, with an offset range, and checks every element.
+pub fn launch_increment(dev: &dyn DynDevice, kernel: &Kernel) {
+    let n: u32 = 100_003;
+    for p in [Placement::DeviceLocal, Placement::HostMapped] {
+        if !dev.supports(p) {
+            continue;
+        }
+        let bytes = u64::from(n) * 4 + 256;
+        let b = dev.alloc(bytes, p).expect("alloc");
+        let init: Vec<u8> = (0..bytes / 4)
+            .flat_map(|i| (i as u32).to_le_bytes())
+            .collect();
+        dev.write(&*b, 0, &init).expect("write");
+        let args = [
+            Arg::Buffer {
+                buffer: &*b as &dyn DynBuffer,
+                offset: 256,
+                len: u64::from(n) * 4,
+                access: AccessMode::ReadWrite,
+            },
+            Arg::Scalar(Scalar::U32(n)),
+            Arg::Scalar(Scalar::U32(5)),
+        ];
+        let cfg = LaunchConfig::for_elements(u64::from(n), 64);
+        dev.launch(kernel, &cfg, &args)
+            .unwrap_or_else(|e| panic!("launch on {p:?}: {e}"));
+        dev.synchronize().expect("sync");
+        let mut back = vec![0u8; bytes as usize];
+        dev.read(&*b, 0, &mut back).expect("read");
+        for (i, c) in back.chunks_exact(4).enumerate() {
+            let v = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            let want = if i >= 64 { i as u32 + 5 } else { i as u32 };
+            assert_eq!(v, want, "element {i} after increment on {p:?}");
+        }
+    }
+}
+
+/// A kernel without a variant for the device's backend is a typed error.
+pub fn launch_without_variant(dev: &dyn DynDevice) {
+    let k = Kernel::new("nothing-here");
+    let b = dev.alloc(64, Placement::DeviceLocal).expect("alloc");
+    let r = dev.launch(
+        &k,
+        &LaunchConfig::for_elements(16, 16),
+        &[Arg::Buffer {
+            buffer: &*b,
+            offset: 0,
+            len: 64,
+            access: AccessMode::Read,
+        }],
+    );
+    assert!(
+        matches!(r, Err(Error::NoKernelVariant { .. })),
+        "missing variant: {r:?}"
+    );
+}
+
+/// Out-of-range copies, zero sizes and absurd sizes are typed errors, and leave the buffer
+/// intact.
+pub fn errors_for_bad_input(dev: &dyn DynDevice) {
+    assert!(matches!(
+        dev.alloc(0, Placement::DeviceLocal),
+        Err(Error::ZeroSize { .. })
+    ));
+    for absurd in [u64::MAX, u64::MAX / 2, 1 << 62] {
+        match dev.alloc(absurd, Placement::DeviceLocal) {
+            Err(Error::TooLarge { .. } | Error::OutOfMemory { .. }) => {}
+            other => panic!("absurd alloc of {absurd}: {other:?}"),
+        }
+    }
+    let b = dev.alloc(100, Placement::DeviceLocal).expect("alloc");
+    let data = pattern(100, 9);
+    dev.write(&*b, 0, &data).expect("write");
+    let oob = |r: crate::Result<()>, what: &str| {
+        assert!(
+            matches!(r, Err(Error::OutOfRange { .. })),
+            "{what}: expected OutOfRange, got {r:?}"
+        )
+    };
+    oob(dev.write(&*b, 99, &[1, 2]), "write past end");
+    oob(dev.write(&*b, u64::MAX, &[1]), "write at u64::MAX");
+    let mut two = [0u8; 2];
+    oob(dev.read(&*b, 99, &mut two), "read past end");
+    let c = dev.alloc(100, Placement::DeviceLocal).expect("alloc");
+    oob(dev.copy(&*b, 50, &*c, 0, 51), "copy src past end");
+    oob(dev.copy(&*b, 0, &*c, 60, 41), "copy dst past end");
+    oob(dev.copy(&*b, u64::MAX - 1, &*c, 0, 2), "copy offset overflow");
+    oob(dev.fill(&*b, 90, 11, 0), "fill past end");
+    let mut back = vec![0u8; 100];
+    dev.read(&*b, 0, &mut back).expect("read");
+    assert!(back == data, "failed operations must not modify the buffer");
+}
+
+/// Generates one `#[test]` per conformance check.
+///
+/// `$open` is an expression of type `fn() -> Option<Arc<dyn DynDevice>>` (returning `None`
+/// skips, after the opener printed why); `$kernel` is `fn() -> Kernel` giving the increment
+/// kernel with the backend's variant.
+#[macro_export]
+macro_rules! conformance_suite {
+    ($open:expr, $kernel:expr) => {
+        mod conformance {
+            #[allow(unused_imports)]
+            use super::*;
+            fn dev() -> Option<std::sync::Arc<dyn $crate::DynDevice>> {
+                ($open)()
+            }
+            #[test]
+            fn alloc_every_placement() {
+                if let Some(d) = dev() {
+                    $crate::conformance::alloc_every_placement(&*d)
+                }
+            }
+            #[test]
+            fn copies_both_ways() {
+                if let Some(d) = dev() {
+                    $crate::conformance::copies_both_ways(&*d)
+                }
+            }
+            #[test]
+            fn device_to_device() {
+                if let Some(d) = dev() {
+                    $crate::conformance::device_to_device(&*d)
+                }
+            }
+            #[test]
+            fn partial_copies_odd_offsets() {
+                if let Some(d) = dev() {
+                    $crate::conformance::partial_copies_odd_offsets(&*d)
+                }
+            }
+            #[test]
+            fn launch_increment() {
+                if let Some(d) = dev() {
+                    $crate::conformance::launch_increment(&*d, &($kernel)())
+                }
+            }
+            #[test]
+            fn launch_without_variant() {
+                if let Some(d) = dev() {
+                    $crate::conformance::launch_without_variant(&*d)
+                }
+            }
+            #[test]
+            fn errors_for_bad_input() {
+                if let Some(d) = dev() {
+                    $crate::conformance::errors_for_bad_input(&*d)
+                }
+            }
+        }
+    };
+}
+
+/// Reads the hardware-test gate: `VUMA_REQUIRE_<NAME>=1` (or `VUMA_REQUIRE_HW=1`) means a
+/// missing device is a failure, not a skip.
+pub fn hardware_required(name: &str) -> bool {
+    let one = |k: &str| std::env::var(k).is_ok_and(|v| v == "1");
+    one(&format!("VUMA_REQUIRE_{}", name.to_ascii_uppercase())) || one("VUMA_REQUIRE_HW")
+}
+
+/// What a hardware test does when its device is absent: skip loudly, or fail when required.
+pub fn skip_or_fail(name: &str, why: &str) {
+    if hardware_required(name) {
+        panic!("{name} required (VUMA_REQUIRE_{} or VUMA_REQUIRE_HW = 1) but unavailable: {why}", name.to_ascii_uppercase());
+    }
+    eprintln!("SKIP: {name} unavailable: {why} (set VUMA_REQUIRE_{}=1 to make this a failure)", name.to_ascii_uppercase());
+}

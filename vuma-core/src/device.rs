@@ -1,0 +1,222 @@
+//! The [`Device`] trait (static, one implementation per backend) and its object-safe face
+//! [`DynDevice`], implemented once for every `Device` by a blanket impl, so that one manager
+//! can hold devices of several backends as `Arc<dyn DynDevice>`.
+
+use crate::buffer::{Buffer, DynBuffer};
+use crate::error::{Error, Result};
+use crate::info::DeviceInfo;
+use crate::kernel::{Arg, Kernel, LaunchConfig};
+use crate::placement::Placement;
+
+/// One device: memory, copies, kernel launches.
+///
+/// All operations are ordered: an operation observes the effects of every operation issued
+/// before it on the same device. `read` returns once the bytes are in `dst`; other
+/// operations may complete asynchronously, and [`Device::synchronize`] waits for all of
+/// them. Every method validates its input and returns a typed [`Error`]; none panics.
+pub trait Device: Send + Sync + 'static {
+    /// This backend's buffer type.
+    type Buffer: Buffer;
+
+    /// What the device is.
+    fn info(&self) -> &DeviceInfo;
+
+    /// Whether the device can provide `placement`.
+    fn supports(&self, placement: Placement) -> bool;
+
+    /// Allocates `size` bytes (contents unspecified). Zero is [`Error::ZeroSize`]; sizes that
+    /// can never fit are [`Error::TooLarge`]; a full device is [`Error::OutOfMemory`].
+    fn alloc(&self, size: u64, placement: Placement) -> Result<Self::Buffer>;
+
+    /// Copies host bytes `src` into `dst` at `offset`.
+    fn write(&self, dst: &Self::Buffer, offset: u64, src: &[u8]) -> Result<()>;
+
+    /// Copies `dst.len()` bytes from `src` at `offset` into host memory; returns when done.
+    fn read(&self, src: &Self::Buffer, offset: u64, dst: &mut [u8]) -> Result<()>;
+
+    /// Copies `len` bytes between two buffers of this device (the same buffer is allowed
+    /// when the ranges do not overlap).
+    fn copy(
+        &self,
+        src: &Self::Buffer,
+        src_offset: u64,
+        dst: &Self::Buffer,
+        dst_offset: u64,
+        len: u64,
+    ) -> Result<()>;
+
+    /// Sets `len` bytes of `dst` at `offset` to `value`.
+    fn fill(&self, dst: &Self::Buffer, offset: u64, len: u64, value: u8) -> Result<()>;
+
+    /// Runs `kernel`'s variant for this backend with `args`.
+    fn launch(
+        &self,
+        kernel: &Kernel,
+        config: &LaunchConfig,
+        args: &[Arg<'_, Self::Buffer>],
+    ) -> Result<()>;
+
+    /// Waits until every operation issued so far has completed, and reports any error that
+    /// an asynchronous operation (or a `Drop`) recorded.
+    fn synchronize(&self) -> Result<()>;
+}
+
+/// The object-safe face of [`Device`]. Implemented for every `Device`; buffers of the
+/// wrong backend or of another device are an [`Error::WrongDevice`].
+pub trait DynDevice: Send + Sync {
+    /// What the device is.
+    fn info(&self) -> &DeviceInfo;
+    /// Whether the device can provide `placement`.
+    fn supports(&self, placement: Placement) -> bool;
+    /// See [`Device::alloc`].
+    fn alloc(&self, size: u64, placement: Placement) -> Result<Box<dyn DynBuffer>>;
+    /// See [`Device::write`].
+    fn write(&self, dst: &dyn DynBuffer, offset: u64, src: &[u8]) -> Result<()>;
+    /// See [`Device::read`].
+    fn read(&self, src: &dyn DynBuffer, offset: u64, dst: &mut [u8]) -> Result<()>;
+    /// See [`Device::copy`].
+    fn copy(
+        &self,
+        src: &dyn DynBuffer,
+        src_offset: u64,
+        dst: &dyn DynBuffer,
+        dst_offset: u64,
+        len: u64,
+    ) -> Result<()>;
+    /// See [`Device::fill`].
+    fn fill(&self, dst: &dyn DynBuffer, offset: u64, len: u64, value: u8) -> Result<()>;
+    /// See [`Device::launch`].
+    fn launch(
+        &self,
+        kernel: &Kernel,
+        config: &LaunchConfig,
+        args: &[Arg<'_, dyn DynBuffer>],
+    ) -> Result<()>;
+    /// See [`Device::synchronize`].
+    fn synchronize(&self) -> Result<()>;
+}
+
+fn downcast<'a, D: Device>(dev: &D, b: &'a dyn DynBuffer) -> Result<&'a D::Buffer> {
+    match b.as_any().downcast_ref::<D::Buffer>() {
+        Some(b) if b.device() == dev.info().id => Ok(b),
+        _ => Err(Error::WrongDevice {
+            expected: dev.info().name.clone(),
+            found: b.device().to_string(),
+        }),
+    }
+}
+
+impl<D: Device> DynDevice for D {
+    fn info(&self) -> &DeviceInfo {
+        Device::info(self)
+    }
+    fn supports(&self, placement: Placement) -> bool {
+        Device::supports(self, placement)
+    }
+    fn alloc(&self, size: u64, placement: Placement) -> Result<Box<dyn DynBuffer>> {
+        Ok(Box::new(Device::alloc(self, size, placement)?))
+    }
+    fn write(&self, dst: &dyn DynBuffer, offset: u64, src: &[u8]) -> Result<()> {
+        Device::write(self, downcast(self, dst)?, offset, src)
+    }
+    fn read(&self, src: &dyn DynBuffer, offset: u64, dst: &mut [u8]) -> Result<()> {
+        Device::read(self, downcast(self, src)?, offset, dst)
+    }
+    fn copy(
+        &self,
+        src: &dyn DynBuffer,
+        src_offset: u64,
+        dst: &dyn DynBuffer,
+        dst_offset: u64,
+        len: u64,
+    ) -> Result<()> {
+        Device::copy(
+            self,
+            downcast(self, src)?,
+            src_offset,
+            downcast(self, dst)?,
+            dst_offset,
+            len,
+        )
+    }
+    fn fill(&self, dst: &dyn DynBuffer, offset: u64, len: u64, value: u8) -> Result<()> {
+        Device::fill(self, downcast(self, dst)?, offset, len, value)
+    }
+    fn launch(
+        &self,
+        kernel: &Kernel,
+        config: &LaunchConfig,
+        args: &[Arg<'_, dyn DynBuffer>],
+    ) -> Result<()> {
+        let mut typed = Vec::with_capacity(args.len());
+        for a in args {
+            typed.push(match *a {
+                Arg::Buffer {
+                    buffer,
+                    offset,
+                    len,
+                    access,
+                } => Arg::Buffer {
+                    buffer: downcast(self, buffer)?,
+                    offset,
+                    len,
+                    access,
+                },
+                Arg::Scalar(s) => Arg::Scalar(s),
+            });
+        }
+        Device::launch(self, kernel, config, &typed)
+    }
+    fn synchronize(&self) -> Result<()> {
+        Device::synchronize(self)
+    }
+}
+
+impl std::fmt::Debug for dyn DynDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let i = self.info();
+        f.debug_struct("DynDevice")
+            .field("id", &i.id)
+            .field("backend", &i.backend)
+            .field("name", &i.name)
+            .finish()
+    }
+}
+
+/// Validates the buffer arguments of a launch: ranges in bounds, non-empty, and no buffer
+/// range written by one argument overlapping another argument's range of the same buffer.
+/// Backends call it before touching any argument.
+pub fn check_launch_args<B: Buffer>(kernel: &Kernel, args: &[Arg<'_, B>]) -> Result<()> {
+    let bufs: Vec<(&B, u64, u64, bool)> = args
+        .iter()
+        .filter_map(|a| match *a {
+            Arg::Buffer {
+                buffer,
+                offset,
+                len,
+                access,
+            } => Some((buffer, offset, len, access.writes())),
+            Arg::Scalar(_) => None,
+        })
+        .collect();
+    for &(b, off, len, _) in &bufs {
+        crate::error::check_range(off, len, b.len())?;
+        if len == 0 {
+            return Err(Error::ZeroSize {
+                what: "kernel buffer argument",
+            });
+        }
+    }
+    for (i, &(a, ao, al, aw)) in bufs.iter().enumerate() {
+        for &(b, bo, bl, bw) in &bufs[i + 1..] {
+            let same = std::ptr::eq(a as *const B as *const u8, b as *const B as *const u8);
+            if same && (aw || bw) && ao < bo + bl && bo < ao + al {
+                return Err(Error::invalid(format!(
+                    "kernel `{}`: overlapping ranges of one buffer, at least one written",
+                    kernel.name()
+                )));
+            }
+        }
+    }
+    Ok(())
+}

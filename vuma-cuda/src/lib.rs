@@ -1,0 +1,1 @@
+//! vuma-cuda (placeholder, filled by its issue).

@@ -1,0 +1,1 @@
+//! vuma-hyperloop (placeholder, filled by its issue).

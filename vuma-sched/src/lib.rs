@@ -1,0 +1,1 @@
+//! vuma-sched (placeholder, filled by its issue).

@@ -1,0 +1,1 @@
+//! vuma-vulkan (placeholder, filled by its issue).
