@@ -57,6 +57,7 @@ pub mod host;
 pub mod info;
 pub mod kernel;
 pub mod placement;
+pub mod pool;
 pub mod storage;
 
 pub use buffer::{Buffer, DynBuffer};
