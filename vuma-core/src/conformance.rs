@@ -293,6 +293,14 @@ macro_rules! conformance_suite {
                 }
             }
             #[test]
+            fn memory_model_with_host() {
+                if let Some(d) = dev() {
+                    let host: std::sync::Arc<dyn $crate::DynDevice> =
+                        std::sync::Arc::new($crate::HostDevice::new());
+                    $crate::conformance::memory_model(vec![d.clone(), host, d], 0x5eed, 600)
+                }
+            }
+            #[test]
             fn errors_for_bad_input() {
                 if let Some(d) = dev() {
                     $crate::conformance::errors_for_bad_input(&*d)
@@ -315,4 +323,105 @@ pub fn skip_or_fail(name: &str, why: &str) {
         panic!("{name} required (VUMA_REQUIRE_{} or VUMA_REQUIRE_HW = 1) but unavailable: {why}", name.to_ascii_uppercase());
     }
     eprintln!("SKIP: {name} unavailable: {why} (set VUMA_REQUIRE_{}=1 to make this a failure)", name.to_ascii_uppercase());
+}
+
+/// The memory manager's model test on real devices: `steps` random operations (create,
+/// host write, device read, device write, partial device write, host read, evict, drop)
+/// over `devices` with small budgets, checked against a reference model (one `Vec<u8>` per
+/// buffer). Deterministic for a given `seed`. Used by every backend's suite.
+pub fn memory_model(devices: Vec<std::sync::Arc<dyn DynDevice>>, seed: u64, steps: usize) {
+    use crate::memory::{MemoryConfig, MemoryManager, Outcome};
+    let mut rng = seed | 1;
+    let mut next = move |n: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % n.max(1)
+    };
+    let mut config = MemoryConfig::default();
+    for (i, _) in devices.iter().enumerate() {
+        // Budgets of 256 KiB, 512 KiB, ... so eviction happens.
+        config.budgets.insert(i, 256 << (10 + i.min(4)));
+    }
+    let mm = MemoryManager::new(devices.clone(), config);
+    let nd = devices.len() as u64;
+    let mut bufs: Vec<(crate::memory::UnifiedBuffer, Vec<u8>)> = Vec::new();
+    for step in 0..steps {
+        let op = next(8);
+        let n = bufs.len() as u64;
+        if n == 0 || op == 0 {
+            let size = 1 + next(100_000);
+            let b = mm.create(size).expect("create");
+            bufs.push((b, vec![0u8; size as usize]));
+            continue;
+        }
+        let bi = next(n) as usize;
+        let d = next(nd) as usize;
+        let (b, model) = &mut bufs[bi];
+        let len = model.len();
+        let ctx = |what: &str| format!("step {step} ({what}, buffer {bi}, device {d})");
+        match op {
+            1 => {
+                let off = next(len as u64) as usize;
+                let l = (1 + next(5000) as usize).min(len - off);
+                let data = pattern(l, step as u8);
+                mm.write(b, off as u64, &data).expect("host write");
+                model[off..off + l].copy_from_slice(&data);
+            }
+            2 => {
+                let lease = mm.acquire(b, d, AccessMode::Read, 1).expect("acquire read");
+                let mut got = vec![0u8; len];
+                devices[d]
+                    .read(lease.block(), lease.offset(), &mut got)
+                    .expect("read copy");
+                mm.release(lease, Outcome::Completed);
+                assert!(got == *model, "{}", ctx("device copy differs"));
+            }
+            3 => {
+                let lease = mm.acquire(b, d, AccessMode::Write, 1).expect("acquire write");
+                let data = pattern(len, step as u8 ^ 0x33);
+                devices[d]
+                    .write(lease.block(), lease.offset(), &data)
+                    .expect("device write");
+                mm.release(lease, Outcome::Completed);
+                *model = data;
+            }
+            4 => {
+                let lease = mm
+                    .acquire(b, d, AccessMode::ReadWrite, 2)
+                    .expect("acquire rw");
+                let off = next(len as u64) as usize;
+                let data = pattern((len - off).min(777), step as u8 ^ 0x77);
+                devices[d]
+                    .write(lease.block(), lease.offset() + off as u64, &data)
+                    .expect("partial device write");
+                mm.release(lease, Outcome::Completed);
+                model[off..off + data.len()].copy_from_slice(&data);
+            }
+            5 => {
+                let got = mm.to_vec(b).expect("host read");
+                assert!(got == *model, "{}", ctx("host read differs"));
+            }
+            6 => {
+                mm.evict_all(d).expect("evict");
+            }
+            _ => {
+                bufs.swap_remove(bi);
+            }
+        }
+        let s = mm.stats();
+        for (i, ds) in s.devices.iter().enumerate() {
+            assert!(
+                ds.bytes_in_use <= mm.budget(i).unwrap_or(0) || !devices[i].info().unified_memory,
+                "step {step}: device {i} over budget"
+            );
+        }
+    }
+    for (b, model) in &bufs {
+        assert!(mm.to_vec(b).expect("final read") == *model, "final read of {:?}", b.id());
+    }
+    drop(bufs);
+    let s = mm.stats();
+    assert_eq!(s.buffers, 0);
+    assert!(s.devices.iter().all(|d| d.bytes_in_use == 0), "copies freed");
 }

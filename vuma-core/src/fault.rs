@@ -25,6 +25,7 @@ pub struct FaultPlan {
     /// Probability of failure per operation, in 1/65536ths.
     rate: u64,
     injected: AtomicU64,
+    enabled: std::sync::atomic::AtomicBool,
 }
 
 impl FaultPlan {
@@ -34,11 +35,15 @@ impl FaultPlan {
             state: AtomicU64::new(seed | 1),
             rate: (rate.clamp(0.0, 1.0) * 65536.0) as u64,
             injected: AtomicU64::new(0),
+            enabled: std::sync::atomic::AtomicBool::new(true),
         }
     }
 
     /// Whether the operation at `site` should fail now.
     pub fn should_fail(&self, _site: FaultSite) -> bool {
+        if !self.enabled.load(Ordering::Relaxed) {
+            return false;
+        }
         // xorshift64*, advanced atomically.
         let mut x = self.state.load(Ordering::Relaxed);
         loop {
@@ -61,6 +66,11 @@ impl FaultPlan {
                 Err(cur) => x = cur,
             }
         }
+    }
+
+    /// Turns injection on or off (e.g. off for a final verification pass).
+    pub fn set_enabled(&self, on: bool) {
+        self.enabled.store(on, Ordering::Relaxed);
     }
 
     /// How many faults were injected so far.

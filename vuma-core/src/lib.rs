@@ -56,6 +56,7 @@ pub mod fault;
 pub mod host;
 pub mod info;
 pub mod kernel;
+pub mod memory;
 pub mod placement;
 pub mod pool;
 pub mod storage;
@@ -66,6 +67,10 @@ pub use device::{check_launch_args, Device, DynDevice};
 pub use error::{check_range, Error, Result};
 pub use host::{HostBuffer, HostDevice};
 pub use info::{Backend, DeviceId, DeviceInfo, DeviceKind, LinkInfo, MemoryHeap};
+pub use memory::{
+    Lease, Location, MemoryConfig, MemoryManager, MemoryStats, Outcome, Residency, UnifiedBuffer,
+};
+pub use pool::{Pool, PoolAlloc, PoolConfig, PoolStats};
 pub use kernel::{Arg, CudaCode, HostFn, HostLaunch, Kernel, KernelVariant, LaunchConfig, Scalar};
 pub use placement::{
     choose_placement, human_bytes, AccessMode, Placement, PlacementConfig, PlacementDecision,

@@ -1,0 +1,876 @@
+//! Virtual unified memory: [`UnifiedBuffer`]s that are valid wherever they are needed, and
+//! the [`MemoryManager`] that keeps them coherent within each device's budget.
+//!
+//! ## Coherence
+//! A unified buffer has one logical content and up to one copy per location (the host and
+//! each device). Each copy is *valid* or *invalid* (MSI-style, with "modified" being "the
+//! only valid copy"):
+//! - a read at a location makes it valid by copying from a valid copy (same device: a
+//!   device copy; host: an upload; another device: through the host copy);
+//! - a write at a location invalidates every other copy;
+//! - a buffer never written anywhere reads as zeros and takes no memory at all.
+//!
+//! ## Lazy allocation, placement, budgets, eviction
+//! Creating a buffer allocates nothing. The first [`MemoryManager::acquire`] on a device
+//! places the copy there (the [`choose_placement`] policy: zero-copy pinned host memory or
+//! device-local, by size, reuse and what the device can do), sub-allocated from a
+//! per-device [`Pool`]. Each device has a budget (what it reports, configurable lower); when
+//! a copy would exceed it, the least-recently-used copies not in use are evicted, the ones
+//! holding the only valid data written back to the host first.
+//!
+//! ## Nothing lost
+//! Every step that can fail (allocation, transfer, write-back) happens before any state
+//! changes: a failure leaves every valid copy valid and the buffer usable.
+//!
+//! The manager serialises its state with one lock; transfers are issued under it, which
+//! keeps the rules simple (and is where a later version can pipeline).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::buffer::DynBuffer;
+use crate::device::DynDevice;
+use crate::error::{check_range, Error, Result};
+use crate::info::DeviceId;
+use crate::kernel::Arg;
+use crate::placement::{choose_placement, AccessMode, Placement, PlacementConfig};
+use crate::pool::{Pool, PoolAlloc, PoolConfig, PoolStats};
+use crate::storage::DeviceStorage;
+
+/// Identity of a unified buffer within its manager.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BufferId(pub u64);
+
+/// A location a copy can live at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Location {
+    /// Host memory owned by the manager.
+    Host,
+    /// A device, by its index in the manager.
+    Device(usize),
+}
+
+/// Knobs of the memory manager.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryConfig {
+    /// The placement policy's knobs.
+    pub placement: PlacementConfig,
+    /// Pool knobs (the block size is further capped at a quarter of each device's budget).
+    pub pool: PoolConfig,
+    /// Budgets below what the devices report, by device index.
+    pub budgets: HashMap<usize, u64>,
+}
+
+/// O(1) statistics of one location.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LocationStats {
+    /// Bytes of copies held there.
+    pub bytes_in_use: u64,
+    /// Peak of `bytes_in_use`.
+    pub peak_bytes: u64,
+    /// Copies allocated there since creation.
+    pub allocations: u64,
+    /// Copies evicted from there.
+    pub evictions: u64,
+    /// Bytes written back to the host when evicting sole valid copies.
+    pub writeback_bytes: u64,
+    /// Bytes copied into this location.
+    pub bytes_in: u64,
+    /// Acquires that found a valid copy already there.
+    pub hits: u64,
+    /// Acquires that had to transfer or allocate.
+    pub misses: u64,
+}
+
+/// Statistics of the whole manager, O(1) to read.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MemoryStats {
+    /// Host copies.
+    pub host: LocationStats,
+    /// Per device, by index.
+    pub devices: Vec<LocationStats>,
+    /// Live unified buffers.
+    pub buffers: u64,
+}
+
+/// A device copy of a buffer.
+struct Copy {
+    alloc: PoolAlloc<DeviceStorage>,
+    placement: Placement,
+    valid: bool,
+    last_use: u64,
+    /// Whether the copy counts against the device's budget.
+    counts: bool,
+}
+
+struct BufState {
+    size: u64,
+    /// `None` until the host copy is materialised.
+    host: Option<Vec<u8>>,
+    host_valid: bool,
+    /// Whether any copy was ever written; an unwritten buffer reads as zeros.
+    written: bool,
+    copies: HashMap<usize, Copy>,
+    in_use: u32,
+    dropped: bool,
+}
+
+impl BufState {
+    fn any_valid(&self) -> bool {
+        self.host_valid || self.copies.values().any(|c| c.valid)
+    }
+}
+
+struct DevSlot {
+    device: Arc<dyn DynDevice>,
+    budget: u64,
+    pools: HashMap<Placement, Pool<DeviceStorage>>,
+}
+
+struct State {
+    buffers: HashMap<BufferId, BufState>,
+    next_id: u64,
+    tick: u64,
+    stats: MemoryStats,
+    /// Bytes counting against each device's budget.
+    budget_used: Vec<u64>,
+}
+
+struct Shared {
+    devices: Vec<DevSlot>,
+    config: MemoryConfig,
+    state: Mutex<State>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Keeps unified buffers coherent across the host and a set of devices.
+#[derive(Clone)]
+pub struct MemoryManager {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for MemoryManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryManager")
+            .field("devices", &self.shared.devices.len())
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+/// One logical allocation, valid on the host and on any device of its manager. Dropping it
+/// frees every copy (after any lease on it is released).
+pub struct UnifiedBuffer {
+    id: BufferId,
+    size: u64,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for UnifiedBuffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UnifiedBuffer")
+            .field("id", &self.id)
+            .field("size", &self.size)
+            .finish()
+    }
+}
+
+impl UnifiedBuffer {
+    /// Its identity.
+    pub fn id(&self) -> BufferId {
+        self.id
+    }
+    /// Size in bytes.
+    pub fn len(&self) -> u64 {
+        self.size
+    }
+    /// Whether it is empty (never: zero sizes are refused).
+    pub fn is_empty(&self) -> bool {
+        self.size == 0
+    }
+}
+
+impl Drop for UnifiedBuffer {
+    fn drop(&mut self) {
+        let mut st = self.shared.lock();
+        let remove = match st.buffers.get_mut(&self.id) {
+            Some(b) if b.in_use > 0 => {
+                b.dropped = true;
+                false
+            }
+            Some(_) => true,
+            None => false,
+        };
+        if remove {
+            if let Some(b) = st.buffers.remove(&self.id) {
+                release_buffer_memory(&mut st, b);
+            }
+        }
+    }
+}
+
+fn release_buffer_memory(st: &mut State, b: BufState) {
+    if b.host.is_some() {
+        st.stats.host.bytes_in_use -= b.size;
+    }
+    for (d, c) in b.copies {
+        st.stats.devices[d].bytes_in_use -= b.size;
+        if c.counts {
+            st.budget_used[d] -= b.size;
+        }
+    }
+    st.stats.buffers -= 1;
+}
+
+/// What [`MemoryManager::acquire`] did to make a buffer resident.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Residency {
+    /// The placement of the device copy.
+    pub placement: Placement,
+    /// Why that placement (from the policy, or "already resident").
+    pub reason: String,
+    /// Whether the copy was allocated by this acquire (lazy allocation).
+    pub allocated: bool,
+    /// Bytes transferred to make the copy valid.
+    pub bytes_moved: u64,
+    /// Where they came from.
+    pub source: Option<Location>,
+    /// Buffers evicted to make room, with the bytes written back for each.
+    pub evicted: Vec<(BufferId, u64)>,
+}
+
+/// A buffer made resident on a device for a kernel; hand it back with
+/// [`MemoryManager::release`].
+#[derive(Debug)]
+pub struct Lease {
+    buffer: BufferId,
+    device: usize,
+    block: Arc<dyn DynBuffer>,
+    offset: u64,
+    len: u64,
+    access: AccessMode,
+    /// What was done to make it resident.
+    pub residency: Residency,
+}
+
+impl Lease {
+    /// The device block holding the copy.
+    pub fn block(&self) -> &dyn DynBuffer {
+        &*self.block
+    }
+    /// Offset of the copy within the block.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+    /// Length of the copy.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+    /// Whether the copy is empty (never).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// The device index.
+    pub fn device(&self) -> usize {
+        self.device
+    }
+    /// The kernel argument for the whole buffer.
+    pub fn arg(&self) -> Arg<'_, dyn DynBuffer> {
+        Arg::Buffer {
+            buffer: &*self.block,
+            offset: self.offset,
+            len: self.len,
+            access: self.access,
+        }
+    }
+}
+
+/// How the use of a lease ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The kernel completed; if it had write access, the device copy is now the valid one.
+    Completed,
+    /// The kernel failed; the device copy's contents are unknown and it is dropped from
+    /// the valid set unless it holds the only valid data.
+    Failed,
+}
+
+impl MemoryManager {
+    /// A manager over `devices` (indices in this order).
+    pub fn new(devices: Vec<Arc<dyn DynDevice>>, config: MemoryConfig) -> Self {
+        let slots: Vec<DevSlot> = devices
+            .into_iter()
+            .enumerate()
+            .map(|(i, device)| {
+                let info = device.info();
+                let budget = config
+                    .budgets
+                    .get(&i)
+                    .copied()
+                    .unwrap_or(info.memory_budget)
+                    .min(info.memory_budget.max(1));
+                let mut pools = HashMap::new();
+                for p in Placement::ALL {
+                    if device.supports(p) {
+                        let mut pc = config.pool.clone();
+                        pc.block_size = pc.block_size.min((budget / 4).max(1 << 20));
+                        pc.max_class = pc.max_class.min(pc.block_size / 4);
+                        pools.insert(
+                            p,
+                            Pool::new(
+                                DeviceStorage {
+                                    device: device.clone(),
+                                    placement: p,
+                                },
+                                pc,
+                            ),
+                        );
+                    }
+                }
+                DevSlot {
+                    device,
+                    budget,
+                    pools,
+                }
+            })
+            .collect();
+        let n = slots.len();
+        MemoryManager {
+            shared: Arc::new(Shared {
+                devices: slots,
+                config,
+                state: Mutex::new(State {
+                    buffers: HashMap::new(),
+                    next_id: 1,
+                    tick: 0,
+                    stats: MemoryStats {
+                        devices: vec![LocationStats::default(); n],
+                        ..Default::default()
+                    },
+                    budget_used: vec![0; n],
+                }),
+            }),
+        }
+    }
+
+    /// The devices, by index.
+    pub fn devices(&self) -> Vec<Arc<dyn DynDevice>> {
+        self.shared
+            .devices
+            .iter()
+            .map(|d| d.device.clone())
+            .collect()
+    }
+
+    /// Number of devices.
+    pub fn device_count(&self) -> usize {
+        self.shared.devices.len()
+    }
+
+    /// The index of the device with `id`.
+    pub fn device_index(&self, id: DeviceId) -> Option<usize> {
+        self.shared
+            .devices
+            .iter()
+            .position(|d| d.device.info().id == id)
+    }
+
+    /// The budget of device `index`, in bytes.
+    pub fn budget(&self, index: usize) -> Option<u64> {
+        self.shared.devices.get(index).map(|d| d.budget)
+    }
+
+    /// Statistics (O(1) apart from the copy of the per-device vector).
+    pub fn stats(&self) -> MemoryStats {
+        self.shared.lock().stats.clone()
+    }
+
+    /// Statistics of device `index`'s pool for `placement`.
+    pub fn pool_stats(&self, index: usize, placement: Placement) -> Option<PoolStats> {
+        self.shared
+            .devices
+            .get(index)?
+            .pools
+            .get(&placement)
+            .map(Pool::stats)
+    }
+
+    /// A new buffer of `size` bytes, reading as zeros. Takes no memory until used.
+    pub fn create(&self, size: u64) -> Result<UnifiedBuffer> {
+        if size == 0 {
+            return Err(Error::ZeroSize { what: "unified buffer" });
+        }
+        let max = crate::host::physical_memory().unwrap_or(u64::MAX);
+        if size > max || size > isize::MAX as u64 {
+            return Err(Error::TooLarge {
+                device: "host".into(),
+                requested: size,
+                max,
+            });
+        }
+        let mut st = self.shared.lock();
+        let id = BufferId(st.next_id);
+        st.next_id += 1;
+        st.buffers.insert(
+            id,
+            BufState {
+                size,
+                host: None,
+                host_valid: true,
+                written: false,
+                copies: HashMap::new(),
+                in_use: 0,
+                dropped: false,
+            },
+        );
+        st.stats.buffers += 1;
+        Ok(UnifiedBuffer {
+            id,
+            size,
+            shared: self.shared.clone(),
+        })
+    }
+
+    /// A new buffer holding a copy of `data`.
+    pub fn create_from(&self, data: &[u8]) -> Result<UnifiedBuffer> {
+        let b = self.create(data.len() as u64)?;
+        self.write(&b, 0, data)?;
+        Ok(b)
+    }
+
+    fn check_owner(&self, buf: &UnifiedBuffer) -> Result<()> {
+        if Arc::ptr_eq(&buf.shared, &self.shared) {
+            Ok(())
+        } else {
+            Err(Error::invalid("unified buffer belongs to another manager"))
+        }
+    }
+
+    /// Writes `data` at `offset` from the host; every device copy becomes invalid.
+    pub fn write(&self, buf: &UnifiedBuffer, offset: u64, data: &[u8]) -> Result<()> {
+        self.check_owner(buf)?;
+        check_range(offset, data.len() as u64, buf.size)?;
+        let whole = offset == 0 && data.len() as u64 == buf.size;
+        let mut st = self.shared.lock();
+        if !whole {
+            self.make_host_valid(&mut st, buf.id)?;
+        }
+        materialise_host(&mut st, buf.id);
+        let b = st.buffers.get_mut(&buf.id).expect("live buffer");
+        let host = b.host.as_mut().expect("materialised");
+        host[offset as usize..offset as usize + data.len()].copy_from_slice(data);
+        b.host_valid = true;
+        b.written = true;
+        for c in b.copies.values_mut() {
+            c.valid = false;
+        }
+        Ok(())
+    }
+
+    /// Reads `out.len()` bytes at `offset` into `out`, bringing data back from a device if
+    /// the host copy is stale.
+    pub fn read(&self, buf: &UnifiedBuffer, offset: u64, out: &mut [u8]) -> Result<()> {
+        self.check_owner(buf)?;
+        check_range(offset, out.len() as u64, buf.size)?;
+        let mut st = self.shared.lock();
+        self.make_host_valid(&mut st, buf.id)?;
+        let b = &st.buffers[&buf.id];
+        match &b.host {
+            Some(h) => out.copy_from_slice(&h[offset as usize..offset as usize + out.len()]),
+            None => out.fill(0),
+        }
+        Ok(())
+    }
+
+    /// The whole content as a vector.
+    pub fn to_vec(&self, buf: &UnifiedBuffer) -> Result<Vec<u8>> {
+        let mut v = vec![0u8; buf.size as usize];
+        self.read(buf, 0, &mut v)?;
+        Ok(v)
+    }
+
+    /// Runs `f` on the host copy mutably (map for writing); device copies become invalid.
+    pub fn with_host_mut<R>(&self, buf: &UnifiedBuffer, f: impl FnOnce(&mut [u8]) -> R) -> Result<R> {
+        self.check_owner(buf)?;
+        let mut st = self.shared.lock();
+        self.make_host_valid(&mut st, buf.id)?;
+        materialise_host(&mut st, buf.id);
+        let b = st.buffers.get_mut(&buf.id).expect("live buffer");
+        b.written = true;
+        for c in b.copies.values_mut() {
+            c.valid = false;
+        }
+        Ok(f(b.host.as_mut().expect("materialised")))
+    }
+
+    /// Where the buffer currently has copies, and whether each is valid.
+    pub fn residency(&self, buf: &UnifiedBuffer) -> Vec<(Location, Option<Placement>, bool)> {
+        let st = self.shared.lock();
+        let Some(b) = st.buffers.get(&buf.id) else {
+            return Vec::new();
+        };
+        let mut v = vec![(Location::Host, None, b.host_valid)];
+        let mut devs: Vec<_> = b.copies.iter().collect();
+        devs.sort_by_key(|(d, _)| **d);
+        for (d, c) in devs {
+            v.push((Location::Device(*d), Some(c.placement), c.valid));
+        }
+        v
+    }
+
+    /// Bytes of `buf` that would have to cross to device `index` for a read there
+    /// (0 when a valid copy is already there).
+    pub fn missing_bytes(&self, buf: &UnifiedBuffer, index: usize) -> u64 {
+        let st = self.shared.lock();
+        match st.buffers.get(&buf.id) {
+            Some(b) if b.copies.get(&index).is_some_and(|c| c.valid) => 0,
+            Some(b) if !b.written => 0,
+            Some(b) => b.size,
+            None => 0,
+        }
+    }
+
+    /// Makes `buf` resident on device `index` for a kernel accessing it as `access`, and
+    /// `reuse` times while resident (a placement hint). Allocates lazily, evicts if the
+    /// budget requires, transfers if the copy is stale and the kernel reads it.
+    pub fn acquire(
+        &self,
+        buf: &UnifiedBuffer,
+        index: usize,
+        access: AccessMode,
+        reuse: u32,
+    ) -> Result<Lease> {
+        self.check_owner(buf)?;
+        let slot = self
+            .shared
+            .devices
+            .get(index)
+            .ok_or_else(|| Error::invalid(format!("no device with index {index}")))?;
+        let mut st = self.shared.lock();
+        st.tick += 1;
+        let tick = st.tick;
+        let size = buf.size;
+        let mut residency = Residency {
+            placement: Placement::DeviceLocal,
+            reason: "already resident".into(),
+            allocated: false,
+            bytes_moved: 0,
+            source: None,
+            evicted: Vec::new(),
+        };
+        let has_copy = st.buffers[&buf.id].copies.contains_key(&index);
+        if !has_copy {
+            let info = slot.device.info();
+            let decision = choose_placement(size, reuse, info, &self.shared.config.placement);
+            let placement = if slot.pools.contains_key(&decision.placement) {
+                decision.placement
+            } else {
+                Placement::DeviceLocal
+            };
+            let counts = counts_against_budget(slot, placement);
+            if counts && size > slot.budget {
+                return Err(Error::TooLarge {
+                    device: info.name.clone(),
+                    requested: size,
+                    max: slot.budget,
+                });
+            }
+            if counts {
+                residency.evicted = self.make_room(&mut st, index, size, buf.id)?;
+            }
+            let pool = slot.pools.get(&placement).ok_or_else(|| Error::UnsupportedPlacement {
+                device: info.name.clone(),
+                placement,
+            })?;
+            let alloc = match pool.alloc(size) {
+                Ok(a) => a,
+                Err(e) if e.is_transient() => {
+                    // The driver is fuller than our budget thinks: evict everything
+                    // evictable on this device, give cached blocks back, retry once.
+                    let more = self.make_room(&mut st, index, u64::MAX / 4, buf.id).unwrap_or_default();
+                    residency.evicted.extend(more);
+                    for p in slot.pools.values() {
+                        p.trim();
+                    }
+                    pool.alloc(size)?
+                }
+                Err(e) => return Err(e),
+            };
+            residency.placement = placement;
+            residency.reason = decision.reason;
+            residency.allocated = true;
+            let s = &mut st.stats.devices[index];
+            s.bytes_in_use += size;
+            s.peak_bytes = s.peak_bytes.max(s.bytes_in_use);
+            s.allocations += 1;
+            if counts {
+                st.budget_used[index] += size;
+            }
+            st.buffers.get_mut(&buf.id).expect("live").copies.insert(
+                index,
+                Copy {
+                    alloc,
+                    placement,
+                    valid: false,
+                    last_use: tick,
+                    counts,
+                },
+            );
+        } else {
+            residency.placement = st.buffers[&buf.id].copies[&index].placement;
+        }
+        // Make the copy valid if the kernel reads it (or writes only part of it, which we
+        // cannot know: Write means "overwrites entirely").
+        let b = &st.buffers[&buf.id];
+        let valid_here = b.copies[&index].valid;
+        if valid_here {
+            st.stats.devices[index].hits += 1;
+        } else {
+            st.stats.devices[index].misses += 1;
+        }
+        if !valid_here && access.reads() {
+            match self.fill_copy(&mut st, buf.id, index) {
+                Ok((moved, src)) => {
+                    residency.bytes_moved = moved;
+                    residency.source = src;
+                }
+                Err(e) => {
+                    if residency.allocated {
+                        // Nothing was valid there; give the fresh allocation back.
+                        let b = st.buffers.get_mut(&buf.id).expect("live");
+                        if let Some(c) = b.copies.remove(&index) {
+                            st.stats.devices[index].bytes_in_use -= size;
+                            if c.counts {
+                                st.budget_used[index] -= size;
+                            }
+                        }
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        let b = st.buffers.get_mut(&buf.id).expect("live");
+        b.in_use += 1;
+        let c = b.copies.get_mut(&index).expect("copy");
+        c.last_use = tick;
+        if access.reads() {
+            c.valid = true;
+        }
+        Ok(Lease {
+            buffer: buf.id,
+            device: index,
+            block: c.alloc.block().clone(),
+            offset: c.alloc.offset(),
+            len: size,
+            access,
+            residency,
+        })
+    }
+
+    /// Ends a lease. A completed kernel with write access makes its copy the only valid
+    /// one; a failed kernel's copy is dropped from the valid set unless it held the only
+    /// valid data.
+    pub fn release(&self, lease: Lease, outcome: Outcome) {
+        let mut st = self.shared.lock();
+        let Some(b) = st.buffers.get_mut(&lease.buffer) else {
+            return;
+        };
+        b.in_use = b.in_use.saturating_sub(1);
+        match outcome {
+            Outcome::Completed if lease.access.writes() => {
+                b.written = true;
+                b.host_valid = false;
+                for (d, c) in b.copies.iter_mut() {
+                    c.valid = *d == lease.device;
+                }
+            }
+            Outcome::Completed => {}
+            Outcome::Failed => {
+                if lease.access.writes() {
+                    let others = b.host_valid
+                        || b.copies.iter().any(|(d, c)| *d != lease.device && c.valid);
+                    if others {
+                        if let Some(c) = b.copies.get_mut(&lease.device) {
+                            c.valid = false;
+                        }
+                    }
+                }
+            }
+        }
+        debug_assert!(b.any_valid(), "a buffer always keeps a valid copy");
+        if b.dropped && b.in_use == 0 {
+            let b = st.buffers.remove(&lease.buffer).expect("live");
+            release_buffer_memory(&mut st, b);
+        }
+    }
+
+    /// Evicts every copy on device `index` that is not in use (written back first when it
+    /// holds the only valid data). Returns the bytes freed.
+    pub fn evict_all(&self, index: usize) -> Result<u64> {
+        let mut st = self.shared.lock();
+        let before = st.stats.devices.get(index).map_or(0, |s| s.bytes_in_use);
+        self.make_room(&mut st, index, u64::MAX / 4, BufferId(0))
+            .or_else(|e| match e {
+                Error::BudgetExceeded { .. } => Ok(Vec::new()),
+                e => Err(e),
+            })?;
+        let after = st.stats.devices[index].bytes_in_use;
+        Ok(before - after)
+    }
+
+    /// Evicts LRU copies on device `index` until `size` more bytes fit in its budget.
+    fn make_room(
+        &self,
+        st: &mut State,
+        index: usize,
+        size: u64,
+        keep: BufferId,
+    ) -> Result<Vec<(BufferId, u64)>> {
+        let slot = &self.shared.devices[index];
+        let mut evicted = Vec::new();
+        loop {
+            let used = st.budget_used[index];
+            if used.saturating_add(size) <= slot.budget {
+                return Ok(evicted);
+            }
+            // Least recently used copy here that is not in use.
+            let victim = st
+                .buffers
+                .iter()
+                .filter(|(id, b)| **id != keep && b.in_use == 0)
+                .filter_map(|(id, b)| {
+                    b.copies
+                        .get(&index)
+                        .filter(|c| c.counts)
+                        .map(|c| (c.last_use, *id))
+                })
+                .min();
+            let Some((_, vid)) = victim else {
+                if size >= u64::MAX / 4 {
+                    return Ok(evicted);
+                }
+                return Err(Error::BudgetExceeded {
+                    device: slot.device.info().name.clone(),
+                    requested: size,
+                    in_use: used,
+                    budget: slot.budget,
+                });
+            };
+            let wb = self.evict_copy(st, vid, index)?;
+            evicted.push((vid, wb));
+        }
+    }
+
+    /// Frees `id`'s copy on `index`, writing it back to the host first if it is the only
+    /// valid copy. On a failed write-back nothing changes.
+    fn evict_copy(&self, st: &mut State, id: BufferId, index: usize) -> Result<u64> {
+        let b = &st.buffers[&id];
+        let c = &b.copies[&index];
+        let sole = c.valid && !b.host_valid && !b.copies.iter().any(|(d, o)| *d != index && o.valid);
+        let mut wb = 0;
+        if sole {
+            let mut data = vec![0u8; b.size as usize];
+            let dev = &self.shared.devices[index].device;
+            dev.read(c.alloc.block().as_ref(), c.alloc.offset(), &mut data)?;
+            wb = b.size;
+            let had_host = b.host.is_some();
+            let b = st.buffers.get_mut(&id).expect("live");
+            b.host = Some(data);
+            b.host_valid = true;
+            if !had_host {
+                st.stats.host.bytes_in_use += b.size;
+                st.stats.host.peak_bytes = st.stats.host.peak_bytes.max(st.stats.host.bytes_in_use);
+                st.stats.host.allocations += 1;
+            }
+            st.stats.host.bytes_in += wb;
+            st.stats.devices[index].writeback_bytes += wb;
+        }
+        let b = st.buffers.get_mut(&id).expect("live");
+        let size = b.size;
+        if b.copies.remove(&index).is_some_and(|c| c.counts) {
+            st.budget_used[index] -= size;
+        }
+        let s = &mut st.stats.devices[index];
+        s.bytes_in_use -= size;
+        s.evictions += 1;
+        Ok(wb)
+    }
+
+    /// Makes the host copy valid (downloading from a valid device copy if needed).
+    fn make_host_valid(&self, st: &mut State, id: BufferId) -> Result<()> {
+        let b = &st.buffers[&id];
+        if b.host_valid {
+            return Ok(());
+        }
+        let (&d, c) = b
+            .copies
+            .iter()
+            .find(|(_, c)| c.valid)
+            .ok_or_else(|| Error::invalid("internal: no valid copy"))?;
+        let mut data = vec![0u8; b.size as usize];
+        let dev = &self.shared.devices[d].device;
+        dev.read(c.alloc.block().as_ref(), c.alloc.offset(), &mut data)?;
+        let had = b.host.is_some();
+        let size = b.size;
+        let b = st.buffers.get_mut(&id).expect("live");
+        b.host = Some(data);
+        b.host_valid = true;
+        if !had {
+            st.stats.host.bytes_in_use += size;
+            st.stats.host.peak_bytes = st.stats.host.peak_bytes.max(st.stats.host.bytes_in_use);
+            st.stats.host.allocations += 1;
+        }
+        st.stats.host.bytes_in += size;
+        Ok(())
+    }
+
+    /// Fills the (invalid) copy on `index` from the cheapest valid source.
+    fn fill_copy(
+        &self,
+        st: &mut State,
+        id: BufferId,
+        index: usize,
+    ) -> Result<(u64, Option<Location>)> {
+        let dev = &self.shared.devices[index].device;
+        let b = &st.buffers[&id];
+        let dst = &b.copies[&index];
+        let size = b.size;
+        if !b.written {
+            dev.fill(dst.alloc.block().as_ref(), dst.alloc.offset(), size, 0)?;
+            return Ok((0, None));
+        }
+        if !b.host_valid {
+            // Another device holds the data: same-device copies are impossible here (one
+            // copy per device), so go through the host.
+            self.make_host_valid(st, id)?;
+        }
+        let b = &st.buffers[&id];
+        let dst = &b.copies[&index];
+        match &b.host {
+            Some(h) => dev.write(dst.alloc.block().as_ref(), dst.alloc.offset(), h)?,
+            None => dev.fill(dst.alloc.block().as_ref(), dst.alloc.offset(), size, 0)?,
+        }
+        st.stats.devices[index].bytes_in += size;
+        Ok((size, Some(Location::Host)))
+    }
+}
+
+fn materialise_host(st: &mut State, id: BufferId) {
+    let b = st.buffers.get_mut(&id).expect("live buffer");
+    if b.host.is_none() {
+        b.host = Some(vec![0u8; b.size as usize]);
+        let size = b.size;
+        st.stats.host.bytes_in_use += size;
+        st.stats.host.peak_bytes = st.stats.host.peak_bytes.max(st.stats.host.bytes_in_use);
+        st.stats.host.allocations += 1;
+    }
+}
+
+fn counts_against_budget(slot: &DevSlot, placement: Placement) -> bool {
+    placement == Placement::DeviceLocal || slot.device.info().unified_memory
+}

@@ -1,0 +1,265 @@
+//! Model-based tests of the memory manager: random sequences of operations across several
+//! host devices with small budgets, checked against a plain reference model (one `Vec<u8>`
+//! per buffer). Every read must return exactly the last write; statistics stay consistent;
+//! with injected faults, no byte is lost.
+
+use std::sync::Arc;
+
+use proptest::prelude::*;
+use vuma_core::fault::FaultPlan;
+use vuma_core::{
+    AccessMode, DynDevice, Error, HostDevice, MemoryConfig, MemoryManager, Outcome, Placement,
+    UnifiedBuffer,
+};
+
+#[derive(Debug, Clone)]
+enum Op {
+    Create(u16),
+    HostWrite { buf: u8, off: u16, len: u16, seed: u8 },
+    DeviceRead { buf: u8, dev: u8 },
+    DeviceWrite { buf: u8, dev: u8, seed: u8 },
+    DevicePartialWrite { buf: u8, dev: u8, off: u16, seed: u8 },
+    HostRead { buf: u8 },
+    Evict { dev: u8 },
+    Drop { buf: u8 },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (1u16..20_000).prop_map(Op::Create),
+        (any::<u8>(), any::<u16>(), 1u16..5000, any::<u8>())
+            .prop_map(|(buf, off, len, seed)| Op::HostWrite { buf, off, len, seed }),
+        (any::<u8>(), 0u8..3).prop_map(|(buf, dev)| Op::DeviceRead { buf, dev }),
+        (any::<u8>(), 0u8..3, any::<u8>()).prop_map(|(buf, dev, seed)| Op::DeviceWrite { buf, dev, seed }),
+        (any::<u8>(), 0u8..3, any::<u16>(), any::<u8>())
+            .prop_map(|(buf, dev, off, seed)| Op::DevicePartialWrite { buf, dev, off, seed }),
+        any::<u8>().prop_map(|buf| Op::HostRead { buf }),
+        (0u8..3).prop_map(|dev| Op::Evict { dev }),
+        any::<u8>().prop_map(|buf| Op::Drop { buf }),
+    ]
+}
+
+fn bytes(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| (i as u8).wrapping_mul(seed | 1).wrapping_add(seed)).collect()
+}
+
+struct World {
+    mm: MemoryManager,
+    devs: Vec<Arc<dyn DynDevice>>,
+    bufs: Vec<(UnifiedBuffer, Vec<u8>)>,
+}
+
+fn world(faults: Option<Arc<FaultPlan>>) -> World {
+    // Budgets: 32 KiB, 64 KiB, 1 MiB, so eviction happens often.
+    let budgets = [32u64 << 10, 64 << 10, 1 << 20];
+    let devs: Vec<Arc<dyn DynDevice>> = budgets
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let d = HostDevice::with_budget(format!("host{i}"), *b);
+            let d = match &faults {
+                Some(f) => d.with_faults(f.clone()),
+                None => d,
+            };
+            Arc::new(d) as Arc<dyn DynDevice>
+        })
+        .collect();
+    let mm = MemoryManager::new(devs.clone(), MemoryConfig::default());
+    World { mm, devs, bufs: Vec::new() }
+}
+
+/// Applies `op`; in fault mode, an injected failure must leave the model unchanged.
+fn apply(w: &mut World, op: &Op, faulty: bool) -> Result<(), TestCaseError> {
+    let ok_or_injected = |r: Result<(), Error>| -> Result<bool, TestCaseError> {
+        match r {
+            Ok(()) => Ok(true),
+            Err(e) if faulty && matches!(e, Error::Injected(_)) => Ok(false),
+            Err(Error::BudgetExceeded { .. } | Error::TooLarge { .. }) => Ok(false),
+            Err(e) => Err(TestCaseError::fail(format!("{op:?}: {e}"))),
+        }
+    };
+    let n = w.bufs.len();
+    match *op {
+        Op::Create(size) => {
+            let b = w.mm.create(u64::from(size)).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            w.bufs.push((b, vec![0u8; size as usize]));
+        }
+        Op::HostWrite { buf, off, len, seed } if n > 0 => {
+            let (b, model) = &mut w.bufs[buf as usize % n];
+            let off = off as usize % model.len();
+            let len = (len as usize).min(model.len() - off);
+            let data = bytes(len, seed);
+            if ok_or_injected(w.mm.write(b, off as u64, &data))? {
+                model[off..off + len].copy_from_slice(&data);
+            }
+        }
+        Op::DeviceRead { buf, dev } if n > 0 => {
+            let (b, model) = &w.bufs[buf as usize % n];
+            let d = dev as usize;
+            match w.mm.acquire(b, d, AccessMode::Read, 1) {
+                Ok(lease) => {
+                    let mut got = vec![0u8; model.len()];
+                    let r = w.devs[d].read(lease.block(), lease.offset(), &mut got);
+                    w.mm.release(lease, Outcome::Completed);
+                    if ok_or_injected(r)? {
+                        prop_assert!(&got == model, "device {d} copy differs from the model");
+                    }
+                }
+                Err(e) => {
+                    ok_or_injected(Err(e))?;
+                }
+            }
+        }
+        Op::DeviceWrite { buf, dev, seed } if n > 0 => {
+            let (b, model) = &mut w.bufs[buf as usize % n];
+            let d = dev as usize;
+            match w.mm.acquire(b, d, AccessMode::Write, 1) {
+                Ok(lease) => {
+                    let data = bytes(model.len(), seed);
+                    let r = w.devs[d].write(lease.block(), lease.offset(), &data);
+                    let outcome = if r.is_ok() { Outcome::Completed } else { Outcome::Failed };
+                    w.mm.release(lease, outcome);
+                    if ok_or_injected(r)? {
+                        *model = data;
+                    }
+                }
+                Err(e) => {
+                    ok_or_injected(Err(e))?;
+                }
+            }
+        }
+        Op::DevicePartialWrite { buf, dev, off, seed } if n > 0 => {
+            let (b, model) = &mut w.bufs[buf as usize % n];
+            let d = dev as usize;
+            match w.mm.acquire(b, d, AccessMode::ReadWrite, 2) {
+                Ok(lease) => {
+                    let off = off as usize % model.len();
+                    let data = bytes((model.len() - off).min(777), seed);
+                    let r = w.devs[d].write(lease.block(), lease.offset() + off as u64, &data);
+                    let outcome = if r.is_ok() { Outcome::Completed } else { Outcome::Failed };
+                    w.mm.release(lease, outcome);
+                    if ok_or_injected(r)? {
+                        model[off..off + data.len()].copy_from_slice(&data);
+                    }
+                }
+                Err(e) => {
+                    ok_or_injected(Err(e))?;
+                }
+            }
+        }
+        Op::HostRead { buf } if n > 0 => {
+            let (b, model) = &w.bufs[buf as usize % n];
+            let mut got = vec![0u8; model.len()];
+            if ok_or_injected(w.mm.read(b, 0, &mut got))? {
+                prop_assert!(&got == model, "host read differs from the model");
+            }
+        }
+        Op::Evict { dev } => {
+            let r = w.mm.evict_all(dev as usize).map(|_| ());
+            ok_or_injected(r)?;
+        }
+        Op::Drop { buf } if n > 0 => {
+            w.bufs.swap_remove(buf as usize % n);
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn check_stats(w: &World) -> Result<(), TestCaseError> {
+    let s = w.mm.stats();
+    prop_assert_eq!(s.buffers, w.bufs.len() as u64);
+    for (i, d) in s.devices.iter().enumerate() {
+        let budget = w.mm.budget(i).unwrap();
+        prop_assert!(d.bytes_in_use <= budget, "device {i}: {} > budget {budget}", d.bytes_in_use);
+        prop_assert!(d.peak_bytes >= d.bytes_in_use);
+    }
+    Ok(())
+}
+
+fn verify_all(w: &World) -> Result<(), TestCaseError> {
+    for (b, model) in &w.bufs {
+        let got = w.mm.to_vec(b).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert!(&got == model, "final read of {:?} differs", b.id());
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn every_read_returns_the_last_write(ops in proptest::collection::vec(op(), 1..120)) {
+        let mut w = world(None);
+        for op in &ops {
+            apply(&mut w, op, false)?;
+            check_stats(&w)?;
+        }
+        verify_all(&w)?;
+        drop(w.bufs);
+        prop_assert_eq!(w.mm.stats().buffers, 0);
+        for d in w.mm.stats().devices { prop_assert_eq!(d.bytes_in_use, 0); }
+        prop_assert_eq!(w.mm.stats().host.bytes_in_use, 0);
+    }
+
+    #[test]
+    fn injected_faults_lose_no_byte(seed in any::<u64>(), ops in proptest::collection::vec(op(), 1..120)) {
+        let plan = Arc::new(FaultPlan::new(seed, 0.15));
+        let mut w = world(Some(plan.clone()));
+        for op in &ops {
+            apply(&mut w, op, true)?;
+            check_stats(&w)?;
+        }
+        plan.set_enabled(false);
+        verify_all(&w)?;
+    }
+}
+
+#[test]
+fn creation_is_lazy_and_placement_is_reported() {
+    let dev: Arc<dyn DynDevice> = Arc::new(HostDevice::with_budget("h", 1 << 20));
+    let mm = MemoryManager::new(vec![dev], MemoryConfig::default());
+    let b = mm.create(4096).unwrap();
+    assert_eq!(mm.stats().devices[0].bytes_in_use, 0, "no device memory before first use");
+    assert_eq!(mm.stats().host.bytes_in_use, 0, "no host memory before first write");
+    let lease = mm.acquire(&b, 0, AccessMode::Read, 1).unwrap();
+    assert!(lease.residency.allocated);
+    assert_eq!(lease.residency.placement, Placement::HostMapped, "CPU shares host memory");
+    assert!(!lease.residency.reason.is_empty());
+    mm.release(lease, Outcome::Completed);
+    assert_eq!(mm.stats().devices[0].bytes_in_use, 4096);
+}
+
+#[test]
+fn too_large_for_budget_is_a_clear_error() {
+    let dev: Arc<dyn DynDevice> = Arc::new(HostDevice::with_budget("small", 64 << 10));
+    let mm = MemoryManager::new(vec![dev], MemoryConfig::default());
+    let b = mm.create(1 << 20).unwrap();
+    mm.write(&b, 0, &[7u8; 1 << 20]).unwrap();
+    let e = mm.acquire(&b, 0, AccessMode::Read, 1).unwrap_err();
+    assert!(matches!(e, Error::TooLarge { .. }), "{e}");
+    assert_eq!(mm.to_vec(&b).unwrap(), vec![7u8; 1 << 20], "data intact");
+    assert!(matches!(mm.create(0), Err(Error::ZeroSize { .. })));
+    assert!(matches!(mm.create(u64::MAX), Err(Error::TooLarge { .. })));
+}
+
+#[test]
+fn eviction_writes_back_dirty_copies_lru_first() {
+    let dev: Arc<dyn DynDevice> = Arc::new(HostDevice::with_budget("small", 3 * 4096));
+    let mm = MemoryManager::new(vec![dev.clone()], MemoryConfig::default());
+    let bufs: Vec<_> = (0..4).map(|_| mm.create(4096).unwrap()).collect();
+    for (i, b) in bufs.iter().enumerate() {
+        let l = mm.acquire(b, 0, AccessMode::Write, 1).unwrap();
+        dev.write(l.block(), l.offset(), &[i as u8 + 1; 4096]).unwrap();
+        mm.release(l, Outcome::Completed);
+    }
+    let s = mm.stats().devices[0];
+    assert_eq!(s.evictions, 1);
+    assert_eq!(s.writeback_bytes, 4096);
+    // The first buffer was least recently used: it lives on the host only now.
+    let r = mm.residency(&bufs[0]);
+    assert_eq!(r.len(), 1, "{r:?}");
+    for (i, b) in bufs.iter().enumerate() {
+        assert_eq!(mm.to_vec(b).unwrap(), vec![i as u8 + 1; 4096]);
+    }
+}
