@@ -68,7 +68,7 @@ pub use error::{check_range, Error, Result};
 pub use host::{HostBuffer, HostDevice};
 pub use info::{Backend, DeviceId, DeviceInfo, DeviceKind, LinkInfo, MemoryHeap};
 pub use memory::{
-    Lease, Location, MemoryConfig, MemoryManager, MemoryStats, Outcome, Residency, UnifiedBuffer,
+    BufferId, Lease, Location, MemoryConfig, MemoryManager, MemoryStats, Outcome, Residency, UnifiedBuffer,
 };
 pub use pool::{Pool, PoolAlloc, PoolConfig, PoolStats};
 pub use kernel::{Arg, CudaCode, HostFn, HostLaunch, Kernel, KernelVariant, LaunchConfig, Scalar};

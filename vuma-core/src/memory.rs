@@ -242,6 +242,8 @@ pub struct Residency {
     pub source: Option<Location>,
     /// Buffers evicted to make room, with the bytes written back for each.
     pub evicted: Vec<(BufferId, u64)>,
+    /// Whether a valid copy was already there (nothing had to move).
+    pub hit: bool,
 }
 
 /// A buffer made resident on a device for a kernel; hand it back with
@@ -259,6 +261,10 @@ pub struct Lease {
 }
 
 impl Lease {
+    /// The unified buffer this lease is for.
+    pub fn buffer(&self) -> BufferId {
+        self.buffer
+    }
     /// The device block holding the copy.
     pub fn block(&self) -> &dyn DynBuffer {
         &*self.block
@@ -274,6 +280,10 @@ impl Lease {
     /// Whether the copy is empty (never).
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+    /// How the kernel accesses the copy.
+    pub fn access(&self) -> AccessMode {
+        self.access
     }
     /// The device index.
     pub fn device(&self) -> usize {
@@ -562,6 +572,7 @@ impl MemoryManager {
             bytes_moved: 0,
             source: None,
             evicted: Vec::new(),
+            hit: false,
         };
         let has_copy = st.buffers[&buf.id].copies.contains_key(&index);
         if !has_copy {
@@ -628,6 +639,7 @@ impl MemoryManager {
         // cannot know: Write means "overwrites entirely").
         let b = &st.buffers[&buf.id];
         let valid_here = b.copies[&index].valid;
+        residency.hit = valid_here;
         if valid_here {
             st.stats.devices[index].hits += 1;
         } else {

@@ -1,1 +1,70 @@
-//! vuma
+//! # VUMA — Virtual Unified Memory Architecture
+//!
+//! One memory that host and GPUs share, on PCs with discrete GPUs: a [`UnifiedBuffer`] is
+//! valid on the host and on every device, small buffers are read in place (zero-copy), large
+//! ones migrate lazily to VRAM and are evicted under pressure, and the Tidal Wave scheduler
+//! sends light work to the low tier (integrated GPU or CPU) and heavy work to the discrete
+//! GPU.
+//!
+//! This crate is the facade: [`UnifiedMemoryManager`] composes the backends compiled in
+//! (cargo features), the memory manager of `vuma-core` and the scheduler of `vuma-sched`;
+//! [`GpuWorkload`] describes a unit of work; [`UnifiedMemoryManager::process_workload`]
+//! runs it and returns a [`WorkloadReport`] of every decision.
+//!
+//! ## Feature flags
+//! - `cuda` (default) — the CUDA backend (`vuma-cuda`; the driver is loaded at run time, so
+//!   builds and starts without CUDA and reports why it is absent);
+//! - `vulkan` (default) — the Vulkan backend (`vuma-vulkan`; loader opened at run time);
+//! - `hyperloop` (default) — PCIe Hyperloop codecs and transfer planning (`vuma-hyperloop`).
+//!
+//! Backends that fail to start are reported in [`UnifiedMemoryManager::backends`] and
+//! skipped; the host device is always there.
+//!
+//! ## Example
+//! ```
+//! use vuma::{kernels, GpuWorkload, Priority, UnifiedMemoryManager, WorkloadKind};
+//! use vuma_core::Scalar;
+//!
+//! let vuma = UnifiedMemoryManager::builder().cuda(false).vulkan(false).build()?;
+//! let n = 1024u32;
+//! let x = vuma.create_buffer_from(&(0..n).flat_map(|i| (i as f32 - 512.0).to_le_bytes()).collect::<Vec<_>>())?;
+//! let y = vuma.create_buffer(u64::from(n) * 4)?;
+//! let w = GpuWorkload::new("activations", WorkloadKind::AiInference, kernels::relu_scale())
+//!     .complexity(0.9)
+//!     .priority(Priority::High)
+//!     .read(&x, 1)
+//!     .write(&y)
+//!     .scalar(Scalar::U32(n))
+//!     .scalar(Scalar::F32(2.0))
+//!     .launch(kernels::launch_for(u64::from(n)));
+//! let report = vuma.process_workload(&w)?;
+//! println!("{report}");
+//! let out = vuma.to_vec(&y)?;
+//! assert_eq!(f32::from_le_bytes(out[4 * 1000..4 * 1001].try_into().unwrap()), 976.0);
+//! # Ok::<(), vuma_core::Error>(())
+//! ```
+#![deny(unsafe_op_in_unsafe_fn)]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod demo;
+pub mod info;
+pub mod kernels;
+mod manager;
+mod report;
+mod workload;
+
+pub use manager::{BackendStatus, Builder, UnifiedMemoryManager};
+pub use report::{BufferReport, StageTimes, WorkloadReport};
+pub use workload::{GpuWorkload, WorkloadArg};
+
+pub use vuma_core as core;
+pub use vuma_core::{AccessMode, Error, Result, UnifiedBuffer};
+#[cfg(feature = "cuda")]
+pub use vuma_cuda as cuda;
+#[cfg(feature = "hyperloop")]
+pub use vuma_hyperloop as hyperloop;
+pub use vuma_sched as sched;
+pub use vuma_sched::{Priority, Tier, WorkloadKind};
+#[cfg(feature = "vulkan")]
+pub use vuma_vulkan as vulkan;

@@ -1,0 +1,448 @@
+//! [`UnifiedMemoryManager`]: the devices of every compiled-in backend, one memory manager
+//! over all of them, the Tidal Wave scheduler, and [`process_workload`](UnifiedMemoryManager::process_workload).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use vuma_core::{
+    Arg, Backend, DeviceInfo, DynBuffer, DynDevice, Error, HostDevice, Lease, MemoryConfig,
+    MemoryManager, MemoryStats, Outcome, PlacementConfig, Result, UnifiedBuffer,
+};
+use vuma_sched::{SchedConfig, Scheduler, WorkloadProfile};
+
+use crate::report::{BufferReport, StageTimes, WorkloadReport};
+use crate::workload::{GpuWorkload, WorkloadArg};
+
+/// Whether a backend is compiled in and started, and why not.
+#[derive(Debug, Clone)]
+pub struct BackendStatus {
+    /// The backend.
+    pub backend: Backend,
+    /// Whether its cargo feature is on.
+    pub compiled: bool,
+    /// Devices it opened.
+    pub devices: Vec<DeviceInfo>,
+    /// Why it is absent or failed to start, in words a user can act on.
+    pub error: Option<String>,
+}
+
+impl BackendStatus {
+    /// Whether the backend contributes devices.
+    pub fn available(&self) -> bool {
+        !self.devices.is_empty()
+    }
+}
+
+/// Builds a [`UnifiedMemoryManager`].
+#[derive(Debug)]
+pub struct Builder {
+    cuda: bool,
+    vulkan: bool,
+    host: bool,
+    host_budget: Option<u64>,
+    extra: Vec<Arc<dyn DynDevice>>,
+    memory: MemoryConfig,
+    sched: SchedConfig,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            cuda: true,
+            vulkan: true,
+            host: true,
+            host_budget: None,
+            extra: Vec::new(),
+            memory: MemoryConfig::default(),
+            sched: SchedConfig::default(),
+        }
+    }
+}
+
+impl Builder {
+    /// Whether to start the CUDA backend (if compiled in). Default: yes.
+    pub fn cuda(mut self, on: bool) -> Self {
+        self.cuda = on;
+        self
+    }
+    /// Whether to start the Vulkan backend (if compiled in). Default: yes.
+    pub fn vulkan(mut self, on: bool) -> Self {
+        self.vulkan = on;
+        self
+    }
+    /// Whether to include the host (CPU) device. Default: yes.
+    pub fn host(mut self, on: bool) -> Self {
+        self.host = on;
+        self
+    }
+    /// Limits the host device's budget.
+    pub fn host_budget(mut self, bytes: u64) -> Self {
+        self.host_budget = Some(bytes);
+        self
+    }
+    /// Adds a device of any backend (for embedding and tests).
+    pub fn device(mut self, dev: Arc<dyn DynDevice>) -> Self {
+        self.extra.push(dev);
+        self
+    }
+    /// Sets the placement policy's knobs.
+    pub fn placement(mut self, p: PlacementConfig) -> Self {
+        self.memory.placement = p;
+        self
+    }
+    /// Sets the memory manager's configuration (budgets are by device index in the order
+    /// [`UnifiedMemoryManager::devices`] lists them).
+    pub fn memory(mut self, m: MemoryConfig) -> Self {
+        self.memory = m;
+        self
+    }
+    /// Sets the scheduler's configuration.
+    pub fn scheduler(mut self, s: SchedConfig) -> Self {
+        self.sched = s;
+        self
+    }
+
+    /// Starts the backends. Backends that fail to start are reported in
+    /// [`UnifiedMemoryManager::backends`] and skipped; with no device at all (host device
+    /// disabled and no GPU) this is an [`Error::Unavailable`].
+    pub fn build(self) -> Result<UnifiedMemoryManager> {
+        let mut devices: Vec<Arc<dyn DynDevice>> = Vec::new();
+        let mut backends = Vec::new();
+        backends.push(start_cuda(self.cuda, &mut devices));
+        backends.push(start_vulkan(self.vulkan, &mut devices));
+        let host_status = if self.host {
+            let h = match self.host_budget {
+                Some(b) => HostDevice::with_budget("host", b),
+                None => HostDevice::new(),
+            };
+            let info = vuma_core::Device::info(&h).clone();
+            devices.push(Arc::new(h));
+            BackendStatus {
+                backend: Backend::Host,
+                compiled: true,
+                devices: vec![info],
+                error: None,
+            }
+        } else {
+            BackendStatus {
+                backend: Backend::Host,
+                compiled: true,
+                devices: Vec::new(),
+                error: Some("disabled by the builder".into()),
+            }
+        };
+        backends.push(host_status);
+        devices.extend(self.extra);
+        if devices.is_empty() {
+            return Err(Error::Unavailable {
+                backend: Backend::Host,
+                reason: "no device: every backend is absent and the host device is disabled"
+                    .into(),
+            });
+        }
+        let infos: Vec<DeviceInfo> = devices.iter().map(|d| d.info().clone()).collect();
+        let scheduler = Scheduler::try_new(infos, self.sched)?;
+        let memory = MemoryManager::new(devices.clone(), self.memory);
+        Ok(UnifiedMemoryManager {
+            devices,
+            backends,
+            memory,
+            scheduler,
+        })
+    }
+}
+
+#[cfg(feature = "cuda")]
+fn start_cuda(on: bool, devices: &mut Vec<Arc<dyn DynDevice>>) -> BackendStatus {
+    let mut st = BackendStatus {
+        backend: Backend::Cuda,
+        compiled: true,
+        devices: Vec::new(),
+        error: None,
+    };
+    if !on {
+        st.error = Some("disabled by the builder".into());
+        return st;
+    }
+    match vuma_cuda::devices() {
+        Ok(list) if list.is_empty() => st.error = Some("the driver reports no CUDA device".into()),
+        Ok(list) => {
+            for d in list {
+                st.devices.push(vuma_core::Device::info(&d).clone());
+                devices.push(Arc::new(d));
+            }
+        }
+        Err(e) => st.error = Some(e.to_string()),
+    }
+    st
+}
+
+#[cfg(not(feature = "cuda"))]
+fn start_cuda(_on: bool, _devices: &mut Vec<Arc<dyn DynDevice>>) -> BackendStatus {
+    BackendStatus {
+        backend: Backend::Cuda,
+        compiled: false,
+        devices: Vec::new(),
+        error: Some("not compiled in (enable the `cuda` feature)".into()),
+    }
+}
+
+#[cfg(feature = "vulkan")]
+fn start_vulkan(on: bool, devices: &mut Vec<Arc<dyn DynDevice>>) -> BackendStatus {
+    let mut st = BackendStatus {
+        backend: Backend::Vulkan,
+        compiled: true,
+        devices: Vec::new(),
+        error: None,
+    };
+    if !on {
+        st.error = Some("disabled by the builder".into());
+        return st;
+    }
+    match vuma_vulkan::devices() {
+        Ok(list) if list.is_empty() => st.error = Some("no Vulkan device".into()),
+        Ok(list) => {
+            for d in list {
+                st.devices.push(vuma_core::Device::info(&d).clone());
+                devices.push(Arc::new(d));
+            }
+        }
+        Err(e) => st.error = Some(e.to_string()),
+    }
+    st
+}
+
+#[cfg(not(feature = "vulkan"))]
+fn start_vulkan(_on: bool, _devices: &mut Vec<Arc<dyn DynDevice>>) -> BackendStatus {
+    BackendStatus {
+        backend: Backend::Vulkan,
+        compiled: false,
+        devices: Vec::new(),
+        error: Some("not compiled in (enable the `vulkan` feature)".into()),
+    }
+}
+
+/// VUMA's front door: devices of every backend, unified buffers over all of them, and the
+/// Tidal Wave scheduler deciding where each [`GpuWorkload`] runs.
+pub struct UnifiedMemoryManager {
+    devices: Vec<Arc<dyn DynDevice>>,
+    backends: Vec<BackendStatus>,
+    memory: MemoryManager,
+    scheduler: Scheduler,
+}
+
+impl std::fmt::Debug for UnifiedMemoryManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UnifiedMemoryManager")
+            .field("devices", &self.devices.len())
+            .field("backends", &self.backends)
+            .finish()
+    }
+}
+
+impl UnifiedMemoryManager {
+    /// Every compiled-in backend that starts, plus the host device.
+    pub fn new() -> Result<Self> {
+        Builder::default().build()
+    }
+
+    /// A builder to choose backends, budgets and policies.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// What each backend contributed, or why it did not.
+    pub fn backends(&self) -> &[BackendStatus] {
+        &self.backends
+    }
+
+    /// The devices, in the memory manager's index order.
+    pub fn devices(&self) -> &[Arc<dyn DynDevice>] {
+        &self.devices
+    }
+
+    /// The memory manager (unified buffers, residency, statistics).
+    pub fn memory(&self) -> &MemoryManager {
+        &self.memory
+    }
+
+    /// The scheduler.
+    pub fn scheduler(&self) -> &Scheduler {
+        &self.scheduler
+    }
+
+    /// Memory statistics.
+    pub fn stats(&self) -> MemoryStats {
+        self.memory.stats()
+    }
+
+    /// A new unified buffer of `size` bytes (zeros; no memory taken until used).
+    pub fn create_buffer(&self, size: u64) -> Result<Arc<UnifiedBuffer>> {
+        self.memory.create(size).map(Arc::new)
+    }
+
+    /// A new unified buffer holding a copy of `data`.
+    pub fn create_buffer_from(&self, data: &[u8]) -> Result<Arc<UnifiedBuffer>> {
+        self.memory.create_from(data).map(Arc::new)
+    }
+
+    /// Writes from the host.
+    pub fn write(&self, buf: &UnifiedBuffer, offset: u64, data: &[u8]) -> Result<()> {
+        self.memory.write(buf, offset, data)
+    }
+
+    /// Reads to the host (bringing data back from a device if needed).
+    pub fn read(&self, buf: &UnifiedBuffer, offset: u64, out: &mut [u8]) -> Result<()> {
+        self.memory.read(buf, offset, out)
+    }
+
+    /// The whole buffer on the host.
+    pub fn to_vec(&self, buf: &UnifiedBuffer) -> Result<Vec<u8>> {
+        self.memory.to_vec(buf)
+    }
+
+    /// The scheduler's view of a workload.
+    pub fn profile(&self, w: &GpuWorkload) -> WorkloadProfile {
+        let backends: Vec<Backend> = w.kernel.variants().iter().map(|v| v.backend()).collect();
+        WorkloadProfile::new(w.kernel.name().to_string(), w.kind.clone())
+            .with_complexity(w.complexity_score)
+            .with_memory(w.working_set())
+            .with_priority(w.priority)
+            .with_backends(backends)
+    }
+
+    /// Runs one workload end to end: classify, choose a device, place and make every
+    /// buffer resident, run, record coherence, and report every decision.
+    ///
+    /// A failure leaves every buffer's last valid copy intact.
+    pub fn process_workload(&self, w: &GpuWorkload) -> Result<WorkloadReport> {
+        let t0 = Instant::now();
+        let profile = self.profile(w);
+        let classification = self.scheduler.classify(&profile)?;
+        let residency = |dev: vuma_core::DeviceId| -> u64 {
+            let Some(i) = self.memory.device_index(dev) else {
+                return u64::MAX;
+            };
+            w.args
+                .iter()
+                .map(|a| match a {
+                    WorkloadArg::Buffer { buffer, access, .. } if access.reads() => {
+                        self.memory.missing_bytes(buffer, i)
+                    }
+                    _ => 0,
+                })
+                .sum()
+        };
+        let choice = self.scheduler.choose(&profile, &residency)?;
+        let index = self.memory.device_index(choice.device).ok_or_else(|| {
+            Error::invalid("internal: the scheduler chose a device the memory manager lacks")
+        })?;
+        let device = self.devices[index].clone();
+        let t_sched = t0.elapsed();
+
+        // Place and make resident.
+        let t1 = Instant::now();
+        let mut leases: Vec<Lease> = Vec::new();
+        for a in &w.args {
+            if let WorkloadArg::Buffer {
+                buffer,
+                access,
+                reuse,
+            } = a
+            {
+                match self.memory.acquire(buffer, index, *access, *reuse) {
+                    Ok(l) => leases.push(l),
+                    Err(e) => {
+                        for l in leases {
+                            self.memory.release(l, Outcome::Completed);
+                        }
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        let t_place = t1.elapsed();
+
+        // Run.
+        let t2 = Instant::now();
+        let mut li = leases.iter();
+        let args: Vec<Arg<'_, dyn DynBuffer>> = w
+            .args
+            .iter()
+            .map(|a| match a {
+                WorkloadArg::Buffer { .. } => li.next().expect("one lease per buffer").arg(),
+                WorkloadArg::Scalar(s) => Arg::Scalar(*s),
+            })
+            .collect();
+        let est = choice.est_run_s;
+        self.scheduler
+            .queue_started(choice.device, w.priority, est);
+        let run = device
+            .launch(&w.kernel, &w.launch, &args)
+            .and_then(|()| device.synchronize());
+        self.scheduler
+            .queue_finished(choice.device, w.priority, est);
+        drop(args);
+        let t_run = t2.elapsed();
+
+        // Record.
+        let t3 = Instant::now();
+        let outcome = if run.is_ok() {
+            Outcome::Completed
+        } else {
+            Outcome::Failed
+        };
+        let buffers: Vec<BufferReport> = leases
+            .iter()
+            .map(|l| BufferReport {
+                buffer: l.buffer(),
+                access: l.access(),
+                hit: l.residency.hit,
+                size: l.len(),
+                placement: l.residency.placement,
+                placement_reason: l.residency.reason.clone(),
+                allocated: l.residency.allocated,
+                bytes_moved: l.residency.bytes_moved,
+                source: l.residency.source,
+                evicted: l.residency.evicted.clone(),
+            })
+            .collect();
+        for l in leases {
+            self.memory.release(l, outcome);
+        }
+        run?;
+        self.scheduler.record_run(
+            choice.device,
+            w.kernel.name(),
+            profile.effective_work(),
+            t_run,
+        );
+        let t_record = t3.elapsed();
+        let bytes_moved = buffers.iter().map(|b| b.bytes_moved).sum();
+        let bytes_saved = buffers
+            .iter()
+            .filter(|b| b.hit && b.access.reads())
+            .map(|b| b.size)
+            .sum();
+        Ok(WorkloadReport {
+            workload: w.id.clone(),
+            kind: w.kind.to_string(),
+            classified: classification.tier,
+            tier: choice.tier,
+            crossed_tier: choice.crossed_tier,
+            device: device.info().name.clone(),
+            backend: device.info().backend,
+            reason: choice.reason.clone(),
+            estimates: (choice.est_queue_s, choice.est_transfer_s, choice.est_run_s),
+            buffers,
+            bytes_moved,
+            bytes_saved,
+            times: StageTimes {
+                schedule: t_sched,
+                place: t_place,
+                run: t_run,
+                record: t_record,
+            },
+        })
+    }
+}

@@ -1,0 +1,213 @@
+//! [`WorkloadReport`]: every decision `process_workload` made, readable and as JSON.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use vuma_core::{human_bytes, AccessMode, Backend, BufferId, Location, Placement};
+use vuma_sched::Tier;
+
+/// What happened to one buffer argument.
+#[derive(Debug, Clone)]
+pub struct BufferReport {
+    /// The buffer.
+    pub buffer: BufferId,
+    /// Its size.
+    pub size: u64,
+    /// How the kernel accessed it.
+    pub access: AccessMode,
+    /// Whether a valid copy was already resident (nothing moved: residency hit).
+    pub hit: bool,
+    /// Where its device copy lives.
+    pub placement: Placement,
+    /// Why (the placement policy's words).
+    pub placement_reason: String,
+    /// Whether the device copy was allocated now (lazy allocation).
+    pub allocated: bool,
+    /// Bytes transferred to make it valid on the device.
+    pub bytes_moved: u64,
+    /// Where they came from.
+    pub source: Option<Location>,
+    /// Buffers evicted to make room: (buffer, bytes written back).
+    pub evicted: Vec<(BufferId, u64)>,
+}
+
+/// Time spent per stage.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StageTimes {
+    /// Classification and device choice.
+    pub schedule: Duration,
+    /// Placement, allocation, eviction and transfers.
+    pub place: Duration,
+    /// Kernel launch until completion.
+    pub run: Duration,
+    /// Coherence bookkeeping after the run.
+    pub record: Duration,
+}
+
+impl StageTimes {
+    /// Sum of the stages.
+    pub fn total(&self) -> Duration {
+        self.schedule + self.place + self.run + self.record
+    }
+}
+
+/// Every decision `process_workload` made and what it cost.
+#[derive(Debug, Clone)]
+pub struct WorkloadReport {
+    /// The workload's id.
+    pub workload: String,
+    /// Its kind, as text.
+    pub kind: String,
+    /// The tier the classification chose.
+    pub classified: Tier,
+    /// The tier of the device that ran it.
+    pub tier: Tier,
+    /// Whether the cost model moved it across tiers.
+    pub crossed_tier: bool,
+    /// Device name.
+    pub device: String,
+    /// Device backend.
+    pub backend: Backend,
+    /// Why this device (the scheduler's words).
+    pub reason: String,
+    /// The scheduler's estimates (queue, transfer, run), seconds.
+    pub estimates: (f64, f64, f64),
+    /// Per buffer argument.
+    pub buffers: Vec<BufferReport>,
+    /// Bytes moved in all.
+    pub bytes_moved: u64,
+    /// Bytes the transfer path avoided sending (zero pages, compression, residency hits).
+    pub bytes_saved: u64,
+    /// Time per stage.
+    pub times: StageTimes,
+}
+
+fn loc(l: Option<Location>) -> String {
+    match l {
+        None => "-".into(),
+        Some(Location::Host) => "host".into(),
+        Some(Location::Device(i)) => format!("device {i}"),
+    }
+}
+
+fn us(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s >= 1.0 {
+        format!("{s:.2} s")
+    } else if s >= 1e-3 {
+        format!("{:.2} ms", s * 1e3)
+    } else {
+        format!("{:.1} µs", s * 1e6)
+    }
+}
+
+impl WorkloadReport {
+    /// The report as JSON.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "workload": self.workload,
+            "kind": self.kind,
+            "classified_tier": self.classified.to_string(),
+            "tier": self.tier.to_string(),
+            "crossed_tier": self.crossed_tier,
+            "device": self.device,
+            "backend": self.backend.to_string(),
+            "reason": self.reason,
+            "estimates_s": { "queue": self.estimates.0, "transfer": self.estimates.1, "run": self.estimates.2 },
+            "buffers": self.buffers.iter().map(|b| json!({
+                "buffer": b.buffer.0,
+                "size": b.size,
+                "access": format!("{:?}", b.access),
+                "residency_hit": b.hit,
+                "placement": b.placement.as_str(),
+                "placement_reason": b.placement_reason,
+                "allocated": b.allocated,
+                "bytes_moved": b.bytes_moved,
+                "source": loc(b.source),
+                "evicted": b.evicted.iter().map(|(id, wb)| json!({"buffer": id.0, "written_back": wb})).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+            "bytes_moved": self.bytes_moved,
+            "bytes_saved": self.bytes_saved,
+            "times_s": {
+                "schedule": self.times.schedule.as_secs_f64(),
+                "place": self.times.place.as_secs_f64(),
+                "run": self.times.run.as_secs_f64(),
+                "record": self.times.record.as_secs_f64(),
+                "total": self.times.total().as_secs_f64(),
+            },
+        })
+    }
+}
+
+impl fmt::Display for WorkloadReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "workload `{}` ({})", self.workload, self.kind)?;
+        writeln!(
+            f,
+            "  tier      {}{}",
+            self.tier,
+            if self.crossed_tier {
+                format!(" (classified {}; see why)", self.classified)
+            } else {
+                String::new()
+            }
+        )?;
+        writeln!(f, "  device    {} [{}]", self.device, self.backend)?;
+        writeln!(f, "  why       {}", self.reason)?;
+        writeln!(
+            f,
+            "  estimate  queue {:.1} µs, transfer {:.1} µs, run {:.1} µs",
+            self.estimates.0 * 1e6,
+            self.estimates.1 * 1e6,
+            self.estimates.2 * 1e6
+        )?;
+        writeln!(
+            f,
+            "  {:<8} {:>10}  {:<12} {:>10}  {:<6} {:<9} reason",
+            "buffer", "size", "placement", "moved", "from", "allocated"
+        )?;
+        for b in &self.buffers {
+            writeln!(
+                f,
+                "  #{:<7} {:>10}  {:<12} {:>10}  {:<6} {:<9} {}",
+                b.buffer.0,
+                human_bytes(b.size),
+                b.placement.as_str(),
+                human_bytes(b.bytes_moved),
+                loc(b.source),
+                if b.allocated {
+                    "now"
+                } else if b.hit {
+                    "hit"
+                } else {
+                    "resident"
+                },
+                b.placement_reason
+            )?;
+            for (id, wb) in &b.evicted {
+                writeln!(
+                    f,
+                    "           evicted #{} ({} written back)",
+                    id.0,
+                    human_bytes(*wb)
+                )?;
+            }
+        }
+        writeln!(
+            f,
+            "  moved     {} (saved {})",
+            human_bytes(self.bytes_moved),
+            human_bytes(self.bytes_saved)
+        )?;
+        write!(
+            f,
+            "  time      schedule {}, place {}, run {}, record {} = {}",
+            us(self.times.schedule),
+            us(self.times.place),
+            us(self.times.run),
+            us(self.times.record),
+            us(self.times.total())
+        )
+    }
+}

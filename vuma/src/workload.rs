@@ -1,0 +1,121 @@
+//! [`GpuWorkload`]: what the caller asks VUMA to run.
+
+use std::sync::Arc;
+
+use vuma_core::{AccessMode, Kernel, LaunchConfig, Scalar, UnifiedBuffer};
+use vuma_sched::{Priority, WorkloadKind};
+
+/// One argument of a workload's kernel.
+#[derive(Debug, Clone)]
+pub enum WorkloadArg {
+    /// A unified buffer, how the kernel accesses it, and how many times the kernel reads it
+    /// (a placement hint: data read many times is worth copying to VRAM).
+    Buffer {
+        /// The buffer.
+        buffer: Arc<UnifiedBuffer>,
+        /// Read, write (entirely) or both.
+        access: AccessMode,
+        /// Expected reads per run (1 for read-once streams).
+        reuse: u32,
+    },
+    /// A value.
+    Scalar(Scalar),
+}
+
+/// A unit of work: a kernel (with variants per backend), its arguments, and what the
+/// Tidal Wave scheduler needs to know to place it.
+#[derive(Debug, Clone)]
+pub struct GpuWorkload {
+    /// Caller's identifier (shown in reports).
+    pub id: String,
+    /// What it does (UI, 2D, AI inference, …).
+    pub kind: WorkloadKind,
+    /// How demanding it is, 0..=1.
+    pub complexity_score: f32,
+    /// Bytes of working set; 0 means "the sum of the buffer arguments".
+    pub memory_requirement: u64,
+    /// How urgent it is.
+    pub priority: Priority,
+    /// The kernel to run.
+    pub kernel: Kernel,
+    /// Its arguments, in order.
+    pub args: Vec<WorkloadArg>,
+    /// Launch geometry.
+    pub launch: LaunchConfig,
+}
+
+impl GpuWorkload {
+    /// A workload running `kernel`, with complexity 0.5, normal priority and no arguments.
+    pub fn new(id: impl Into<String>, kind: WorkloadKind, kernel: Kernel) -> Self {
+        GpuWorkload {
+            id: id.into(),
+            kind,
+            complexity_score: 0.5,
+            memory_requirement: 0,
+            priority: Priority::Normal,
+            kernel,
+            args: Vec::new(),
+            launch: LaunchConfig::for_elements(1, 1),
+        }
+    }
+    /// Sets the complexity score.
+    pub fn complexity(mut self, c: f32) -> Self {
+        self.complexity_score = c;
+        self
+    }
+    /// Sets the priority.
+    pub fn priority(mut self, p: Priority) -> Self {
+        self.priority = p;
+        self
+    }
+    /// Adds a buffer the kernel reads `reuse` times.
+    pub fn read(mut self, buffer: &Arc<UnifiedBuffer>, reuse: u32) -> Self {
+        self.args.push(WorkloadArg::Buffer {
+            buffer: buffer.clone(),
+            access: AccessMode::Read,
+            reuse,
+        });
+        self
+    }
+    /// Adds a buffer the kernel overwrites entirely.
+    pub fn write(mut self, buffer: &Arc<UnifiedBuffer>) -> Self {
+        self.args.push(WorkloadArg::Buffer {
+            buffer: buffer.clone(),
+            access: AccessMode::Write,
+            reuse: 1,
+        });
+        self
+    }
+    /// Adds a buffer the kernel reads and modifies.
+    pub fn read_write(mut self, buffer: &Arc<UnifiedBuffer>, reuse: u32) -> Self {
+        self.args.push(WorkloadArg::Buffer {
+            buffer: buffer.clone(),
+            access: AccessMode::ReadWrite,
+            reuse,
+        });
+        self
+    }
+    /// Adds a scalar argument.
+    pub fn scalar(mut self, s: Scalar) -> Self {
+        self.args.push(WorkloadArg::Scalar(s));
+        self
+    }
+    /// Sets the launch geometry.
+    pub fn launch(mut self, l: LaunchConfig) -> Self {
+        self.launch = l;
+        self
+    }
+    /// The working set: `memory_requirement`, or the sum of the buffer arguments.
+    pub fn working_set(&self) -> u64 {
+        if self.memory_requirement > 0 {
+            return self.memory_requirement;
+        }
+        self.args
+            .iter()
+            .map(|a| match a {
+                WorkloadArg::Buffer { buffer, .. } => buffer.len(),
+                WorkloadArg::Scalar(_) => 0,
+            })
+            .sum()
+    }
+}

@@ -1,0 +1,68 @@
+//! The facade on the host device: the seed scenario end to end, and typed errors for bad
+//! workloads.
+
+use vuma::{demo, kernels, GpuWorkload, Priority, UnifiedMemoryManager, WorkloadKind};
+use vuma_core::{Error, Kernel, Placement, Scalar};
+
+fn host_only() -> UnifiedMemoryManager {
+    UnifiedMemoryManager::builder()
+        .cuda(false)
+        .vulkan(false)
+        .build()
+        .expect("host device always starts")
+}
+
+#[test]
+fn seed_scenario_runs_end_to_end_on_the_host() {
+    let vuma = host_only();
+    let out = demo::run(&vuma, &demo::DemoOptions { scale: 0.05 }).expect("demo");
+    assert_eq!(out.reports.len(), 4);
+    assert_eq!(out.verified.len(), 3);
+    // The second run of the AI job finds its input resident.
+    let again = &out.reports[3];
+    assert_eq!(again.bytes_moved, 0);
+    assert!(again.bytes_saved > 0);
+    assert!(again.buffers.iter().all(|b| !b.allocated));
+    for r in &out.reports {
+        assert_eq!(r.device, "host");
+        assert!(!r.reason.is_empty());
+        assert!(r.buffers.iter().all(|b| b.placement == Placement::HostMapped));
+        let text = r.to_string();
+        assert!(text.contains(&r.workload));
+        assert!(r.to_json()["buffers"].is_array());
+    }
+}
+
+#[test]
+fn workload_without_a_usable_kernel_is_a_typed_error() {
+    let vuma = host_only();
+    let b = vuma.create_buffer(64).unwrap();
+    let k = Kernel::new("cuda-only").with_cuda_source("extern \"C\" __global__ void f() {}", "f");
+    let w = GpuWorkload::new("w", WorkloadKind::LightCompute, k).read(&b, 1);
+    match vuma.process_workload(&w) {
+        Err(Error::NoEligibleDevice(name)) => assert_eq!(name, "cuda-only"),
+        other => panic!("expected NoEligibleDevice, got {other:?}"),
+    }
+}
+
+#[test]
+fn bad_complexity_and_sizes_are_typed_errors() {
+    let vuma = host_only();
+    assert!(matches!(vuma.create_buffer(0), Err(Error::ZeroSize { .. })));
+    assert!(matches!(vuma.create_buffer(u64::MAX), Err(Error::TooLarge { .. })));
+    let b = vuma.create_buffer(64).unwrap();
+    let w = GpuWorkload::new("w", WorkloadKind::Ui, kernels::blend())
+        .complexity(f32::NAN)
+        .read(&b, 1);
+    assert!(matches!(vuma.process_workload(&w), Err(Error::InvalidArgument(_))));
+    // A kernel that fails leaves the data intact.
+    vuma.write(&b, 0, &[9u8; 64]).unwrap();
+    let w = GpuWorkload::new("short", WorkloadKind::Ui, kernels::scale_u32())
+        .read_write(&b, 1)
+        .scalar(Scalar::U32(1000)) // more elements than the buffer holds
+        .scalar(Scalar::U32(2))
+        .scalar(Scalar::U32(0))
+        .priority(Priority::Low);
+    assert!(vuma.process_workload(&w).is_err());
+    assert_eq!(vuma.to_vec(&b).unwrap(), vec![9u8; 64]);
+}
