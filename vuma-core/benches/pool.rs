@@ -44,7 +44,9 @@ fn main() {
             black_box(vec![0u8; black_box(size as usize)]);
         });
         let dev = p50_pair(iters / 4, || {
-            black_box(Device::alloc(&direct, black_box(size), Placement::DeviceLocal).expect("alloc"));
+            black_box(
+                Device::alloc(&direct, black_box(size), Placement::DeviceLocal).expect("alloc"),
+            );
         });
         let label = vuma_core::human_bytes(size).replace(' ', "");
         Record {

@@ -94,7 +94,9 @@ pub fn alloc_every_placement(dev: &dyn DynDevice) {
 /// Host→device and device→host copies of 1 B .. 8 MiB.
 pub fn copies_both_ways(dev: &dyn DynDevice) {
     for size in [1usize, 3, 255, 4096, 65537, 8 << 20] {
-        let b = dev.alloc(size as u64, Placement::DeviceLocal).expect("alloc");
+        let b = dev
+            .alloc(size as u64, Placement::DeviceLocal)
+            .expect("alloc");
         let data = pattern(size, size as u8);
         dev.write(&*b, 0, &data).expect("write");
         let mut back = vec![0u8; size];
@@ -123,11 +125,20 @@ pub fn device_to_device(dev: &dyn DynDevice) {
 /// Partial copies at odd offsets and sizes leave the bytes around them untouched.
 pub fn partial_copies_odd_offsets(dev: &dyn DynDevice) {
     let size = 10_007usize;
-    let b = dev.alloc(size as u64, Placement::DeviceLocal).expect("alloc");
+    let b = dev
+        .alloc(size as u64, Placement::DeviceLocal)
+        .expect("alloc");
     let base = pattern(size, 1);
     dev.write(&*b, 0, &base).expect("write base");
     let mut model = base.clone();
-    for (off, len) in [(1usize, 1usize), (3, 17), (4093, 5), (9_999, 8), (0, 1), (511, 2049)] {
+    for (off, len) in [
+        (1usize, 1usize),
+        (3, 17),
+        (4093, 5),
+        (9_999, 8),
+        (0, 1),
+        (511, 2049),
+    ] {
         let patch = pattern(len, off as u8 ^ 0x5a);
         dev.write(&*b, off as u64, &patch).expect("partial write");
         model[off..off + len].copy_from_slice(&patch);
@@ -136,7 +147,9 @@ pub fn partial_copies_odd_offsets(dev: &dyn DynDevice) {
         dev.read(&*b, ro as u64, &mut part).expect("partial read");
         assert!(part[..] == model[ro..ro + len + 2], "partial read at {ro}");
     }
-    let c = dev.alloc(size as u64, Placement::DeviceLocal).expect("alloc 2");
+    let c = dev
+        .alloc(size as u64, Placement::DeviceLocal)
+        .expect("alloc 2");
     dev.fill(&*c, 0, size as u64, 0xee).expect("fill");
     dev.copy(&*b, 13, &*c, 4097, 999).expect("partial d2d");
     let mut want = vec![0xeeu8; size];
@@ -235,7 +248,10 @@ pub fn errors_for_bad_input(dev: &dyn DynDevice) {
     let c = dev.alloc(100, Placement::DeviceLocal).expect("alloc");
     oob(dev.copy(&*b, 50, &*c, 0, 51), "copy src past end");
     oob(dev.copy(&*b, 0, &*c, 60, 41), "copy dst past end");
-    oob(dev.copy(&*b, u64::MAX - 1, &*c, 0, 2), "copy offset overflow");
+    oob(
+        dev.copy(&*b, u64::MAX - 1, &*c, 0, 2),
+        "copy offset overflow",
+    );
     oob(dev.fill(&*b, 90, 11, 0), "fill past end");
     let mut back = vec![0u8; 100];
     dev.read(&*b, 0, &mut back).expect("read");
@@ -320,9 +336,15 @@ pub fn hardware_required(name: &str) -> bool {
 /// What a hardware test does when its device is absent: skip loudly, or fail when required.
 pub fn skip_or_fail(name: &str, why: &str) {
     if hardware_required(name) {
-        panic!("{name} required (VUMA_REQUIRE_{} or VUMA_REQUIRE_HW = 1) but unavailable: {why}", name.to_ascii_uppercase());
+        panic!(
+            "{name} required (VUMA_REQUIRE_{} or VUMA_REQUIRE_HW = 1) but unavailable: {why}",
+            name.to_ascii_uppercase()
+        );
     }
-    eprintln!("SKIP: {name} unavailable: {why} (set VUMA_REQUIRE_{}=1 to make this a failure)", name.to_ascii_uppercase());
+    eprintln!(
+        "SKIP: {name} unavailable: {why} (set VUMA_REQUIRE_{}=1 to make this a failure)",
+        name.to_ascii_uppercase()
+    );
 }
 
 /// The memory manager's model test on real devices: `steps` random operations (create,
@@ -378,7 +400,9 @@ pub fn memory_model(devices: Vec<std::sync::Arc<dyn DynDevice>>, seed: u64, step
                 assert!(got == *model, "{}", ctx("device copy differs"));
             }
             3 => {
-                let lease = mm.acquire(b, d, AccessMode::Write, 1).expect("acquire write");
+                let lease = mm
+                    .acquire(b, d, AccessMode::Write, 1)
+                    .expect("acquire write");
                 let data = pattern(len, step as u8 ^ 0x33);
                 devices[d]
                     .write(lease.block(), lease.offset(), &data)
@@ -418,10 +442,17 @@ pub fn memory_model(devices: Vec<std::sync::Arc<dyn DynDevice>>, seed: u64, step
         }
     }
     for (b, model) in &bufs {
-        assert!(mm.to_vec(b).expect("final read") == *model, "final read of {:?}", b.id());
+        assert!(
+            mm.to_vec(b).expect("final read") == *model,
+            "final read of {:?}",
+            b.id()
+        );
     }
     drop(bufs);
     let s = mm.stats();
     assert_eq!(s.buffers, 0);
-    assert!(s.devices.iter().all(|d| d.bytes_in_use == 0), "copies freed");
+    assert!(
+        s.devices.iter().all(|d| d.bytes_in_use == 0),
+        "copies freed"
+    );
 }

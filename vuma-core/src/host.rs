@@ -248,7 +248,9 @@ impl Device for HostDevice {
         let (d_o, _) = range(dst, dst_offset, len)?;
         let same = Arc::ptr_eq(&src.mem, &dst.mem);
         if same && so < d_o + n && d_o < so + n {
-            return Err(Error::invalid("copy within one buffer with overlapping ranges"));
+            return Err(Error::invalid(
+                "copy within one buffer with overlapping ranges",
+            ));
         }
         self.fault(FaultSite::Copy)?;
         let _q = self.lock();

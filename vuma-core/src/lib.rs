@@ -12,8 +12,8 @@
 //! - [`Placement`] and [`AccessMode`], and the placement policy [`choose_placement`];
 //! - [`Kernel`] — one variant per backend (CUDA source/PTX, SPIR-V, host function);
 //! - [`RawStorage`] and the [`pool`] written against it;
-//! - [`memory`] — [`UnifiedBuffer`](memory::UnifiedBuffer)s with MSI-style coherence, lazy
-//!   allocation, per-device budgets and LRU eviction ([`MemoryManager`](memory::MemoryManager));
+//! - [`memory`] — [`UnifiedBuffer`]s with MSI-style coherence, lazy
+//!   allocation, per-device budgets and LRU eviction ([`MemoryManager`]);
 //! - [`HostDevice`] — the CPU as a device: the default on machines without a GPU, and the
 //!   device every test can use;
 //! - [`Error`] — one error enum for the whole vocabulary.
@@ -67,12 +67,13 @@ pub use device::{check_launch_args, Device, DynDevice};
 pub use error::{check_range, Error, Result};
 pub use host::{HostBuffer, HostDevice};
 pub use info::{Backend, DeviceId, DeviceInfo, DeviceKind, LinkInfo, MemoryHeap};
-pub use memory::{
-    BufferId, Lease, Location, MemoryConfig, MemoryManager, MemoryStats, Outcome, Residency, UnifiedBuffer,
-};
-pub use pool::{Pool, PoolAlloc, PoolConfig, PoolStats};
 pub use kernel::{Arg, CudaCode, HostFn, HostLaunch, Kernel, KernelVariant, LaunchConfig, Scalar};
+pub use memory::{
+    BufferId, Lease, Location, MemoryConfig, MemoryManager, MemoryStats, Outcome, Residency,
+    UnifiedBuffer,
+};
 pub use placement::{
     choose_placement, human_bytes, AccessMode, Placement, PlacementConfig, PlacementDecision,
 };
+pub use pool::{Pool, PoolAlloc, PoolConfig, PoolStats};
 pub use storage::{DeviceStorage, RawStorage};

@@ -413,7 +413,9 @@ impl MemoryManager {
     /// A new buffer of `size` bytes, reading as zeros. Takes no memory until used.
     pub fn create(&self, size: u64) -> Result<UnifiedBuffer> {
         if size == 0 {
-            return Err(Error::ZeroSize { what: "unified buffer" });
+            return Err(Error::ZeroSize {
+                what: "unified buffer",
+            });
         }
         let max = crate::host::physical_memory().unwrap_or(u64::MAX);
         if size > max || size > isize::MAX as u64 {
@@ -505,7 +507,11 @@ impl MemoryManager {
     }
 
     /// Runs `f` on the host copy mutably (map for writing); device copies become invalid.
-    pub fn with_host_mut<R>(&self, buf: &UnifiedBuffer, f: impl FnOnce(&mut [u8]) -> R) -> Result<R> {
+    pub fn with_host_mut<R>(
+        &self,
+        buf: &UnifiedBuffer,
+        f: impl FnOnce(&mut [u8]) -> R,
+    ) -> Result<R> {
         self.check_owner(buf)?;
         let mut st = self.shared.lock();
         self.make_host_valid(&mut st, buf.id)?;
@@ -594,16 +600,21 @@ impl MemoryManager {
             if counts {
                 residency.evicted = self.make_room(&mut st, index, size, buf.id)?;
             }
-            let pool = slot.pools.get(&placement).ok_or_else(|| Error::UnsupportedPlacement {
-                device: info.name.clone(),
-                placement,
-            })?;
+            let pool = slot
+                .pools
+                .get(&placement)
+                .ok_or_else(|| Error::UnsupportedPlacement {
+                    device: info.name.clone(),
+                    placement,
+                })?;
             let alloc = match pool.alloc(size) {
                 Ok(a) => a,
                 Err(e) if e.is_transient() => {
                     // The driver is fuller than our budget thinks: evict everything
                     // evictable on this device, give cached blocks back, retry once.
-                    let more = self.make_room(&mut st, index, u64::MAX / 4, buf.id).unwrap_or_default();
+                    let more = self
+                        .make_room(&mut st, index, u64::MAX / 4, buf.id)
+                        .unwrap_or_default();
                     residency.evicted.extend(more);
                     for p in slot.pools.values() {
                         p.trim();
@@ -704,8 +715,8 @@ impl MemoryManager {
             Outcome::Completed => {}
             Outcome::Failed => {
                 if lease.access.writes() {
-                    let others = b.host_valid
-                        || b.copies.iter().any(|(d, c)| *d != lease.device && c.valid);
+                    let others =
+                        b.host_valid || b.copies.iter().any(|(d, c)| *d != lease.device && c.valid);
                     if others {
                         if let Some(c) = b.copies.get_mut(&lease.device) {
                             c.valid = false;
@@ -783,7 +794,8 @@ impl MemoryManager {
     fn evict_copy(&self, st: &mut State, id: BufferId, index: usize) -> Result<u64> {
         let b = &st.buffers[&id];
         let c = &b.copies[&index];
-        let sole = c.valid && !b.host_valid && !b.copies.iter().any(|(d, o)| *d != index && o.valid);
+        let sole =
+            c.valid && !b.host_valid && !b.copies.iter().any(|(d, o)| *d != index && o.valid);
         let mut wb = 0;
         if sole {
             let mut data = vec![0u8; b.size as usize];

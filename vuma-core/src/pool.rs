@@ -444,7 +444,18 @@ mod tests {
 
     #[test]
     fn classes_round_up_by_at_most_a_quarter() {
-        for s in [1u64, 255, 256, 257, 1000, 4096, 5000, 65537, 1 << 20, (1 << 20) + 1] {
+        for s in [
+            1u64,
+            255,
+            256,
+            257,
+            1000,
+            4096,
+            5000,
+            65537,
+            1 << 20,
+            (1 << 20) + 1,
+        ] {
             let (_, r) = class_of(s);
             assert!(r >= s, "{s} -> {r}");
             assert!(r <= (s.max(256) * 5).div_ceil(4) + 1, "{s} -> {r}");
@@ -484,7 +495,11 @@ mod tests {
         let a = pool.alloc(100 << 20).unwrap();
         drop(a);
         let _b = pool.alloc(90 << 20).unwrap();
-        assert_eq!(fake.allocs.load(Ordering::Relaxed), 1, "cached block reused");
+        assert_eq!(
+            fake.allocs.load(Ordering::Relaxed),
+            1,
+            "cached block reused"
+        );
         drop(_b);
         pool.trim();
         assert_eq!(pool.stats().bytes_reserved, 0);
@@ -513,7 +528,11 @@ mod tests {
         assert!(blocks >= 4);
         drop(v);
         pool.trim();
-        assert_eq!(fake.frees.load(Ordering::Relaxed), blocks - 1, "all but the bump block");
+        assert_eq!(
+            fake.frees.load(Ordering::Relaxed),
+            blocks - 1,
+            "all but the bump block"
+        );
         let s = pool.stats();
         assert_eq!(s.bytes_reserved, 1 << 20);
         let _again = pool.alloc(200 << 10).unwrap();

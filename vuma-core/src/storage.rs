@@ -1,7 +1,7 @@
 //! [`RawStorage`]: the tiny trait pools are written against.
 //!
-//! A backend provides big blocks; [`Pool`](crate::pool::Pool) cuts them into buffers. Any
-//! [`DynDevice`](crate::DynDevice) with a placement is a raw storage
+//! A backend provides big blocks; [`Pool`](crate::Pool) cuts them into buffers. Any
+//! [`DynDevice`] with a placement is a raw storage
 //! ([`DeviceStorage`]), so every backend gets pooling for free, and the pool logic is tested
 //! once on host memory.
 

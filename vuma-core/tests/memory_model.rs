@@ -15,24 +15,63 @@ use vuma_core::{
 #[derive(Debug, Clone)]
 enum Op {
     Create(u16),
-    HostWrite { buf: u8, off: u16, len: u16, seed: u8 },
-    DeviceRead { buf: u8, dev: u8 },
-    DeviceWrite { buf: u8, dev: u8, seed: u8 },
-    DevicePartialWrite { buf: u8, dev: u8, off: u16, seed: u8 },
-    HostRead { buf: u8 },
-    Evict { dev: u8 },
-    Drop { buf: u8 },
+    HostWrite {
+        buf: u8,
+        off: u16,
+        len: u16,
+        seed: u8,
+    },
+    DeviceRead {
+        buf: u8,
+        dev: u8,
+    },
+    DeviceWrite {
+        buf: u8,
+        dev: u8,
+        seed: u8,
+    },
+    DevicePartialWrite {
+        buf: u8,
+        dev: u8,
+        off: u16,
+        seed: u8,
+    },
+    HostRead {
+        buf: u8,
+    },
+    Evict {
+        dev: u8,
+    },
+    Drop {
+        buf: u8,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         (1u16..20_000).prop_map(Op::Create),
-        (any::<u8>(), any::<u16>(), 1u16..5000, any::<u8>())
-            .prop_map(|(buf, off, len, seed)| Op::HostWrite { buf, off, len, seed }),
+        (any::<u8>(), any::<u16>(), 1u16..5000, any::<u8>()).prop_map(|(buf, off, len, seed)| {
+            Op::HostWrite {
+                buf,
+                off,
+                len,
+                seed,
+            }
+        }),
         (any::<u8>(), 0u8..3).prop_map(|(buf, dev)| Op::DeviceRead { buf, dev }),
-        (any::<u8>(), 0u8..3, any::<u8>()).prop_map(|(buf, dev, seed)| Op::DeviceWrite { buf, dev, seed }),
-        (any::<u8>(), 0u8..3, any::<u16>(), any::<u8>())
-            .prop_map(|(buf, dev, off, seed)| Op::DevicePartialWrite { buf, dev, off, seed }),
+        (any::<u8>(), 0u8..3, any::<u8>()).prop_map(|(buf, dev, seed)| Op::DeviceWrite {
+            buf,
+            dev,
+            seed
+        }),
+        (any::<u8>(), 0u8..3, any::<u16>(), any::<u8>()).prop_map(|(buf, dev, off, seed)| {
+            Op::DevicePartialWrite {
+                buf,
+                dev,
+                off,
+                seed,
+            }
+        }),
         any::<u8>().prop_map(|buf| Op::HostRead { buf }),
         (0u8..3).prop_map(|dev| Op::Evict { dev }),
         any::<u8>().prop_map(|buf| Op::Drop { buf }),
@@ -40,7 +79,9 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn bytes(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(seed | 1).wrapping_add(seed)).collect()
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(seed | 1).wrapping_add(seed))
+        .collect()
 }
 
 struct World {
@@ -65,7 +106,11 @@ fn world(faults: Option<Arc<FaultPlan>>) -> World {
         })
         .collect();
     let mm = MemoryManager::new(devs.clone(), MemoryConfig::default());
-    World { mm, devs, bufs: Vec::new() }
+    World {
+        mm,
+        devs,
+        bufs: Vec::new(),
+    }
 }
 
 /// Applies `op`; in fault mode, an injected failure must leave the model unchanged.
@@ -81,10 +126,17 @@ fn apply(w: &mut World, op: &Op, faulty: bool) -> Result<(), TestCaseError> {
     let n = w.bufs.len();
     match *op {
         Op::Create(size) => {
-            let b = w.mm.create(u64::from(size)).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let b =
+                w.mm.create(u64::from(size))
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
             w.bufs.push((b, vec![0u8; size as usize]));
         }
-        Op::HostWrite { buf, off, len, seed } if n > 0 => {
+        Op::HostWrite {
+            buf,
+            off,
+            len,
+            seed,
+        } if n > 0 => {
             let (b, model) = &mut w.bufs[buf as usize % n];
             let off = off as usize % model.len();
             let len = (len as usize).min(model.len() - off);
@@ -117,7 +169,11 @@ fn apply(w: &mut World, op: &Op, faulty: bool) -> Result<(), TestCaseError> {
                 Ok(lease) => {
                     let data = bytes(model.len(), seed);
                     let r = w.devs[d].write(lease.block(), lease.offset(), &data);
-                    let outcome = if r.is_ok() { Outcome::Completed } else { Outcome::Failed };
+                    let outcome = if r.is_ok() {
+                        Outcome::Completed
+                    } else {
+                        Outcome::Failed
+                    };
                     w.mm.release(lease, outcome);
                     if ok_or_injected(r)? {
                         *model = data;
@@ -128,7 +184,12 @@ fn apply(w: &mut World, op: &Op, faulty: bool) -> Result<(), TestCaseError> {
                 }
             }
         }
-        Op::DevicePartialWrite { buf, dev, off, seed } if n > 0 => {
+        Op::DevicePartialWrite {
+            buf,
+            dev,
+            off,
+            seed,
+        } if n > 0 => {
             let (b, model) = &mut w.bufs[buf as usize % n];
             let d = dev as usize;
             match w.mm.acquire(b, d, AccessMode::ReadWrite, 2) {
@@ -136,7 +197,11 @@ fn apply(w: &mut World, op: &Op, faulty: bool) -> Result<(), TestCaseError> {
                     let off = off as usize % model.len();
                     let data = bytes((model.len() - off).min(777), seed);
                     let r = w.devs[d].write(lease.block(), lease.offset() + off as u64, &data);
-                    let outcome = if r.is_ok() { Outcome::Completed } else { Outcome::Failed };
+                    let outcome = if r.is_ok() {
+                        Outcome::Completed
+                    } else {
+                        Outcome::Failed
+                    };
                     w.mm.release(lease, outcome);
                     if ok_or_injected(r)? {
                         model[off..off + data.len()].copy_from_slice(&data);
@@ -171,7 +236,11 @@ fn check_stats(w: &World) -> Result<(), TestCaseError> {
     prop_assert_eq!(s.buffers, w.bufs.len() as u64);
     for (i, d) in s.devices.iter().enumerate() {
         let budget = w.mm.budget(i).unwrap();
-        prop_assert!(d.bytes_in_use <= budget, "device {i}: {} > budget {budget}", d.bytes_in_use);
+        prop_assert!(
+            d.bytes_in_use <= budget,
+            "device {i}: {} > budget {budget}",
+            d.bytes_in_use
+        );
         prop_assert!(d.peak_bytes >= d.bytes_in_use);
     }
     Ok(())
@@ -179,7 +248,9 @@ fn check_stats(w: &World) -> Result<(), TestCaseError> {
 
 fn verify_all(w: &World) -> Result<(), TestCaseError> {
     for (b, model) in &w.bufs {
-        let got = w.mm.to_vec(b).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let got =
+            w.mm.to_vec(b)
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert!(&got == model, "final read of {:?} differs", b.id());
     }
     Ok(())
@@ -220,11 +291,23 @@ fn creation_is_lazy_and_placement_is_reported() {
     let dev: Arc<dyn DynDevice> = Arc::new(HostDevice::with_budget("h", 1 << 20));
     let mm = MemoryManager::new(vec![dev], MemoryConfig::default());
     let b = mm.create(4096).unwrap();
-    assert_eq!(mm.stats().devices[0].bytes_in_use, 0, "no device memory before first use");
-    assert_eq!(mm.stats().host.bytes_in_use, 0, "no host memory before first write");
+    assert_eq!(
+        mm.stats().devices[0].bytes_in_use,
+        0,
+        "no device memory before first use"
+    );
+    assert_eq!(
+        mm.stats().host.bytes_in_use,
+        0,
+        "no host memory before first write"
+    );
     let lease = mm.acquire(&b, 0, AccessMode::Read, 1).unwrap();
     assert!(lease.residency.allocated);
-    assert_eq!(lease.residency.placement, Placement::HostMapped, "CPU shares host memory");
+    assert_eq!(
+        lease.residency.placement,
+        Placement::HostMapped,
+        "CPU shares host memory"
+    );
     assert!(!lease.residency.reason.is_empty());
     mm.release(lease, Outcome::Completed);
     assert_eq!(mm.stats().devices[0].bytes_in_use, 4096);
@@ -250,7 +333,8 @@ fn eviction_writes_back_dirty_copies_lru_first() {
     let bufs: Vec<_> = (0..4).map(|_| mm.create(4096).unwrap()).collect();
     for (i, b) in bufs.iter().enumerate() {
         let l = mm.acquire(b, 0, AccessMode::Write, 1).unwrap();
-        dev.write(l.block(), l.offset(), &[i as u8 + 1; 4096]).unwrap();
+        dev.write(l.block(), l.offset(), &[i as u8 + 1; 4096])
+            .unwrap();
         mm.release(l, Outcome::Completed);
     }
     let s = mm.stats().devices[0];

@@ -16,17 +16,23 @@ fn main() -> vuma::Result<()> {
 
     // A heavy AI workload over 32 MiB of activations.
     let n: u32 = 8 << 20;
-    let input: Vec<u8> = (0..n).flat_map(|i| ((i % 200) as f32 - 100.0).to_le_bytes()).collect();
+    let input: Vec<u8> = (0..n)
+        .flat_map(|i| ((i % 200) as f32 - 100.0).to_le_bytes())
+        .collect();
     let x = vuma.create_buffer_from(&input)?;
     let y = vuma.create_buffer(u64::from(n) * 4)?;
-    let heavy = GpuWorkload::new("transformer-layer", WorkloadKind::AiInference, kernels::relu_scale())
-        .complexity(0.9)
-        .priority(Priority::High)
-        .read(&x, 1)
-        .write(&y)
-        .scalar(Scalar::U32(n))
-        .scalar(Scalar::F32(1.0))
-        .launch(kernels::launch_for(u64::from(n)));
+    let heavy = GpuWorkload::new(
+        "transformer-layer",
+        WorkloadKind::AiInference,
+        kernels::relu_scale(),
+    )
+    .complexity(0.9)
+    .priority(Priority::High)
+    .read(&x, 1)
+    .write(&y)
+    .scalar(Scalar::U32(n))
+    .scalar(Scalar::F32(1.0))
+    .launch(kernels::launch_for(u64::from(n)));
     println!("{}\n", vuma.process_workload(&heavy)?);
 
     // Light UI work: a small blend that should stay on the low tier.

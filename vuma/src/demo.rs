@@ -63,19 +63,25 @@ pub fn run(vuma: &UnifiedMemoryManager, opts: &DemoOptions) -> Result<DemoOutcom
         .collect();
     let x = vuma.create_buffer_from(&act)?;
     let y = vuma.create_buffer(n_act * 4)?;
-    let ai = GpuWorkload::new("ai-inference", WorkloadKind::AiInference, kernels::relu_scale())
-        .complexity(0.9)
-        .priority(Priority::High)
-        .read(&x, 1)
-        .write(&y)
-        .scalar(Scalar::U32(n_act as u32))
-        .scalar(Scalar::F32(0.5))
-        .launch(kernels::launch_for(n_act));
+    let ai = GpuWorkload::new(
+        "ai-inference",
+        WorkloadKind::AiInference,
+        kernels::relu_scale(),
+    )
+    .complexity(0.9)
+    .priority(Priority::High)
+    .read(&x, 1)
+    .write(&y)
+    .scalar(Scalar::U32(n_act as u32))
+    .scalar(Scalar::F32(0.5))
+    .launch(kernels::launch_for(n_act));
     reports.push(vuma.process_workload(&ai)?);
 
     // 2. Light UI work: blend two 1080p frames.
     let px = (1920 * 1080) as u64;
-    let a: Vec<u8> = (0..px).flat_map(|i| (i as u32).wrapping_mul(0x0101_0101).to_le_bytes()).collect();
+    let a: Vec<u8> = (0..px)
+        .flat_map(|i| (i as u32).wrapping_mul(0x0101_0101).to_le_bytes())
+        .collect();
     let b: Vec<u8> = (0..px).flat_map(|i| (!(i as u32)).to_le_bytes()).collect();
     let fa = vuma.create_buffer_from(&a)?;
     let fb = vuma.create_buffer_from(&b)?;
@@ -98,13 +104,17 @@ pub fn run(vuma: &UnifiedMemoryManager, opts: &DemoOptions) -> Result<DemoOutcom
             c.copy_from_slice(&(i as u32).to_le_bytes());
         }
     })?;
-    let heavy = GpuWorkload::new("large-buffer", WorkloadKind::HeavyCompute, kernels::scale_u32())
-        .complexity(0.7)
-        .read_write(&big, 1)
-        .scalar(Scalar::U32(n_big as u32))
-        .scalar(Scalar::U32(3))
-        .scalar(Scalar::U32(1))
-        .launch(kernels::launch_for(n_big));
+    let heavy = GpuWorkload::new(
+        "large-buffer",
+        WorkloadKind::HeavyCompute,
+        kernels::scale_u32(),
+    )
+    .complexity(0.7)
+    .read_write(&big, 1)
+    .scalar(Scalar::U32(n_big as u32))
+    .scalar(Scalar::U32(3))
+    .scalar(Scalar::U32(1))
+    .launch(kernels::launch_for(n_big));
     reports.push(vuma.process_workload(&heavy)?);
 
     // 4. The AI job again: its input is already resident where it ran.
@@ -121,7 +131,10 @@ pub fn run(vuma: &UnifiedMemoryManager, opts: &DemoOptions) -> Result<DemoOutcom
             });
         }
     }
-    verified.push(format!("ai-inference: {} of activations correct", human_bytes(n_act * 4)));
+    verified.push(format!(
+        "ai-inference: {} of activations correct",
+        human_bytes(n_act * 4)
+    ));
     let out = vuma.to_vec(&fd)?;
     for i in [0usize, 7, 1920 * 540 + 960, px as usize - 1] {
         let (p, q) = (u32_at(&a, i), u32_at(&b, i));
@@ -144,6 +157,9 @@ pub fn run(vuma: &UnifiedMemoryManager, opts: &DemoOptions) -> Result<DemoOutcom
             });
         }
     }
-    verified.push(format!("large-buffer: {} scaled in place correct", human_bytes(n_big * 4)));
+    verified.push(format!(
+        "large-buffer: {} scaled in place correct",
+        human_bytes(n_big * 4)
+    ));
     Ok(DemoOutcome { reports, verified })
 }

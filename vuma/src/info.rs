@@ -97,7 +97,11 @@ pub fn to_text(vuma: &UnifiedMemoryManager) -> String {
                 .scheduler()
                 .tier_of(i.id)
                 .map_or("-".to_string(), |t| t.to_string());
-            let _ = writeln!(s, "  [{}] {} — {} GPU/CPU, {tier}", i.ordinal, i.name, i.kind);
+            let _ = writeln!(
+                s,
+                "  [{}] {} — {} GPU/CPU, {tier}",
+                i.ordinal, i.name, i.kind
+            );
             if let Some(u) = i.uuid_string() {
                 let _ = writeln!(s, "      uuid            {u}");
             }
@@ -123,16 +127,25 @@ pub fn to_text(vuma: &UnifiedMemoryManager) -> String {
                 s,
                 "      zero-copy       {}{}",
                 if i.can_map_host_memory { "yes" } else { "no" },
-                if i.unified_memory { " (shares host memory)" } else { "" }
+                if i.unified_memory {
+                    " (shares host memory)"
+                } else {
+                    ""
+                }
             );
             for (n, h) in i.heaps.iter().enumerate() {
                 let _ = writeln!(
                     s,
                     "      heap {n}          {}{}{}{}",
                     human_bytes(h.size),
-                    if h.device_local { " device-local" } else { " host" },
+                    if h.device_local {
+                        " device-local"
+                    } else {
+                        " host"
+                    },
                     if h.host_visible { " host-visible" } else { "" },
-                    h.budget.map_or(String::new(), |b| format!(", budget {}", human_bytes(b)))
+                    h.budget
+                        .map_or(String::new(), |b| format!(", budget {}", human_bytes(b)))
                 );
             }
             let _ = writeln!(s, "      driver          {}", i.driver);
@@ -145,7 +158,11 @@ pub fn to_text(vuma: &UnifiedMemoryManager) -> String {
     let _ = writeln!(
         s,
         "codecs: {}",
-        if c.is_empty() { "none (hyperloop feature off)".to_string() } else { c.join(", ") }
+        if c.is_empty() {
+            "none (hyperloop feature off)".to_string()
+        } else {
+            c.join(", ")
+        }
     );
     s
 }

@@ -73,7 +73,9 @@ fn check_len(k: &str, buf: &[u8], n: usize) -> Result<()> {
 }
 
 fn threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |t| t.get()).min(16)
+    std::thread::available_parallelism()
+        .map_or(1, |t| t.get())
+        .min(16)
 }
 
 /// Runs `f` over `threads()` contiguous parts of `y` (4-byte aligned), each with the
@@ -149,7 +151,9 @@ pub fn blend() -> Kernel {
                 check_len("blend", buf, n)?;
             }
             for i in 0..n {
-                let r = |s: &[u8]| u32::from_le_bytes([s[4 * i], s[4 * i + 1], s[4 * i + 2], s[4 * i + 3]]);
+                let r = |s: &[u8]| {
+                    u32::from_le_bytes([s[4 * i], s[4 * i + 1], s[4 * i + 2], s[4 * i + 3]])
+                };
                 let (p, q) = (r(a), r(b));
                 let v = (p & q) + (((p ^ q) >> 1) & 0x7f7f_7f7f);
                 d[4 * i..4 * i + 4].copy_from_slice(&v.to_le_bytes());

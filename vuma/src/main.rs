@@ -6,7 +6,11 @@ use clap::{Parser, Subcommand};
 use vuma::{demo, info, UnifiedMemoryManager};
 
 #[derive(Parser, Debug)]
-#[command(name = "vuma", version, about = "VUMA: virtual unified memory for PCs with discrete GPUs")]
+#[command(
+    name = "vuma",
+    version,
+    about = "VUMA: virtual unified memory for PCs with discrete GPUs"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

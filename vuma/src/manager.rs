@@ -136,8 +136,7 @@ impl Builder {
         if devices.is_empty() {
             return Err(Error::Unavailable {
                 backend: Backend::Host,
-                reason: "no device: every backend is absent and the host device is disabled"
-                    .into(),
+                reason: "no device: every backend is absent and the host device is disabled".into(),
             });
         }
         let infos: Vec<DeviceInfo> = devices.iter().map(|d| d.info().clone()).collect();
@@ -375,8 +374,7 @@ impl UnifiedMemoryManager {
             })
             .collect();
         let est = choice.est_run_s;
-        self.scheduler
-            .queue_started(choice.device, w.priority, est);
+        self.scheduler.queue_started(choice.device, w.priority, est);
         let run = device
             .launch(&w.kernel, &w.launch, &args)
             .and_then(|()| device.synchronize());

@@ -26,7 +26,10 @@ fn seed_scenario_runs_end_to_end_on_the_host() {
     for r in &out.reports {
         assert_eq!(r.device, "host");
         assert!(!r.reason.is_empty());
-        assert!(r.buffers.iter().all(|b| b.placement == Placement::HostMapped));
+        assert!(r
+            .buffers
+            .iter()
+            .all(|b| b.placement == Placement::HostMapped));
         let text = r.to_string();
         assert!(text.contains(&r.workload));
         assert!(r.to_json()["buffers"].is_array());
@@ -49,12 +52,18 @@ fn workload_without_a_usable_kernel_is_a_typed_error() {
 fn bad_complexity_and_sizes_are_typed_errors() {
     let vuma = host_only();
     assert!(matches!(vuma.create_buffer(0), Err(Error::ZeroSize { .. })));
-    assert!(matches!(vuma.create_buffer(u64::MAX), Err(Error::TooLarge { .. })));
+    assert!(matches!(
+        vuma.create_buffer(u64::MAX),
+        Err(Error::TooLarge { .. })
+    ));
     let b = vuma.create_buffer(64).unwrap();
     let w = GpuWorkload::new("w", WorkloadKind::Ui, kernels::blend())
         .complexity(f32::NAN)
         .read(&b, 1);
-    assert!(matches!(vuma.process_workload(&w), Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        vuma.process_workload(&w),
+        Err(Error::InvalidArgument(_))
+    ));
     // A kernel that fails leaves the data intact.
     vuma.write(&b, 0, &[9u8; 64]).unwrap();
     let w = GpuWorkload::new("short", WorkloadKind::Ui, kernels::scale_u32())

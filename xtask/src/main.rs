@@ -1,1 +1,190 @@
-fn main() {}
+//! # xtask
+//!
+//! VUMA's workspace automation, run as `cargo xtask <command>` (an alias in
+//! `.cargo/config.toml`). It owns the project's checks and the path from this machine to a
+//! GPU machine; it depends on no other workspace crate, so it builds in seconds even when
+//! they do not build.
+//!
+//! How it maps VUMA's concepts:
+//! - the three test tiers of `docs/testing.md`: tier 1 (logic and the host device) and tier 2
+//!   (Vulkan on lavapipe, with validation) run under `cargo xtask ci`; tier 3 (real GPUs) runs
+//!   under `cargo xtask test-hw`, which sets `VUMA_REQUIRE_HW=1` so that a hardware test
+//!   without its device fails instead of skipping;
+//! - the layering of `DESIGN.md` ("vuma-core knows no backend; a backend knows no other
+//!   backend") is checked on the dependency graph by `cargo xtask ci` ([`ci::ARCH_RULES`]);
+//! - benchmark records (`vuma_core::bench::Record`, one JSON object per line in
+//!   `$VUMA_BENCH_OUT`) are collected by `cargo xtask bench` into `target/bench/results.json`,
+//!   printed as a table and drawn as `target/bench/results.svg`.
+//!
+//! Commands:
+//! - `cargo xtask ci [--quick] [-p PKG]…`: fmt, clippy (plus feature combinations unless
+//!   `--quick`), tests, docs with `-D warnings`, the architecture check; a summary table.
+//! - `cargo xtask test-hw [--bundle DIR] [--features F] [-p PKG]…`: release test binaries run
+//!   here with `VUMA_REQUIRE_HW=1`, or a self-contained bundle (`DIR/run.sh`) for a GPU
+//!   machine with no Rust.
+//! - `cargo xtask bench [--quick] [--filter X] [--from FILE]`: run benches, table and SVG.
+//!
+//! ## Feature flags
+//! None.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod artifacts;
+mod bench;
+mod ci;
+mod hw;
+mod records;
+mod svg;
+mod util;
+
+use artifacts::Selection;
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", about = "VUMA workspace automation", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Formatting, clippy, tests, docs and the architecture check, with a summary table.
+    Ci {
+        /// Skip the clippy runs over feature combinations.
+        #[arg(long)]
+        quick: bool,
+        /// Check only this package (repeatable; default: the whole workspace).
+        #[arg(short, long = "package", value_name = "PKG")]
+        packages: Vec<String>,
+        /// Stop at the first failing step.
+        #[arg(long)]
+        fail_fast: bool,
+    },
+    /// Build release test (and bench) binaries; run them here with VUMA_REQUIRE_HW=1, or bundle them.
+    TestHw {
+        /// Write a bundle (tests/, benches/, run.sh, MANIFEST) into DIR instead of running here.
+        #[arg(long, value_name = "DIR")]
+        bundle: Option<PathBuf>,
+        /// Features to build with (default: --all-features).
+        #[arg(long, value_name = "FEATURES")]
+        features: Option<String>,
+        /// Build only this package (repeatable; default: the whole workspace).
+        #[arg(short, long = "package", value_name = "PKG")]
+        packages: Vec<String>,
+        /// Run here without VUMA_REQUIRE_HW=1 (hardware tests may skip).
+        #[arg(long)]
+        allow_skip: bool,
+        /// Leave bench binaries out of the bundle.
+        #[arg(long)]
+        no_benches: bool,
+    },
+    /// Run the benchmarks; write target/bench/results.json and results.svg and print a table.
+    Bench {
+        /// Smaller sizes and fewer iterations (VUMA_BENCH_QUICK=1).
+        #[arg(long)]
+        quick: bool,
+        /// Only bench binaries whose `package/target` contains X (also VUMA_BENCH_FILTER=X).
+        #[arg(long, value_name = "X")]
+        filter: Option<String>,
+        /// Render table and SVG from an existing JSONL/JSON file of records; run nothing.
+        #[arg(long, value_name = "FILE")]
+        from: Option<PathBuf>,
+        /// Features to build with (default: --all-features).
+        #[arg(long, value_name = "FEATURES")]
+        features: Option<String>,
+        /// Build only this package (repeatable; default: the whole workspace).
+        #[arg(short, long = "package", value_name = "PKG")]
+        packages: Vec<String>,
+        /// Output folder (default: target/bench).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Cmd::Ci {
+            quick,
+            packages,
+            fail_fast,
+        } => ci::run(&ci::CiOptions {
+            quick,
+            packages,
+            fail_fast,
+        }),
+        Cmd::TestHw {
+            bundle,
+            features,
+            packages,
+            allow_skip,
+            no_benches,
+        } => hw::run(&hw::HwOptions {
+            selection: Selection { packages, features },
+            bundle,
+            allow_skip,
+            no_benches,
+        }),
+        Cmd::Bench {
+            quick,
+            filter,
+            from,
+            features,
+            packages,
+            out,
+        } => bench::run(&bench::BenchOptions {
+            quick,
+            filter,
+            from,
+            selection: Selection { packages, features },
+            out_dir: out,
+        }),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent_and_parses_every_command() {
+        Cli::command().debug_assert();
+        let c = Cli::try_parse_from(["xtask", "ci", "--quick", "-p", "vuma-core", "-p", "xtask"])
+            .unwrap();
+        assert!(
+            matches!(c.command, Cmd::Ci { quick: true, ref packages, .. } if packages.len() == 2)
+        );
+        let c = Cli::try_parse_from([
+            "xtask",
+            "test-hw",
+            "--bundle",
+            "target/hw-bundle",
+            "--features",
+            "cuda",
+        ])
+        .unwrap();
+        assert!(matches!(
+            c.command,
+            Cmd::TestHw {
+                bundle: Some(_),
+                features: Some(_),
+                ..
+            }
+        ));
+        let c = Cli::try_parse_from(["xtask", "bench", "--from", "x.jsonl"]).unwrap();
+        assert!(matches!(c.command, Cmd::Bench { from: Some(_), .. }));
+        assert!(Cli::try_parse_from(["xtask", "frobnicate"]).is_err());
+    }
+}

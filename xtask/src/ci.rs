@@ -1,0 +1,487 @@
+//! `cargo xtask ci`: formatting, lints, tests, docs and the architecture check, with a
+//! summary table at the end.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::err;
+use crate::util::{
+    cargo, display_cmd, fmt_duration, fmt_status, run_status, run_stdout, table, Context, Result,
+};
+
+/// What `cargo xtask ci` does, from its command line.
+#[derive(Debug, Clone, Default)]
+pub struct CiOptions {
+    /// Skip the clippy runs over feature combinations (`--all-features`, `vuma` without defaults).
+    pub quick: bool,
+    /// Check only these packages (empty: the whole workspace).
+    pub packages: Vec<String>,
+    /// Stop at the first failing step.
+    pub fail_fast: bool,
+}
+
+/// One step of the pipeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// A cargo invocation.
+    Cargo {
+        /// Name in the summary.
+        name: &'static str,
+        /// Arguments after `cargo`.
+        args: Vec<String>,
+        /// Extra environment.
+        env: Vec<(String, String)>,
+    },
+    /// The dependency-graph check ([`ARCH_RULES`]).
+    Architecture,
+}
+
+impl Step {
+    fn name(&self) -> &'static str {
+        match self {
+            Step::Cargo { name, .. } => name,
+            Step::Architecture => "architecture",
+        }
+    }
+}
+
+/// Crates that must not appear in a package's normal dependency tree.
+///
+/// Architecture invariant: `vuma-core` knows no backend and no async runtime; a backend
+/// crate knows no other backend; the layers below the facade know no backend.
+pub const ARCH_RULES: &[(&str, &[&str])] = &[
+    (
+        "vuma-core",
+        &[
+            "cudarc",
+            "ash",
+            "gpu-allocator",
+            "tokio",
+            "vuma-cuda",
+            "vuma-vulkan",
+            "vuma-hyperloop",
+            "vuma-sched",
+            "vuma",
+        ],
+    ),
+    (
+        "vuma-cuda",
+        &["ash", "gpu-allocator", "vuma-vulkan", "vuma"],
+    ),
+    ("vuma-vulkan", &["cudarc", "vuma-cuda", "vuma"]),
+    (
+        "vuma-hyperloop",
+        &[
+            "cudarc",
+            "ash",
+            "gpu-allocator",
+            "vuma-cuda",
+            "vuma-vulkan",
+            "vuma",
+        ],
+    ),
+    (
+        "vuma-sched",
+        &[
+            "cudarc",
+            "ash",
+            "gpu-allocator",
+            "vuma-cuda",
+            "vuma-vulkan",
+            "vuma",
+        ],
+    ),
+];
+
+fn strings(a: &[&str]) -> Vec<String> {
+    a.iter().map(|s| s.to_string()).collect()
+}
+
+/// The steps `cargo xtask ci` runs, in order.
+pub fn plan(opts: &CiOptions) -> Vec<Step> {
+    let select: Vec<String> = if opts.packages.is_empty() {
+        strings(&["--workspace"])
+    } else {
+        opts.packages
+            .iter()
+            .flat_map(|p| ["-p".to_string(), p.clone()])
+            .collect()
+    };
+    let fmt_select = if opts.packages.is_empty() {
+        strings(&["--all"])
+    } else {
+        select.clone()
+    };
+    let deny = strings(&["--", "-D", "warnings"]);
+    let cat = |parts: &[&[String]]| parts.concat();
+    let mut steps = vec![
+        Step::Cargo {
+            name: "fmt",
+            args: cat(&[
+                &strings(&["fmt"]),
+                &fmt_select,
+                &strings(&["--", "--check"]),
+            ]),
+            env: vec![],
+        },
+        Step::Cargo {
+            name: "clippy",
+            args: cat(&[
+                &strings(&["clippy"]),
+                &select,
+                &strings(&["--all-targets"]),
+                &deny,
+            ]),
+            env: vec![],
+        },
+    ];
+    if !opts.quick {
+        steps.push(Step::Cargo {
+            name: "clippy-all-features",
+            args: cat(&[
+                &strings(&["clippy"]),
+                &select,
+                &strings(&["--all-targets", "--all-features"]),
+                &deny,
+            ]),
+            env: vec![],
+        });
+        if opts.packages.is_empty() || opts.packages.iter().any(|p| p == "vuma") {
+            steps.push(Step::Cargo {
+                name: "clippy-vuma-no-default",
+                args: cat(&[
+                    &strings(&[
+                        "clippy",
+                        "-p",
+                        "vuma",
+                        "--all-targets",
+                        "--no-default-features",
+                    ]),
+                    &deny,
+                ]),
+                env: vec![],
+            });
+        }
+    }
+    // Vulkan tests turn the validation layer on where it is installed (lavapipe in CI).
+    let mut test_env = vec![];
+    if std::env::var_os("VUMA_VK_VALIDATION").is_none() {
+        test_env.push(("VUMA_VK_VALIDATION".to_string(), "1".to_string()));
+    }
+    steps.push(Step::Cargo {
+        name: "test",
+        args: cat(&[&strings(&["test"]), &select, &strings(&["--all-features"])]),
+        env: test_env,
+    });
+    steps.push(Step::Cargo {
+        name: "doc",
+        args: cat(&[
+            &strings(&["doc"]),
+            &select,
+            &strings(&["--no-deps", "--all-features"]),
+        ]),
+        env: vec![("RUSTDOCFLAGS".into(), "-D warnings".into())],
+    });
+    steps.push(Step::Architecture);
+    steps
+}
+
+/// How a step ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// It passed.
+    Pass,
+    /// It failed, with a reason.
+    Fail(String),
+    /// It did not run (an earlier step failed under `--fail-fast`).
+    NotRun,
+}
+
+/// Runs the pipeline; returns whether every step passed.
+pub fn run(opts: &CiOptions) -> Result<bool> {
+    let steps = plan(opts);
+    let mut results: Vec<(String, Verdict, Duration, String)> = Vec::new();
+    let total = Instant::now();
+    let mut failed = false;
+    for (i, step) in steps.iter().enumerate() {
+        if failed && opts.fail_fast {
+            results.push((
+                step.name().into(),
+                Verdict::NotRun,
+                Duration::ZERO,
+                String::new(),
+            ));
+            continue;
+        }
+        let (verdict, took, shown) = match step {
+            Step::Cargo { args, env, .. } => {
+                let mut c = cargo();
+                c.args(args);
+                for (k, v) in env {
+                    c.env(k, v);
+                }
+                let shown = display_cmd(&c);
+                eprintln!("\n==> [{}/{}] {}: {shown}", i + 1, steps.len(), step.name());
+                match run_status(&mut c) {
+                    Ok((st, took)) if st.success() => (Verdict::Pass, took, shown),
+                    Ok((st, took)) => (Verdict::Fail(fmt_status(st)), took, shown),
+                    Err(e) => (Verdict::Fail(e.to_string()), Duration::ZERO, shown),
+                }
+            }
+            Step::Architecture => {
+                eprintln!(
+                    "\n==> [{}/{}] architecture: cargo tree checks",
+                    i + 1,
+                    steps.len()
+                );
+                let start = Instant::now();
+                let v = match architecture_check() {
+                    Ok(lines) => {
+                        for l in &lines {
+                            eprintln!("    {l}");
+                        }
+                        Verdict::Pass
+                    }
+                    Err(e) => {
+                        eprintln!("    {e}");
+                        Verdict::Fail(e.to_string())
+                    }
+                };
+                (
+                    v,
+                    start.elapsed(),
+                    "cargo tree -p <crate> -e normal --prefix none".into(),
+                )
+            }
+        };
+        failed |= matches!(verdict, Verdict::Fail(_));
+        results.push((step.name().into(), verdict, took, shown));
+    }
+    println!("\n{}", summary(&results));
+    println!(
+        "ci: {} in {}",
+        if failed { "FAILED" } else { "passed" },
+        fmt_duration(total.elapsed())
+    );
+    Ok(!failed)
+}
+
+fn summary(results: &[(String, Verdict, Duration, String)]) -> String {
+    let rows: Vec<Vec<String>> = results
+        .iter()
+        .map(|(name, v, d, cmd)| {
+            let (res, time) = match v {
+                Verdict::Pass => ("pass".to_string(), fmt_duration(*d)),
+                Verdict::Fail(why) => (format!("FAIL ({why})"), fmt_duration(*d)),
+                Verdict::NotRun => ("not run".to_string(), "-".to_string()),
+            };
+            vec![name.clone(), res, time, cmd.clone()]
+        })
+        .collect();
+    table(&["step", "result", "time", "command"], &rows)
+}
+
+/// Names of the workspace's member packages (`cargo metadata --no-deps`).
+pub fn workspace_members() -> Result<BTreeSet<String>> {
+    let mut c = cargo();
+    c.args(["metadata", "--no-deps", "--format-version", "1"]);
+    let text = run_stdout(&mut c)?;
+    let v: Value = serde_json::from_str(&text).context("cannot parse `cargo metadata` output")?;
+    Ok(v["packages"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| p["name"].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// Crate names in the output of `cargo tree --prefix none`.
+pub fn tree_crates(tree: &str) -> BTreeSet<String> {
+    tree.lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|w| !w.is_empty() && !w.starts_with('['))
+        .map(String::from)
+        .collect()
+}
+
+/// The crates of `forbidden` that appear in `tree` output.
+pub fn violations(tree: &str, forbidden: &[&str]) -> Vec<String> {
+    let crates = tree_crates(tree);
+    forbidden
+        .iter()
+        .filter(|f| crates.contains(**f))
+        .map(|f| f.to_string())
+        .collect()
+}
+
+/// Checks [`ARCH_RULES`] with `cargo tree` (default features and all features); returns a
+/// line per rule checked, or an error naming every violation.
+pub fn architecture_check() -> Result<Vec<String>> {
+    let members = workspace_members()?;
+    let mut report = Vec::new();
+    let mut bad = Vec::new();
+    for (krate, forbidden) in ARCH_RULES {
+        if !members.contains(*krate) {
+            report.push(format!("{krate}: not a workspace member, not checked"));
+            continue;
+        }
+        for features in [None, Some("--all-features")] {
+            let mut c: Command = cargo();
+            c.args([
+                "tree", "-p", krate, "-e", "normal", "--prefix", "none", "--target", "all",
+            ]);
+            if let Some(f) = features {
+                c.arg(f);
+            }
+            let tree = run_stdout(&mut c)?;
+            let v = violations(&tree, forbidden);
+            let label = features.unwrap_or("default features");
+            if v.is_empty() {
+                report.push(format!(
+                    "{krate} ({label}): ok, {} crates, none of {}",
+                    tree_crates(&tree).len(),
+                    forbidden.join(", ")
+                ));
+            } else {
+                bad.push(format!("{krate} ({label}) depends on {}", v.join(", ")));
+            }
+        }
+    }
+    if bad.is_empty() {
+        Ok(report)
+    } else {
+        Err(err!("architecture invariant broken: {}", bad.join("; ")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(steps: &[Step]) -> Vec<&'static str> {
+        steps.iter().map(Step::name).collect()
+    }
+
+    #[test]
+    fn full_plan_has_every_step_in_order() {
+        let p = plan(&CiOptions::default());
+        assert_eq!(
+            names(&p),
+            [
+                "fmt",
+                "clippy",
+                "clippy-all-features",
+                "clippy-vuma-no-default",
+                "test",
+                "doc",
+                "architecture"
+            ]
+        );
+        let Step::Cargo { args, .. } = &p[0] else {
+            panic!()
+        };
+        assert_eq!(args.join(" "), "fmt --all -- --check");
+        let Step::Cargo { args, .. } = &p[2] else {
+            panic!()
+        };
+        assert_eq!(
+            args.join(" "),
+            "clippy --workspace --all-targets --all-features -- -D warnings"
+        );
+        let Step::Cargo { args, .. } = &p[3] else {
+            panic!()
+        };
+        assert_eq!(
+            args.join(" "),
+            "clippy -p vuma --all-targets --no-default-features -- -D warnings"
+        );
+        let Step::Cargo { args, env, .. } = &p[5] else {
+            panic!()
+        };
+        assert_eq!(args.join(" "), "doc --workspace --no-deps --all-features");
+        assert_eq!(
+            env,
+            &[("RUSTDOCFLAGS".to_string(), "-D warnings".to_string())]
+        );
+    }
+
+    #[test]
+    fn quick_skips_feature_combinations_and_packages_narrow() {
+        let p = plan(&CiOptions {
+            quick: true,
+            packages: vec!["vuma-core".into(), "xtask".into()],
+            fail_fast: false,
+        });
+        assert_eq!(names(&p), ["fmt", "clippy", "test", "doc", "architecture"]);
+        let Step::Cargo { args, .. } = &p[0] else {
+            panic!()
+        };
+        assert_eq!(args.join(" "), "fmt -p vuma-core -p xtask -- --check");
+        let Step::Cargo { args, .. } = &p[2] else {
+            panic!()
+        };
+        assert_eq!(args.join(" "), "test -p vuma-core -p xtask --all-features");
+        // Without `vuma` selected there is no `-p vuma` step even in a full run.
+        let p = plan(&CiOptions {
+            packages: vec!["vuma-core".into()],
+            ..Default::default()
+        });
+        assert!(!names(&p).contains(&"clippy-vuma-no-default"));
+        assert!(names(&p).contains(&"clippy-all-features"));
+    }
+
+    #[test]
+    fn tree_output_is_parsed_and_violations_found() {
+        let tree = "vuma-core v0.1.0 (/w/vuma-core)\nasync-trait v0.1.89 (proc-macro)\n\
+                    proc-macro2 v1.0.103\nthiserror v2.0.17\ntracing v0.1.41\n\
+                    tokio v1.48.0\ntracing-core v0.1.34 (*)\n";
+        let crates = tree_crates(tree);
+        assert!(crates.contains("vuma-core") && crates.contains("tracing-core"));
+        assert_eq!(violations(tree, ARCH_RULES[0].1), ["tokio"]);
+        // A crate whose name merely starts like a forbidden one is not a violation.
+        assert!(violations(
+            "ash-window v0.13.0\nvuma-cuda-sys v1\n",
+            &["ash", "vuma-cuda"]
+        )
+        .is_empty());
+        assert_eq!(
+            violations(
+                "vuma-cuda v0.1.0 (/w)\nash v0.38.0+1.3.281\n",
+                ARCH_RULES[1].1
+            ),
+            ["ash"]
+        );
+    }
+
+    #[test]
+    fn summary_lists_failures_with_reason() {
+        let s = summary(&[
+            (
+                "fmt".into(),
+                Verdict::Pass,
+                Duration::from_millis(1500),
+                "cargo fmt".into(),
+            ),
+            (
+                "clippy".into(),
+                Verdict::Fail("exit 101".into()),
+                Duration::from_secs(61),
+                "cargo clippy".into(),
+            ),
+            (
+                "test".into(),
+                Verdict::NotRun,
+                Duration::ZERO,
+                String::new(),
+            ),
+        ]);
+        assert!(s.contains("fmt    | pass"), "{s}");
+        assert!(s.contains("clippy | FAIL (exit 101) | 1m01s"), "{s}");
+        assert!(s.contains("test   | not run"), "{s}");
+    }
+}
