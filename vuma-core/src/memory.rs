@@ -562,6 +562,8 @@ impl MemoryManager {
         reuse: u32,
     ) -> Result<Lease> {
         self.check_owner(buf)?;
+        let _span =
+            tracing::debug_span!("acquire", buffer = buf.id.0, device = index, ?access).entered();
         let slot = self
             .shared
             .devices
@@ -792,6 +794,7 @@ impl MemoryManager {
     /// Frees `id`'s copy on `index`, writing it back to the host first if it is the only
     /// valid copy. On a failed write-back nothing changes.
     fn evict_copy(&self, st: &mut State, id: BufferId, index: usize) -> Result<u64> {
+        let _span = tracing::debug_span!("evict", buffer = id.0, device = index).entered();
         let b = &st.buffers[&id];
         let c = &b.copies[&index];
         let sole =
@@ -831,6 +834,7 @@ impl MemoryManager {
         if b.host_valid {
             return Ok(());
         }
+        let _span = tracing::debug_span!("download", buffer = id.0, bytes = b.size).entered();
         let (&d, c) = b
             .copies
             .iter()
@@ -864,6 +868,8 @@ impl MemoryManager {
         let b = &st.buffers[&id];
         let dst = &b.copies[&index];
         let size = b.size;
+        let _span =
+            tracing::debug_span!("upload", buffer = id.0, device = index, bytes = size).entered();
         if !b.written {
             dev.fill(dst.alloc.block().as_ref(), dst.alloc.offset(), size, 0)?;
             return Ok((0, None));

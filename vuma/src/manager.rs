@@ -315,6 +315,8 @@ impl UnifiedMemoryManager {
     ///
     /// A failure leaves every buffer's last valid copy intact.
     pub fn process_workload(&self, w: &GpuWorkload) -> Result<WorkloadReport> {
+        let _span =
+            tracing::info_span!("process_workload", id = %w.id, kernel = w.kernel.name()).entered();
         let t0 = Instant::now();
         let profile = self.profile(w);
         let classification = self.scheduler.classify(&profile)?;
@@ -375,9 +377,12 @@ impl UnifiedMemoryManager {
             .collect();
         let est = choice.est_run_s;
         self.scheduler.queue_started(choice.device, w.priority, est);
-        let run = device
-            .launch(&w.kernel, &w.launch, &args)
-            .and_then(|()| device.synchronize());
+        let run = {
+            let _run = tracing::debug_span!("launch", device = %device.info().name).entered();
+            device
+                .launch(&w.kernel, &w.launch, &args)
+                .and_then(|()| device.synchronize())
+        };
         self.scheduler
             .queue_finished(choice.device, w.priority, est);
         drop(args);
