@@ -146,6 +146,18 @@ pub enum Error {
         /// Whether a retry may succeed.
         transient: bool,
     },
+    /// A device's work queue is full. Transient: wait for work to finish, then resubmit.
+    #[error("queue of {device} is full ({capacity} jobs waiting); retry when work completes")]
+    QueueFull {
+        /// Device name.
+        device: String,
+        /// The queue's capacity.
+        capacity: usize,
+    },
+    /// A job was cancelled (by the caller, or because its executor shut down) before it ran.
+    /// Nothing it would have written was touched.
+    #[error("`{0}` was cancelled before it ran")]
+    Cancelled(String),
     /// A failure injected by a test's fault plan.
     #[error("injected fault at {0}")]
     Injected(&'static str),
@@ -158,6 +170,7 @@ impl Error {
             self,
             Error::OutOfMemory { .. }
                 | Error::BudgetExceeded { .. }
+                | Error::QueueFull { .. }
                 | Error::Backend {
                     transient: true,
                     ..

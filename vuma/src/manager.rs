@@ -332,7 +332,7 @@ impl UnifiedMemoryManager {
                     }
                     _ => 0,
                 })
-                .sum()
+                .fold(0u64, u64::saturating_add)
         };
         let choice = self.scheduler.choose(&profile, &residency)?;
         let index = self.memory.device_index(choice.device).ok_or_else(|| {
