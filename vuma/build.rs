@@ -16,7 +16,7 @@ fn compile_shaders() {
             .unwrap_or_else(|e| panic!("{path}: {}", e.emit_to_string(&src)));
         let info = naga::valid::Validator::new(
             naga::valid::ValidationFlags::all(),
-            naga::valid::Capabilities::PUSH_CONSTANT,
+            naga::valid::Capabilities::IMMEDIATES,
         )
         .validate(&module)
         .unwrap_or_else(|e| panic!("{path}: {e:?}"));

@@ -22,7 +22,7 @@ extern "C" __global__ void increment(unsigned int* buf, unsigned int n, unsigned
 /// WGSL source of the same kernel (workgroup size 64, scalars in a push-constant block).
 pub const INCREMENT_WGSL: &str = r#"
 struct Params { n: u32, add: u32 }
-var<push_constant> params: Params;
+var<immediate> params: Params;
 @group(0) @binding(0) var<storage, read_write> buf: array<u32>;
 @compute @workgroup_size(64)
 fn increment(@builtin(global_invocation_id) gid: vec3<u32>) {

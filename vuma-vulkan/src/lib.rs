@@ -1,1 +1,141 @@
-//! vuma-vulkan (placeholder, filled by its issue).
+//! # vuma-vulkan
+//!
+//! VUMA's Vulkan backend: [`VulkanDevice`] / [`VulkanBuffer`] implement
+//! [`vuma_core::Device`] / [`vuma_core::Buffer`] over Vulkan 1.2+ through `ash` (the loader,
+//! `libvulkan.so.1`, is opened at run time: the crate builds and starts on machines without
+//! Vulkan and says so with [`vuma_core::Error::Unavailable`]) and `gpu-allocator`. It runs on
+//! any Vulkan 1.2 device, lavapipe (Mesa's CPU driver) included.
+//!
+//! How VUMA's concepts map:
+//! - [`vuma_core::Placement::DeviceLocal`] → `DEVICE_LOCAL` memory (VRAM), reached by the CPU
+//!   through the staging ring;
+//! - [`vuma_core::Placement::HostMapped`] → host-visible, host-coherent *system* memory
+//!   (cached where possible), persistently mapped and bound as a storage buffer: kernels read
+//!   and write it in place (zero-copy);
+//! - [`vuma_core::Placement::Staging`] → the same kind of system memory, used by copies;
+//! - [`vuma_core::KernelVariant::SpirV`] → a compute pipeline (see the ABI below);
+//! - [`vuma_core::DeviceInfo`] → physical-device type, deviceUUID (equal to CUDA's UUID for
+//!   the same GPU), heaps with `VK_EXT_memory_budget` budgets, limits and queue families in
+//!   `extra`.
+//!
+//! ```no_run
+//! use vuma_core::{AccessMode, Arg, Device, LaunchConfig, Placement, Scalar};
+//! let dev = vuma_vulkan::VulkanDevice::open(0)?;
+//! let buf = dev.alloc(4096, Placement::DeviceLocal)?;
+//! dev.write(&buf, 0, &[0u8; 4096])?;
+//! let k = vuma_vulkan::increment_kernel();
+//! dev.launch(&k, &LaunchConfig::for_elements(1024, 64),
+//!            &[Arg::whole(&buf, AccessMode::ReadWrite), Arg::Scalar(Scalar::U32(1024)), Arg::Scalar(Scalar::U32(1))])?;
+//! # Ok::<(), vuma_core::Error>(())
+//! ```
+//!
+//! ## Feature flags
+//! None: the backend has no optional parts. Validation is chosen at run time
+//! ([`VulkanOptions::validation`], or `VUMA_VK_VALIDATION=1`).
+//!
+//! # Vulkan internals
+//! - **Loader and instance.** `ash::Entry::load()`; no loader, or `vkCreateInstance` failing
+//!   (no ICD), is `Error::Unavailable`. With validation, `VK_LAYER_KHRONOS_validation` is
+//!   enabled with synchronization validation (`VK_EXT_validation_features`, unless
+//!   `VK_LAYER_ENABLES` is set) and a `VK_EXT_debug_utils` messenger counts errors and
+//!   warnings ([`VulkanDevice::validation_errors`]). A missing layer is not an error: the
+//!   device opens unvalidated and [`VulkanDevice::validation_note`] says why.
+//! - **Queues.** One queue of the first compute-capable family runs kernels. Copies and
+//!   fills run on a *dedicated transfer family* (transfer without graphics/compute: the copy
+//!   engines of NVIDIA GPUs) when one exists, else on the compute queue. Buffers are shared
+//!   `CONCURRENT`ly between the two families (no ownership transfers).
+//! - **Synchronisation.** One timeline semaphore orders every submission: each waits for the
+//!   previous value and signals the next, so work on the two queues runs in issue order.
+//!   Each command buffer opens with a full memory barrier and ends with a barrier to
+//!   `HOST` reads/writes. Every [`vuma_core::Device`] operation waits for its work before
+//!   returning (the host waits on the timeline), so buffers can be dropped at any time.
+//! - **Memory types.** [`memory::select_memory_type`] is a pure function of the memory
+//!   table, the purpose and whether the device is unified (integrated/CPU). **BAR rule:**
+//!   on a discrete GPU, memory the CPU reads (readback, staging, zero-copy) never comes from
+//!   `DEVICE_LOCAL|HOST_VISIBLE` (BAR) types — the H100's CPU reads BAR at 0.007 GB/s — and
+//!   prefers `HOST_CACHED` system memory; a large BAR is chosen on purpose only for
+//!   CPU-write-only uploads; a small (256 MiB) BAR window is left alone. On integrated and
+//!   CPU devices host-visible device-local memory is the natural zero-copy path. The chosen
+//!   type is forced on gpu-allocator by masking `memoryTypeBits` to it; buffers of 64 MiB
+//!   and more get dedicated allocations.
+//! - **Staging ring.** Device-local writes and reads go through a persistent ring (3 slots of
+//!   64 MiB on discrete GPUs, 8 MiB elsewhere) of cached system memory, created on first
+//!   use and never reallocated: the CPU fills slot i+1 (with up to 16 threads) while the
+//!   transfer queue copies slot i, and reads run the other way round. Host-mapped and
+//!   staging buffers are read and written directly through their mapping.
+//! - **Fill.** `vkCmdFillBuffer` for the 4-byte-aligned middle; the at most 3 + 3 unaligned
+//!   edge bytes go through the staging ring (or a `memset` on mapped buffers).
+//! - **Kernel ABI.** `KernelVariant::SpirV { words, entry }` becomes a compute pipeline,
+//!   cached by (hash of the words, entry, argument layout). Buffer arguments bind, in order,
+//!   to descriptor set 0, bindings 0, 1, … as storage buffers with their offset and range:
+//!   offsets must be multiples of `minStorageBufferOffsetAlignment` (else
+//!   `InvalidArgument`) and ranges at most `maxStorageBufferRange` (else `TooLarge`, whose
+//!   `max` tells how to split; lavapipe allows 128 MiB). Scalars fill one push-constant
+//!   block in order, 4 bytes each, 8 for `U64`, with no padding. `LaunchConfig::grid` is the
+//!   workgroup count and must fit `maxComputeWorkGroupCount` (lavapipe: 65535 in x; use a
+//!   2-D grid, as [`increment_2d_kernel`] does, to go further).
+//! - **Shaders.** WGSL is compiled to SPIR-V 1.0 by naga in `build.rs` with explicit writer
+//!   flags (reproducible output); see [`kernels`].
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+mod buffer;
+mod compute;
+mod device;
+mod instance;
+pub mod kernels;
+pub mod memory;
+
+pub use buffer::VulkanBuffer;
+pub use device::VulkanDevice;
+pub use instance::VulkanOptions;
+pub use kernels::{increment_2d_kernel, increment_kernel, read_sum_kernel};
+pub use memory::{select_memory_type, MemoryPurpose, MemoryTable};
+
+use vuma_core::{Backend, Error, Result};
+
+/// Opens every Vulkan 1.2+ device of this machine with default options.
+///
+/// No loader, no driver, or no usable device is [`Error::Unavailable`] (never a panic).
+pub fn devices() -> Result<Vec<VulkanDevice>> {
+    devices_with(&VulkanOptions::default())
+}
+
+/// Opens every Vulkan 1.2+ device with `options`. Devices that cannot be opened (too old,
+/// no compute queue) are skipped; if none remains the result is [`Error::Unavailable`].
+pub fn devices_with(options: &VulkanOptions) -> Result<Vec<VulkanDevice>> {
+    let mut out = Vec::new();
+    let mut reasons = Vec::new();
+    for i in 0.. {
+        match VulkanDevice::open_with(i, options) {
+            Ok(d) => out.push(d),
+            Err(Error::Unavailable { reason, .. })
+                if reason.starts_with("no Vulkan physical device") =>
+            {
+                break
+            }
+            Err(e @ Error::Unavailable { .. })
+                if i == 0 && out.is_empty() && reasons.is_empty() && is_global(&e) =>
+            {
+                return Err(e)
+            }
+            Err(e) => reasons.push(format!("device {i}: {e}")),
+        }
+    }
+    if out.is_empty() {
+        return Err(Error::Unavailable {
+            backend: Backend::Vulkan,
+            reason: if reasons.is_empty() {
+                "no Vulkan physical device".into()
+            } else {
+                reasons.join("; ")
+            },
+        });
+    }
+    Ok(out)
+}
+
+fn is_global(e: &Error) -> bool {
+    matches!(e, Error::Unavailable { reason, .. }
+        if reason.starts_with("no Vulkan loader") || reason.starts_with("vkCreateInstance"))
+}

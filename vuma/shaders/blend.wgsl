@@ -1,6 +1,6 @@
 // dst[i] = per-byte average of a[i] and b[i] (RGBA8 pixels as u32), grid-stride.
 struct Params { n: u32 }
-var<push_constant> params: Params;
+var<immediate> params: Params;
 @group(0) @binding(0) var<storage, read> a: array<u32>;
 @group(0) @binding(1) var<storage, read> b: array<u32>;
 @group(0) @binding(2) var<storage, read_write> dst: array<u32>;

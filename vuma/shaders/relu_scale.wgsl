@@ -1,6 +1,6 @@
 // y[i] = max(x[i], 0) * scale, grid-stride over n elements (f32).
 struct Params { n: u32, scale: f32 }
-var<push_constant> params: Params;
+var<immediate> params: Params;
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> y: array<f32>;
 @compute @workgroup_size(64)

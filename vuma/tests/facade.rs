@@ -75,3 +75,26 @@ fn bad_complexity_and_sizes_are_typed_errors() {
     assert!(vuma.process_workload(&w).is_err());
     assert_eq!(vuma.to_vec(&b).unwrap(), vec![9u8; 64]);
 }
+
+/// The seed scenario on Vulkan alone (lavapipe in CI): the SPIR-V variants of the demo
+/// kernels, the staging paths and coherence through a real driver.
+#[cfg(feature = "vulkan")]
+#[test]
+fn seed_scenario_on_vulkan_alone() {
+    let vuma = match UnifiedMemoryManager::builder()
+        .cuda(false)
+        .host(false)
+        .build()
+    {
+        Ok(v) => v,
+        Err(e) => {
+            vuma_core::conformance::skip_or_fail("vulkan", &e.to_string());
+            return;
+        }
+    };
+    let out = demo::run(&vuma, &demo::DemoOptions { scale: 0.05 }).expect("demo on Vulkan");
+    for r in &out.reports {
+        assert_eq!(r.backend, vuma_core::Backend::Vulkan);
+    }
+    assert_eq!(out.verified.len(), 3);
+}

@@ -1,0 +1,1448 @@
+//! [`VulkanDevice`]: opening a physical device, its [`DeviceInfo`], memory, queues, and
+//! the [`Device`] implementation (transfers, fills, launches).
+
+use std::ffi::CStr;
+use std::mem::ManuallyDrop;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use ash::{ext, vk};
+use gpu_allocator::vulkan::{
+    Allocation, AllocationCreateDesc, AllocationScheme, Allocator, AllocatorCreateDesc,
+};
+use gpu_allocator::{AllocationSizes, AllocatorDebugSettings, MemoryLocation};
+use vuma_core::{
+    check_launch_args, check_range, Arg, Backend, Device, DeviceId, DeviceInfo, DeviceKind, Error,
+    Kernel, KernelVariant, LaunchConfig, MemoryHeap, Placement, Result,
+};
+
+use crate::buffer::{MappedPtr, VulkanBuffer};
+use crate::compute::{PipelineKey, Pipelines};
+use crate::instance::{Instance, VulkanOptions};
+use crate::memory::{select_memory_type, MemoryPurpose, MemoryTable};
+
+/// How long one submission may take before VUMA calls the device hung.
+const WAIT_TIMEOUT_NS: u64 = 120_000_000_000;
+
+pub(crate) fn vk_err(op: &'static str, e: vk::Result) -> Error {
+    match e {
+        vk::Result::ERROR_DEVICE_LOST => Error::DeviceLost {
+            device: "vulkan device".into(),
+            reason: format!("{op}: {e:?}"),
+        },
+        _ => Error::Backend {
+            backend: Backend::Vulkan,
+            op,
+            message: format!("{e:?}"),
+            transient: matches!(
+                e,
+                vk::Result::TIMEOUT
+                    | vk::Result::ERROR_OUT_OF_DEVICE_MEMORY
+                    | vk::Result::ERROR_OUT_OF_HOST_MEMORY
+            ),
+        },
+    }
+}
+
+/// State shared by a device and its buffers (buffers free their memory through it).
+pub(crate) struct Shared {
+    pub instance: Arc<Instance>,
+    pub device: ash::Device,
+    allocator: ManuallyDrop<Mutex<Allocator>>,
+    pub id: DeviceId,
+    /// Errors raised while dropping buffers, reported by the next `synchronize`.
+    deferred: Mutex<Option<Error>>,
+}
+
+impl Shared {
+    fn allocator(&self) -> MutexGuard<'_, Allocator> {
+        self.allocator.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn record(&self, e: Error) {
+        let mut d = self.deferred.lock().unwrap_or_else(|p| p.into_inner());
+        if d.is_none() {
+            *d = Some(e);
+        }
+    }
+
+    pub(crate) fn destroy_buffer(&self, raw: vk::Buffer, alloc: Option<Allocation>) {
+        if let Some(a) = alloc {
+            if let Err(e) = self.allocator().free(a) {
+                self.record(Error::Backend {
+                    backend: Backend::Vulkan,
+                    op: "gpu_allocator::free",
+                    message: e.to_string(),
+                    transient: false,
+                });
+            }
+        }
+        // SAFETY: `raw` was created from this device and no submitted work uses it any
+        // more (every operation waits for its work before returning).
+        unsafe { self.device.destroy_buffer(raw, None) };
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // SAFETY: the device is idle-waited before anything is destroyed; the allocator is
+        // dropped (freeing its blocks) before the device, as gpu-allocator requires; every
+        // buffer and the context were destroyed before the last `Arc<Shared>` went away.
+        unsafe {
+            let _ = self.device.device_wait_idle();
+            ManuallyDrop::drop(&mut self.allocator);
+            self.device.destroy_device(None);
+        }
+    }
+}
+
+/// One queue with its command pool, a reusable command buffer, and its family.
+struct QueueCtx {
+    family: u32,
+    queue: vk::Queue,
+    pool: vk::CommandPool,
+    cmd: vk::CommandBuffer,
+}
+
+/// One slot of the staging ring: mapped host memory and its own command buffer.
+struct Slot {
+    buffer: vk::Buffer,
+    alloc: Option<Allocation>,
+    ptr: MappedPtr,
+    cmd: vk::CommandBuffer,
+    /// Timeline value whose completion frees the slot (0: free).
+    busy_until: u64,
+}
+
+/// Everything that submits work; guarded by the device's lock.
+struct Ctx {
+    compute: QueueCtx,
+    transfer: Option<QueueCtx>,
+    timeline: vk::Semaphore,
+    /// Last value signalled (or to be signalled) on `timeline`.
+    value: u64,
+    ring: Vec<Slot>,
+    pipelines: Pipelines,
+}
+
+/// Facts about the device that operations need.
+#[derive(Debug, Clone)]
+pub(crate) struct Limits {
+    pub max_storage_range: u64,
+    pub min_storage_offset_align: u64,
+    pub max_group_count: [u32; 3],
+    pub max_push_constants: u32,
+    pub max_storage_per_stage: u32,
+    pub max_allocation: u64,
+}
+
+/// A Vulkan device opened by VUMA.
+///
+/// Every operation records one or more command buffers, submits them, and waits for them
+/// before returning, so operations are ordered and buffers may be dropped at any time.
+pub struct VulkanDevice {
+    shared: Arc<Shared>,
+    info: DeviceInfo,
+    table: MemoryTable,
+    /// Memory type per purpose (index by `purpose_index`).
+    types: [Option<u32>; 4],
+    limits: Limits,
+    families: Vec<u32>,
+    ring_slot_size: u64,
+    ring_slots: usize,
+    copy_threads: usize,
+    ctx: ManuallyDrop<Mutex<Ctx>>,
+}
+
+impl std::fmt::Debug for VulkanDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VulkanDevice")
+            .field("id", &self.info.id)
+            .field("name", &self.info.name)
+            .field("kind", &self.info.kind)
+            .field("validation", &self.shared.instance.validation)
+            .finish_non_exhaustive()
+    }
+}
+
+fn purpose_index(p: MemoryPurpose) -> usize {
+    match p {
+        MemoryPurpose::DeviceLocal => 0,
+        MemoryPurpose::Upload => 1,
+        MemoryPurpose::Readback => 2,
+        MemoryPurpose::HostMapped => 3,
+    }
+}
+
+fn purpose_of(p: Placement) -> MemoryPurpose {
+    match p {
+        Placement::DeviceLocal => MemoryPurpose::DeviceLocal,
+        Placement::HostMapped => MemoryPurpose::HostMapped,
+        // Staging is read and written by the CPU: it must never be BAR memory.
+        _ => MemoryPurpose::Readback,
+    }
+}
+
+fn queue_flags_str(f: vk::QueueFlags) -> String {
+    let mut s = Vec::new();
+    for (flag, n) in [
+        (vk::QueueFlags::GRAPHICS, "G"),
+        (vk::QueueFlags::COMPUTE, "C"),
+        (vk::QueueFlags::TRANSFER, "T"),
+        (vk::QueueFlags::SPARSE_BINDING, "S"),
+        (vk::QueueFlags::VIDEO_DECODE_KHR, "VD"),
+        (vk::QueueFlags::VIDEO_ENCODE_KHR, "VE"),
+    ] {
+        if f.contains(flag) {
+            s.push(n);
+        }
+    }
+    if s.is_empty() {
+        "other".into()
+    } else {
+        s.join("|")
+    }
+}
+
+fn has_ext(exts: &[vk::ExtensionProperties], name: &CStr) -> bool {
+    exts.iter()
+        .any(|e| e.extension_name_as_c_str().is_ok_and(|n| n == name))
+}
+
+fn version_str(v: u32) -> String {
+    format!(
+        "{}.{}.{}",
+        vk::api_version_major(v),
+        vk::api_version_minor(v),
+        vk::api_version_patch(v)
+    )
+}
+
+/// Splits `len` bytes into pieces for `threads` workers (each a multiple of 4 KiB).
+fn split_for_threads(len: usize, threads: usize) -> usize {
+    let per = len.div_ceil(threads.max(1));
+    per.div_ceil(4096) * 4096
+}
+
+/// Copies `src` to `dst` with several threads when it is large.
+fn par_copy(dst: &mut [u8], src: &[u8], threads: usize) {
+    debug_assert_eq!(dst.len(), src.len());
+    if threads <= 1 || src.len() < (4 << 20) {
+        dst.copy_from_slice(src);
+        return;
+    }
+    let piece = split_for_threads(src.len(), threads);
+    std::thread::scope(|s| {
+        let mut pairs = dst.chunks_mut(piece).zip(src.chunks(piece));
+        let first = pairs.next();
+        for (d, x) in pairs {
+            s.spawn(move || d.copy_from_slice(x));
+        }
+        if let Some((d, x)) = first {
+            d.copy_from_slice(x);
+        }
+    });
+}
+
+impl VulkanDevice {
+    /// Opens physical device `index` (in the driver's order) with default options.
+    pub fn open(index: usize) -> Result<Self> {
+        Self::open_with(index, &VulkanOptions::default())
+    }
+
+    /// Opens physical device `index` with `options`.
+    pub fn open_with(index: usize, options: &VulkanOptions) -> Result<Self> {
+        let instance = Instance::new(options)?;
+        // SAFETY: the instance is valid for the call.
+        let phys = unsafe { instance.instance.enumerate_physical_devices() }
+            .map_err(|e| vk_err("vkEnumeratePhysicalDevices", e))?;
+        let Some(&pd) = phys.get(index) else {
+            return Err(Error::Unavailable {
+                backend: Backend::Vulkan,
+                reason: format!("no Vulkan physical device {index} ({} present)", phys.len()),
+            });
+        };
+        Self::create(instance, pd, index as u32)
+    }
+
+    /// Whether the validation layer is active on this device's instance.
+    pub fn validation_active(&self) -> bool {
+        self.shared.instance.validation
+    }
+
+    /// Why validation is off although it was requested (layer not installed), if so.
+    pub fn validation_note(&self) -> Option<&str> {
+        self.shared.instance.validation_note.as_deref()
+    }
+
+    /// Validation errors reported so far by `VK_LAYER_KHRONOS_validation` (0 when the layer
+    /// is not active).
+    pub fn validation_errors(&self) -> u64 {
+        self.shared.instance.counts.errors.load(Ordering::Relaxed)
+    }
+
+    /// Validation warnings reported so far.
+    pub fn validation_warnings(&self) -> u64 {
+        self.shared.instance.counts.warnings.load(Ordering::Relaxed)
+    }
+
+    /// The first validation error messages (up to 16).
+    pub fn validation_messages(&self) -> Vec<String> {
+        self.shared
+            .instance
+            .counts
+            .first_errors
+            .lock()
+            .map(|v| v.clone())
+            .unwrap_or_default()
+    }
+
+    /// The device's memory table.
+    pub fn memory_table(&self) -> &MemoryTable {
+        &self.table
+    }
+
+    /// The memory type VUMA uses for `purpose`, if any fits.
+    pub fn memory_type_for(&self, purpose: MemoryPurpose) -> Option<u32> {
+        self.types[purpose_index(purpose)]
+    }
+
+    /// Whether copies run on a dedicated transfer queue family.
+    pub fn has_dedicated_transfer_queue(&self) -> bool {
+        self.lock().transfer.is_some()
+    }
+
+    /// The largest range one storage-buffer binding may cover (`maxStorageBufferRange`).
+    pub fn max_storage_buffer_range(&self) -> u64 {
+        self.limits.max_storage_range
+    }
+
+    /// The alignment of storage-buffer binding offsets (`minStorageBufferOffsetAlignment`).
+    pub fn storage_offset_alignment(&self) -> u64 {
+        self.limits.min_storage_offset_align
+    }
+
+    /// `maxComputeWorkGroupCount`.
+    pub fn max_workgroup_count(&self) -> [u32; 3] {
+        self.limits.max_group_count
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Ctx> {
+        self.ctx.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn create(instance: Arc<Instance>, pd: vk::PhysicalDevice, ordinal: u32) -> Result<Self> {
+        let inst = &instance.instance;
+        // SAFETY: `pd` was enumerated from `inst`; the out-structures are valid.
+        let props = unsafe { inst.get_physical_device_properties(pd) };
+        if props.api_version < vk::API_VERSION_1_2 {
+            return Err(Error::Unavailable {
+                backend: Backend::Vulkan,
+                reason: format!(
+                    "device {ordinal} supports Vulkan {} only; VUMA needs 1.2",
+                    version_str(props.api_version)
+                ),
+            });
+        }
+        let mut id_props = vk::PhysicalDeviceIDProperties::default();
+        let mut drv_props = vk::PhysicalDeviceDriverProperties::default();
+        let mut m3_props = vk::PhysicalDeviceMaintenance3Properties::default();
+        let mut p2 = vk::PhysicalDeviceProperties2::default()
+            .push_next(&mut id_props)
+            .push_next(&mut drv_props)
+            .push_next(&mut m3_props);
+        // SAFETY: as above; the chained structures are core in Vulkan 1.2.
+        unsafe { inst.get_physical_device_properties2(pd, &mut p2) };
+        // SAFETY: as above.
+        let exts = unsafe { inst.enumerate_device_extension_properties(pd) }
+            .map_err(|e| vk_err("vkEnumerateDeviceExtensionProperties", e))?;
+        let has_budget = has_ext(&exts, ext::memory_budget::NAME);
+        let has_emh = has_ext(&exts, ext::external_memory_host::NAME);
+        // SAFETY: as above.
+        let families = unsafe { inst.get_physical_device_queue_family_properties(pd) };
+        let Some(compute_family) = families
+            .iter()
+            .position(|f| f.queue_flags.contains(vk::QueueFlags::COMPUTE) && f.queue_count > 0)
+        else {
+            return Err(Error::Unavailable {
+                backend: Backend::Vulkan,
+                reason: format!("device {ordinal} has no compute queue"),
+            });
+        };
+        let transfer_family = families.iter().position(|f| {
+            f.queue_flags.contains(vk::QueueFlags::TRANSFER)
+                && !f
+                    .queue_flags
+                    .intersects(vk::QueueFlags::GRAPHICS | vk::QueueFlags::COMPUTE)
+                && f.queue_count > 0
+        });
+        // SAFETY: as above.
+        let features = unsafe { inst.get_physical_device_features(pd) };
+
+        let prio = [1.0f32];
+        let mut qcis = vec![vk::DeviceQueueCreateInfo::default()
+            .queue_family_index(compute_family as u32)
+            .queue_priorities(&prio)];
+        if let Some(t) = transfer_family {
+            qcis.push(
+                vk::DeviceQueueCreateInfo::default()
+                    .queue_family_index(t as u32)
+                    .queue_priorities(&prio),
+            );
+        }
+        let mut dev_exts = Vec::new();
+        if has_budget {
+            dev_exts.push(ext::memory_budget::NAME.as_ptr());
+        }
+        let enabled =
+            vk::PhysicalDeviceFeatures::default().shader_int64(features.shader_int64 == vk::TRUE);
+        let mut f12 = vk::PhysicalDeviceVulkan12Features::default().timeline_semaphore(true);
+        let dci = vk::DeviceCreateInfo::default()
+            .queue_create_infos(&qcis)
+            .enabled_extension_names(&dev_exts)
+            .enabled_features(&enabled)
+            .push_next(&mut f12);
+        // SAFETY: every pointer in `dci` refers to locals alive for the call; the queue
+        // families and extensions were checked above; timelineSemaphore is mandatory in 1.2.
+        let device = unsafe { inst.create_device(pd, &dci, None) }
+            .map_err(|e| vk_err("vkCreateDevice", e))?;
+
+        // Memory table and budget.
+        let mut budget = vk::PhysicalDeviceMemoryBudgetPropertiesEXT::default();
+        let mut mp2 = vk::PhysicalDeviceMemoryProperties2::default();
+        if has_budget {
+            mp2 = mp2.push_next(&mut budget);
+        }
+        // SAFETY: `pd` is valid; the budget structure is chained only when the extension is
+        // supported (and enabled on the device).
+        unsafe { inst.get_physical_device_memory_properties2(pd, &mut mp2) };
+        let mem_props = mp2.memory_properties;
+        let table = MemoryTable::from_vk(&mem_props);
+        let kind = match props.device_type {
+            vk::PhysicalDeviceType::INTEGRATED_GPU => DeviceKind::Integrated,
+            vk::PhysicalDeviceType::DISCRETE_GPU => DeviceKind::Discrete,
+            vk::PhysicalDeviceType::CPU => DeviceKind::Cpu,
+            _ => DeviceKind::Virtual,
+        };
+        let unified = matches!(kind, DeviceKind::Integrated | DeviceKind::Cpu);
+        let types = [
+            MemoryPurpose::DeviceLocal,
+            MemoryPurpose::Upload,
+            MemoryPurpose::Readback,
+            MemoryPurpose::HostMapped,
+        ]
+        .map(|p| select_memory_type(&table, p, unified, u32::MAX));
+
+        let name = props
+            .device_name_as_c_str()
+            .map(|c| c.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| format!("vulkan device {ordinal}"));
+        let heaps: Vec<MemoryHeap> = table
+            .heaps
+            .iter()
+            .enumerate()
+            .map(|(i, h)| MemoryHeap {
+                size: h.size,
+                budget: has_budget.then(|| budget.heap_budget[i]),
+                device_local: h.flags.contains(vk::MemoryHeapFlags::DEVICE_LOCAL),
+                host_visible: table.types.iter().any(|t| {
+                    t.heap as usize == i && t.flags.contains(vk::MemoryPropertyFlags::HOST_VISIBLE)
+                }),
+            })
+            .collect();
+        let memory_total: u64 = heaps
+            .iter()
+            .filter(|h| h.device_local)
+            .map(|h| h.size)
+            .sum();
+        let memory_budget: u64 = heaps
+            .iter()
+            .filter(|h| h.device_local)
+            .map(|h| h.budget.unwrap_or(h.size))
+            .sum();
+        let largest_dl_heap = heaps
+            .iter()
+            .filter(|h| h.device_local)
+            .map(|h| h.size)
+            .max()
+            .unwrap_or(0);
+        let max_allocation = m3_props.max_memory_allocation_size.min(largest_dl_heap);
+        let driver_name = drv_props
+            .driver_name_as_c_str()
+            .map(|c| c.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let driver_info = drv_props
+            .driver_info_as_c_str()
+            .map(|c| c.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let l = &props.limits;
+        let limits = Limits {
+            max_storage_range: u64::from(l.max_storage_buffer_range),
+            min_storage_offset_align: l.min_storage_buffer_offset_alignment.max(1),
+            max_group_count: l.max_compute_work_group_count,
+            max_push_constants: l.max_push_constants_size,
+            max_storage_per_stage: l.max_per_stage_descriptor_storage_buffers,
+            max_allocation: m3_props.max_memory_allocation_size,
+        };
+        let qf_desc: Vec<String> = families
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                format!(
+                    "qf{i}: {}x {}",
+                    f.queue_count,
+                    queue_flags_str(f.queue_flags)
+                )
+            })
+            .collect();
+        let type_desc: Vec<String> = table
+            .types
+            .iter()
+            .enumerate()
+            .map(|(i, t)| format!("{i}:heap{} {:?}", t.heap, t.flags))
+            .collect();
+        let id = DeviceId::fresh();
+        let extra = vec![
+            ("vulkan.api".into(), version_str(props.api_version)),
+            ("vulkan.queue_families".into(), qf_desc.join(", ")),
+            (
+                "vulkan.queues_used".into(),
+                format!(
+                    "compute qf{compute_family}, transfer {}",
+                    transfer_family
+                        .map_or("(compute queue)".into(), |t| format!("qf{t} (dedicated)"))
+                ),
+            ),
+            (
+                "vulkan.maxStorageBufferRange".into(),
+                l.max_storage_buffer_range.to_string(),
+            ),
+            (
+                "vulkan.minStorageBufferOffsetAlignment".into(),
+                l.min_storage_buffer_offset_alignment.to_string(),
+            ),
+            (
+                "vulkan.maxComputeWorkGroupCount".into(),
+                format!("{:?}", l.max_compute_work_group_count),
+            ),
+            ("vulkan.memory_types".into(), type_desc.join(", ")),
+            (
+                "vulkan.memory_type_per_purpose".into(),
+                format!(
+                    "device-local {:?}, upload {:?}, readback {:?}, host-mapped {:?}",
+                    types[0], types[1], types[2], types[3]
+                ),
+            ),
+            ("vulkan.large_bar".into(), table.has_large_bar().to_string()),
+            ("vulkan.memory_budget_ext".into(), has_budget.to_string()),
+            ("vulkan.external_memory_host".into(), has_emh.to_string()),
+            ("vulkan.validation".into(), instance.validation.to_string()),
+        ];
+        let info = DeviceInfo {
+            id,
+            backend: Backend::Vulkan,
+            kind,
+            name,
+            ordinal,
+            uuid: Some(id_props.device_uuid),
+            memory_total,
+            memory_budget,
+            max_allocation,
+            l2_bytes: 0,
+            compute_units: 0,
+            host_link: None,
+            can_map_host_memory: types[3].is_some(),
+            unified_memory: unified,
+            copy_engines: transfer_family.map_or(0, |t| families[t].queue_count),
+            compute_capability: None,
+            heaps,
+            driver: format!("{driver_name} {driver_info}").trim().to_string(),
+            extra,
+        };
+
+        let alloc_desc = AllocatorCreateDesc {
+            instance: instance.instance.clone(),
+            device: device.clone(),
+            physical_device: pd,
+            debug_settings: AllocatorDebugSettings::default(),
+            buffer_device_address: false,
+            allocation_sizes: AllocationSizes::default(),
+        };
+        let allocator = match Allocator::new(&alloc_desc) {
+            Ok(a) => a,
+            Err(e) => {
+                // SAFETY: nothing was created from the device yet.
+                unsafe { device.destroy_device(None) };
+                return Err(Error::Backend {
+                    backend: Backend::Vulkan,
+                    op: "gpu_allocator::Allocator::new",
+                    message: e.to_string(),
+                    transient: false,
+                });
+            }
+        };
+        let shared = Arc::new(Shared {
+            instance,
+            device,
+            allocator: ManuallyDrop::new(Mutex::new(allocator)),
+            id,
+            deferred: Mutex::new(None),
+        });
+        let dev = &shared.device;
+        let make_queue = |family: u32| -> Result<QueueCtx> {
+            // SAFETY: queue 0 of `family` was requested at device creation.
+            let queue = unsafe { dev.get_device_queue(family, 0) };
+            let pci = vk::CommandPoolCreateInfo::default()
+                .queue_family_index(family)
+                .flags(vk::CommandPoolCreateFlags::RESET_COMMAND_BUFFER);
+            // SAFETY: valid device and create info.
+            let pool = unsafe { dev.create_command_pool(&pci, None) }
+                .map_err(|e| vk_err("vkCreateCommandPool", e))?;
+            let cai = vk::CommandBufferAllocateInfo::default()
+                .command_pool(pool)
+                .level(vk::CommandBufferLevel::PRIMARY)
+                .command_buffer_count(1);
+            // SAFETY: `pool` was just created from `dev`.
+            let cmd = match unsafe { dev.allocate_command_buffers(&cai) } {
+                Ok(v) => v[0],
+                Err(e) => {
+                    // SAFETY: `pool` is unused.
+                    unsafe { dev.destroy_command_pool(pool, None) };
+                    return Err(vk_err("vkAllocateCommandBuffers", e));
+                }
+            };
+            Ok(QueueCtx {
+                family,
+                queue,
+                pool,
+                cmd,
+            })
+        };
+        let compute = make_queue(compute_family as u32)?;
+        let transfer = match transfer_family {
+            Some(t) => match make_queue(t as u32) {
+                Ok(q) => Some(q),
+                Err(e) => {
+                    // SAFETY: the pool is unused.
+                    unsafe { dev.destroy_command_pool(compute.pool, None) };
+                    return Err(e);
+                }
+            },
+            None => None,
+        };
+        let mut tci =
+            vk::SemaphoreTypeCreateInfo::default().semaphore_type(vk::SemaphoreType::TIMELINE);
+        let sci = vk::SemaphoreCreateInfo::default().push_next(&mut tci);
+        // SAFETY: valid device; timelineSemaphore was enabled.
+        let timeline = match unsafe { dev.create_semaphore(&sci, None) } {
+            Ok(s) => s,
+            Err(e) => {
+                // SAFETY: the pools are unused.
+                unsafe {
+                    dev.destroy_command_pool(compute.pool, None);
+                    if let Some(t) = &transfer {
+                        dev.destroy_command_pool(t.pool, None);
+                    }
+                }
+                return Err(vk_err("vkCreateSemaphore", e));
+            }
+        };
+        let mut fams = vec![compute.family];
+        if let Some(t) = &transfer {
+            fams.push(t.family);
+        }
+        let discrete = !unified;
+        let copy_threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(16);
+        Ok(VulkanDevice {
+            info,
+            table,
+            types,
+            limits,
+            families: fams,
+            ring_slot_size: if discrete { 64 << 20 } else { 8 << 20 },
+            ring_slots: 3,
+            copy_threads,
+            ctx: ManuallyDrop::new(Mutex::new(Ctx {
+                compute,
+                transfer,
+                timeline,
+                value: 0,
+                ring: Vec::new(),
+                pipelines: Pipelines::default(),
+            })),
+            shared,
+        })
+    }
+
+    /// Creates a buffer of `size` bytes in memory type `type_index`.
+    fn create_buffer(
+        &self,
+        size: u64,
+        type_index: u32,
+        placement: Placement,
+        exclusive_family: Option<u32>,
+    ) -> Result<VulkanBuffer> {
+        let dev = &self.shared.device;
+        let heap = self.table.types[type_index as usize].heap;
+        let max = self
+            .limits
+            .max_allocation
+            .min(self.table.heaps.get(heap as usize).map_or(0, |h| h.size));
+        if size > max {
+            return Err(Error::TooLarge {
+                device: self.info.name.clone(),
+                requested: size,
+                max,
+            });
+        }
+        let usage = vk::BufferUsageFlags::STORAGE_BUFFER
+            | vk::BufferUsageFlags::TRANSFER_SRC
+            | vk::BufferUsageFlags::TRANSFER_DST;
+        let mut bci = vk::BufferCreateInfo::default().size(size).usage(usage);
+        let fams_one;
+        if let Some(f) = exclusive_family {
+            fams_one = [f];
+            bci = bci
+                .sharing_mode(vk::SharingMode::EXCLUSIVE)
+                .queue_family_indices(&fams_one);
+        } else if self.families.len() > 1 {
+            bci = bci
+                .sharing_mode(vk::SharingMode::CONCURRENT)
+                .queue_family_indices(&self.families);
+        }
+        // SAFETY: valid device and create info (size checked non-zero and bounded).
+        let raw = unsafe { dev.create_buffer(&bci, None) }.map_err(|e| match e {
+            vk::Result::ERROR_OUT_OF_DEVICE_MEMORY | vk::Result::ERROR_OUT_OF_HOST_MEMORY => {
+                Error::OutOfMemory {
+                    device: self.info.name.clone(),
+                    requested: size,
+                }
+            }
+            e => vk_err("vkCreateBuffer", e),
+        })?;
+        // SAFETY: `raw` was just created from `dev`.
+        let mut req = unsafe { dev.get_buffer_memory_requirements(raw) };
+        if req.memory_type_bits & (1 << type_index) == 0 {
+            // SAFETY: `raw` is unused.
+            unsafe { dev.destroy_buffer(raw, None) };
+            return Err(Error::UnsupportedPlacement {
+                device: self.info.name.clone(),
+                placement,
+            });
+        }
+        // Force the chosen type: gpu-allocator picks among the allowed bits.
+        req.memory_type_bits = 1 << type_index;
+        let flags = self.table.types[type_index as usize].flags;
+        let location = if flags.contains(vk::MemoryPropertyFlags::DEVICE_LOCAL)
+            && !flags.contains(vk::MemoryPropertyFlags::HOST_VISIBLE)
+        {
+            MemoryLocation::GpuOnly
+        } else {
+            MemoryLocation::Unknown
+        };
+        let scheme = if size >= (64 << 20) {
+            AllocationScheme::DedicatedBuffer(raw)
+        } else {
+            AllocationScheme::GpuAllocatorManaged
+        };
+        let alloc = self.shared.allocator().allocate(&AllocationCreateDesc {
+            name: "vuma buffer",
+            requirements: req,
+            location,
+            linear: true,
+            allocation_scheme: scheme,
+        });
+        let alloc = match alloc {
+            Ok(a) => a,
+            Err(e) => {
+                // SAFETY: `raw` is unused.
+                unsafe { dev.destroy_buffer(raw, None) };
+                return Err(match e {
+                    gpu_allocator::AllocationError::OutOfMemory => Error::OutOfMemory {
+                        device: self.info.name.clone(),
+                        requested: size,
+                    },
+                    e => Error::Backend {
+                        backend: Backend::Vulkan,
+                        op: "gpu_allocator::allocate",
+                        message: e.to_string(),
+                        transient: false,
+                    },
+                });
+            }
+        };
+        // SAFETY: the memory comes from the allocator for this device, the range
+        // `offset..offset+size` satisfies the buffer's requirements, and `raw` is unbound.
+        if let Err(e) = unsafe { dev.bind_buffer_memory(raw, alloc.memory(), alloc.offset()) } {
+            self.shared.destroy_buffer(raw, Some(alloc));
+            return Err(vk_err("vkBindBufferMemory", e));
+        }
+        let mapped = alloc.mapped_ptr().map(|p| MappedPtr(p.cast()));
+        if flags.contains(vk::MemoryPropertyFlags::HOST_VISIBLE) && mapped.is_none() {
+            self.shared.destroy_buffer(raw, Some(alloc));
+            return Err(Error::Backend {
+                backend: Backend::Vulkan,
+                op: "vkMapMemory",
+                message: "host-visible allocation is not mapped".into(),
+                transient: false,
+            });
+        }
+        Ok(VulkanBuffer {
+            shared: self.shared.clone(),
+            raw,
+            alloc: Some(alloc),
+            mapped,
+            len: size,
+            placement,
+            memory_type: type_index,
+        })
+    }
+
+    fn check_owner(&self, b: &VulkanBuffer) -> Result<()> {
+        if b.shared.id != self.shared.id {
+            return Err(Error::WrongDevice {
+                expected: self.info.name.clone(),
+                found: b.shared.id.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The host view of a mapped buffer's bytes.
+    ///
+    /// # Safety
+    /// `_locked` is the device's locked context (so no other host access runs); no GPU work
+    /// touching the buffer may be pending while the slice lives.
+    unsafe fn mapped_slice<'a>(b: &VulkanBuffer, _locked: &'a mut Ctx) -> Option<&'a mut [u8]> {
+        b.mapped.map(|p| {
+            // SAFETY: the mapping covers the whole allocation (at least `len` bytes) for
+            // the buffer's life; exclusivity is the caller's contract.
+            unsafe { std::slice::from_raw_parts_mut(p.0.as_ptr(), b.len as usize) }
+        })
+    }
+}
+
+// ---- submission ---------------------------------------------------------------------------
+
+impl Ctx {
+    fn transfer_queue(&self) -> &QueueCtx {
+        self.transfer.as_ref().unwrap_or(&self.compute)
+    }
+
+    /// Waits until the timeline reaches `value`.
+    fn wait(&self, dev: &ash::Device, value: u64) -> Result<()> {
+        if value == 0 {
+            return Ok(());
+        }
+        let sems = [self.timeline];
+        let vals = [value];
+        let wi = vk::SemaphoreWaitInfo::default()
+            .semaphores(&sems)
+            .values(&vals);
+        // SAFETY: the semaphore belongs to `dev`.
+        unsafe { dev.wait_semaphores(&wi, WAIT_TIMEOUT_NS) }
+            .map_err(|e| vk_err("vkWaitSemaphores", e))
+    }
+}
+
+/// Starts recording `cmd` with a leading full memory barrier (orders it after everything
+/// submitted before, on either queue, together with the timeline wait).
+fn begin(dev: &ash::Device, cmd: vk::CommandBuffer) -> Result<()> {
+    let bi =
+        vk::CommandBufferBeginInfo::default().flags(vk::CommandBufferUsageFlags::ONE_TIME_SUBMIT);
+    // SAFETY: `cmd` is not pending (its previous submission was waited for) and its pool
+    // allows resetting individual buffers.
+    unsafe { dev.begin_command_buffer(cmd, &bi) }.map_err(|e| vk_err("vkBeginCommandBuffer", e))?;
+    let mb = vk::MemoryBarrier::default()
+        .src_access_mask(vk::AccessFlags::MEMORY_WRITE)
+        .dst_access_mask(vk::AccessFlags::MEMORY_READ | vk::AccessFlags::MEMORY_WRITE);
+    // SAFETY: `cmd` is recording.
+    unsafe {
+        dev.cmd_pipeline_barrier(
+            cmd,
+            vk::PipelineStageFlags::ALL_COMMANDS,
+            vk::PipelineStageFlags::ALL_COMMANDS,
+            vk::DependencyFlags::empty(),
+            &[mb],
+            &[],
+            &[],
+        )
+    };
+    Ok(())
+}
+
+/// Ends `cmd` with a barrier making device writes visible to the host, and submits it
+/// on `queue`, chained on the timeline (waits `ctx.value`, signals `ctx.value + 1`).
+/// Returns the value whose completion means `cmd` finished.
+fn end_and_submit(
+    dev: &ash::Device,
+    ctx: &mut Ctx,
+    queue: vk::Queue,
+    cmd: vk::CommandBuffer,
+) -> Result<u64> {
+    let mb = vk::MemoryBarrier::default()
+        .src_access_mask(vk::AccessFlags::MEMORY_WRITE)
+        .dst_access_mask(vk::AccessFlags::HOST_READ | vk::AccessFlags::HOST_WRITE);
+    // SAFETY: `cmd` is recording.
+    unsafe {
+        dev.cmd_pipeline_barrier(
+            cmd,
+            vk::PipelineStageFlags::ALL_COMMANDS,
+            vk::PipelineStageFlags::HOST,
+            vk::DependencyFlags::empty(),
+            &[mb],
+            &[],
+            &[],
+        );
+        dev.end_command_buffer(cmd)
+    }
+    .map_err(|e| vk_err("vkEndCommandBuffer", e))?;
+    let wait_v = [ctx.value];
+    let signal_v = [ctx.value + 1];
+    let sems = [ctx.timeline];
+    let stages = [vk::PipelineStageFlags::ALL_COMMANDS];
+    let cmds = [cmd];
+    let mut ts = vk::TimelineSemaphoreSubmitInfo::default()
+        .wait_semaphore_values(&wait_v)
+        .signal_semaphore_values(&signal_v);
+    let mut si = vk::SubmitInfo::default()
+        .command_buffers(&cmds)
+        .signal_semaphores(&sems);
+    if ctx.value > 0 {
+        si = si.wait_semaphores(&sems).wait_dst_stage_mask(&stages);
+    }
+    let si = si.push_next(&mut ts);
+    // SAFETY: `cmd` is executable, `queue` belongs to the family of its pool, and the
+    // semaphore values are strictly increasing.
+    unsafe { dev.queue_submit(queue, &[si], vk::Fence::null()) }
+        .map_err(|e| vk_err("vkQueueSubmit", e))?;
+    ctx.value += 1;
+    Ok(ctx.value)
+}
+
+impl VulkanDevice {
+    /// Records `f` into the transfer (or compute) queue's command buffer, submits, waits.
+    fn run_once(
+        &self,
+        ctx: &mut Ctx,
+        on_compute: bool,
+        f: impl FnOnce(&ash::Device, vk::CommandBuffer) -> Result<()>,
+    ) -> Result<()> {
+        let dev = &self.shared.device;
+        let (queue, cmd) = {
+            let q = if on_compute {
+                &ctx.compute
+            } else {
+                ctx.transfer_queue()
+            };
+            (q.queue, q.cmd)
+        };
+        begin(dev, cmd)?;
+        if let Err(e) = f(dev, cmd) {
+            // SAFETY: `cmd` is recording; ending it returns it to a resettable state.
+            let _ = unsafe { dev.end_command_buffer(cmd) };
+            return Err(e);
+        }
+        let v = end_and_submit(dev, ctx, queue, cmd)?;
+        ctx.wait(dev, v)
+    }
+
+    /// Creates the staging ring on first use.
+    fn ensure_ring(&self, ctx: &mut Ctx) -> Result<()> {
+        if !ctx.ring.is_empty() {
+            return Ok(());
+        }
+        let ty = self.types[purpose_index(MemoryPurpose::Readback)].ok_or_else(|| {
+            Error::UnsupportedPlacement {
+                device: self.info.name.clone(),
+                placement: Placement::Staging,
+            }
+        })?;
+        let dev = &self.shared.device;
+        let q = ctx.transfer_queue();
+        let (pool, family) = (q.pool, q.family);
+        for _ in 0..self.ring_slots {
+            let mut b =
+                self.create_buffer(self.ring_slot_size, ty, Placement::Staging, Some(family))?;
+            let cai = vk::CommandBufferAllocateInfo::default()
+                .command_pool(pool)
+                .level(vk::CommandBufferLevel::PRIMARY)
+                .command_buffer_count(1);
+            // SAFETY: `pool` belongs to `dev`.
+            let cmd = unsafe { dev.allocate_command_buffers(&cai) }
+                .map_err(|e| vk_err("vkAllocateCommandBuffers", e))?[0];
+            let ptr = b.mapped.ok_or_else(|| Error::Backend {
+                backend: Backend::Vulkan,
+                op: "vkMapMemory",
+                message: "staging memory is not mapped".into(),
+                transient: false,
+            })?;
+            // Take the buffer apart: the ring owns the handle and allocation from now on.
+            let alloc = b.alloc.take();
+            let buffer = b.raw;
+            b.raw = vk::Buffer::null();
+            drop(b);
+            ctx.ring.push(Slot {
+                buffer,
+                alloc,
+                ptr,
+                cmd,
+                busy_until: 0,
+            });
+        }
+        Ok(())
+    }
+
+    /// Host → device-local through the staging ring, pipelined: the CPU fills slot i+1
+    /// while the transfer queue copies slot i.
+    fn staged_write(
+        &self,
+        ctx: &mut Ctx,
+        dst: &VulkanBuffer,
+        offset: u64,
+        src: &[u8],
+    ) -> Result<()> {
+        self.ensure_ring(ctx)?;
+        let dev = &self.shared.device;
+        let slot_size = self.ring_slot_size as usize;
+        let queue = ctx.transfer_queue().queue;
+        let mut result = Ok(());
+        for (k, chunk) in src.chunks(slot_size).enumerate() {
+            let s = k % ctx.ring.len();
+            if let Err(e) = ctx.wait(dev, ctx.ring[s].busy_until) {
+                result = Err(e);
+                break;
+            }
+            let slot = &ctx.ring[s];
+            // SAFETY: the slot's mapping covers `slot_size` bytes and its last copy has
+            // completed (waited above); we hold the device lock.
+            let host = unsafe { std::slice::from_raw_parts_mut(slot.ptr.0.as_ptr(), chunk.len()) };
+            par_copy(host, chunk, self.copy_threads);
+            let (buf, cmd) = (slot.buffer, slot.cmd);
+            let region = vk::BufferCopy {
+                src_offset: 0,
+                dst_offset: offset + (k * slot_size) as u64,
+                size: chunk.len() as u64,
+            };
+            let r = begin(dev, cmd).and_then(|()| {
+                // SAFETY: `cmd` is recording; both buffers are valid and the region is in
+                // bounds (checked by the caller).
+                unsafe { dev.cmd_copy_buffer(cmd, buf, dst.raw, &[region]) };
+                end_and_submit(dev, ctx, queue, cmd)
+            });
+            match r {
+                Ok(v) => ctx.ring[s].busy_until = v,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        let last = ctx.value;
+        let w = ctx.wait(dev, last);
+        for s in &mut ctx.ring {
+            s.busy_until = 0;
+        }
+        result.and(w)
+    }
+
+    /// Device-local → host through the staging ring, pipelined: the transfer queue copies
+    /// chunk i+1 while the CPU drains chunk i.
+    fn staged_read(
+        &self,
+        ctx: &mut Ctx,
+        src: &VulkanBuffer,
+        offset: u64,
+        dst: &mut [u8],
+    ) -> Result<()> {
+        self.ensure_ring(ctx)?;
+        let dev = &self.shared.device;
+        let slot_size = self.ring_slot_size as usize;
+        let queue = ctx.transfer_queue().queue;
+        let total = dst.len();
+        let n = total.div_ceil(slot_size);
+        let slots = ctx.ring.len();
+        let mut submitted = 0usize;
+        let submit = |ctx: &mut Ctx, k: usize| -> Result<()> {
+            let s = k % slots;
+            let len = (total - k * slot_size).min(slot_size) as u64;
+            let (buf, cmd) = (ctx.ring[s].buffer, ctx.ring[s].cmd);
+            let region = vk::BufferCopy {
+                src_offset: offset + (k * slot_size) as u64,
+                dst_offset: 0,
+                size: len,
+            };
+            begin(dev, cmd)?;
+            // SAFETY: `cmd` is recording; the region is in bounds (checked by the caller)
+            // and the slot is free (its previous chunk was drained).
+            unsafe { dev.cmd_copy_buffer(cmd, src.raw, buf, &[region]) };
+            let v = end_and_submit(dev, ctx, queue, cmd)?;
+            ctx.ring[s].busy_until = v;
+            Ok(())
+        };
+        let mut result = Ok(());
+        for k in 0..n {
+            while submitted < n && submitted < k + slots {
+                if let Err(e) = submit(ctx, submitted) {
+                    result = Err(e);
+                    break;
+                }
+                submitted += 1;
+            }
+            if result.is_err() {
+                break;
+            }
+            let s = k % slots;
+            if let Err(e) = ctx.wait(dev, ctx.ring[s].busy_until) {
+                result = Err(e);
+                break;
+            }
+            let start = k * slot_size;
+            let len = (dst.len() - start).min(slot_size);
+            // SAFETY: the copy into the slot completed (waited above) and made its writes
+            // visible to the host (trailing barrier); we hold the device lock.
+            let host = unsafe { std::slice::from_raw_parts(ctx.ring[s].ptr.0.as_ptr(), len) };
+            par_copy(&mut dst[start..start + len], host, self.copy_threads);
+            ctx.ring[s].busy_until = 0;
+        }
+        let last = ctx.value;
+        let w = ctx.wait(dev, last);
+        for s in &mut ctx.ring {
+            s.busy_until = 0;
+        }
+        result.and(w)
+    }
+
+    fn launch_spirv(
+        &self,
+        kernel: &Kernel,
+        words: &Arc<[u32]>,
+        entry: &str,
+        config: &LaunchConfig,
+        args: &[Arg<'_, VulkanBuffer>],
+    ) -> Result<()> {
+        let mut bindings = Vec::new();
+        let mut push = Vec::new();
+        for a in args {
+            match *a {
+                Arg::Buffer {
+                    buffer,
+                    offset,
+                    len,
+                    ..
+                } => {
+                    self.check_owner(buffer)?;
+                    if offset % self.limits.min_storage_offset_align != 0 {
+                        return Err(Error::invalid(format!(
+                            "kernel `{}`: buffer argument {} offset {offset} is not a multiple of \
+                             minStorageBufferOffsetAlignment ({})",
+                            kernel.name(),
+                            bindings.len(),
+                            self.limits.min_storage_offset_align
+                        )));
+                    }
+                    if len > self.limits.max_storage_range {
+                        return Err(Error::TooLarge {
+                            device: format!(
+                                "{} (one storage-buffer binding, maxStorageBufferRange; split the range)",
+                                self.info.name
+                            ),
+                            requested: len,
+                            max: self.limits.max_storage_range,
+                        });
+                    }
+                    bindings.push((buffer.raw, offset, len));
+                }
+                Arg::Scalar(s) => push.extend_from_slice(&s.to_le_bytes()),
+            }
+        }
+        if bindings.len() as u32 > self.limits.max_storage_per_stage {
+            return Err(Error::invalid(format!(
+                "kernel `{}`: {} buffer arguments, the device allows {} storage buffers per stage",
+                kernel.name(),
+                bindings.len(),
+                self.limits.max_storage_per_stage
+            )));
+        }
+        if push.len() as u32 > self.limits.max_push_constants {
+            return Err(Error::invalid(format!(
+                "kernel `{}`: {} bytes of scalars exceed maxPushConstantsSize ({})",
+                kernel.name(),
+                push.len(),
+                self.limits.max_push_constants
+            )));
+        }
+        for (d, (&g, &m)) in config
+            .grid
+            .iter()
+            .zip(self.limits.max_group_count.iter())
+            .enumerate()
+        {
+            if g == 0 || g > m {
+                return Err(Error::invalid(format!(
+                    "kernel `{}`: grid[{d}] = {g} workgroups; the device allows 1..={m} \
+                     (maxComputeWorkGroupCount); split the dispatch or use a 2-D grid",
+                    kernel.name()
+                )));
+            }
+        }
+        let key = PipelineKey::new(words, entry, bindings.len() as u32, push.len() as u32);
+        let mut guard = self.lock();
+        let ctx = &mut *guard;
+        let dev = &self.shared.device;
+        let pipe = ctx
+            .pipelines
+            .get_or_create(dev, &key, words, entry, kernel.name())?;
+        let set = ctx
+            .pipelines
+            .descriptor_set(dev, pipe.set_layout, bindings.len() as u32)?;
+        let infos: Vec<vk::DescriptorBufferInfo> = bindings
+            .iter()
+            .map(|&(buffer, offset, range)| vk::DescriptorBufferInfo {
+                buffer,
+                offset,
+                range,
+            })
+            .collect();
+        let writes: Vec<vk::WriteDescriptorSet<'_>> = infos
+            .iter()
+            .enumerate()
+            .map(|(i, info)| {
+                vk::WriteDescriptorSet::default()
+                    .dst_set(set)
+                    .dst_binding(i as u32)
+                    .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
+                    .buffer_info(std::slice::from_ref(info))
+            })
+            .collect();
+        // SAFETY: the set was allocated from this device's pool and is not in use (the last
+        // launch completed); every buffer is valid and its range in bounds.
+        unsafe { dev.update_descriptor_sets(&writes, &[]) };
+        let grid = config.grid;
+        self.run_once(ctx, true, |dev, cmd| {
+            // SAFETY: `cmd` is recording on the compute queue; the pipeline, layout and set
+            // are valid and compatible; the push range matches the layout.
+            unsafe {
+                dev.cmd_bind_pipeline(cmd, vk::PipelineBindPoint::COMPUTE, pipe.pipeline);
+                if !bindings.is_empty() {
+                    dev.cmd_bind_descriptor_sets(
+                        cmd,
+                        vk::PipelineBindPoint::COMPUTE,
+                        pipe.layout,
+                        0,
+                        &[set],
+                        &[],
+                    );
+                }
+                if !push.is_empty() {
+                    dev.cmd_push_constants(
+                        cmd,
+                        pipe.layout,
+                        vk::ShaderStageFlags::COMPUTE,
+                        0,
+                        &push,
+                    );
+                }
+                dev.cmd_dispatch(cmd, grid[0], grid[1], grid[2]);
+            }
+            Ok(())
+        })
+    }
+}
+
+impl Drop for VulkanDevice {
+    fn drop(&mut self) {
+        // SAFETY: `ctx` is dropped exactly once, here.
+        let ctx = unsafe { ManuallyDrop::take(&mut self.ctx) };
+        let mut ctx = ctx.into_inner().unwrap_or_else(|p| p.into_inner());
+        let dev = &self.shared.device;
+        // SAFETY: the device is idle after the wait; every object below was created from it
+        // and is destroyed once.
+        unsafe {
+            let _ = dev.device_wait_idle();
+            ctx.pipelines.destroy(dev);
+            for s in ctx.ring.drain(..) {
+                self.shared.destroy_buffer(s.buffer, s.alloc);
+            }
+            dev.destroy_semaphore(ctx.timeline, None);
+            dev.destroy_command_pool(ctx.compute.pool, None);
+            if let Some(t) = &ctx.transfer {
+                dev.destroy_command_pool(t.pool, None);
+            }
+        }
+    }
+}
+
+// ---- the Device implementation -----------------------------------------------------------
+
+impl Device for VulkanDevice {
+    type Buffer = VulkanBuffer;
+
+    fn info(&self) -> &DeviceInfo {
+        &self.info
+    }
+
+    fn supports(&self, placement: Placement) -> bool {
+        matches!(
+            placement,
+            Placement::DeviceLocal | Placement::HostMapped | Placement::Staging
+        ) && self.types[purpose_index(purpose_of(placement))].is_some()
+    }
+
+    fn alloc(&self, size: u64, placement: Placement) -> Result<VulkanBuffer> {
+        if size == 0 {
+            return Err(Error::ZeroSize { what: "buffer" });
+        }
+        let ty = self.types[purpose_index(purpose_of(placement))].ok_or_else(|| {
+            Error::UnsupportedPlacement {
+                device: self.info.name.clone(),
+                placement,
+            }
+        })?;
+        self.create_buffer(size, ty, placement, None)
+    }
+
+    fn write(&self, dst: &VulkanBuffer, offset: u64, src: &[u8]) -> Result<()> {
+        self.check_owner(dst)?;
+        check_range(offset, src.len() as u64, dst.len)?;
+        if src.is_empty() {
+            return Ok(());
+        }
+        let mut ctx = self.lock();
+        if dst.placement != Placement::DeviceLocal {
+            // SAFETY: we hold the lock and no GPU work is pending.
+            if let Some(host) = unsafe { Self::mapped_slice(dst, &mut ctx) } {
+                let o = offset as usize;
+                par_copy(&mut host[o..o + src.len()], src, self.copy_threads);
+                return Ok(());
+            }
+        }
+        self.staged_write(&mut ctx, dst, offset, src)
+    }
+
+    fn read(&self, src: &VulkanBuffer, offset: u64, dst: &mut [u8]) -> Result<()> {
+        self.check_owner(src)?;
+        check_range(offset, dst.len() as u64, src.len)?;
+        if dst.is_empty() {
+            return Ok(());
+        }
+        let mut ctx = self.lock();
+        if src.placement != Placement::DeviceLocal {
+            // SAFETY: we hold the lock and no GPU work is pending.
+            if let Some(host) = unsafe { Self::mapped_slice(src, &mut ctx) } {
+                let o = offset as usize;
+                par_copy(dst, &host[o..o + dst.len()], self.copy_threads);
+                return Ok(());
+            }
+        }
+        self.staged_read(&mut ctx, src, offset, dst)
+    }
+
+    fn copy(
+        &self,
+        src: &VulkanBuffer,
+        src_offset: u64,
+        dst: &VulkanBuffer,
+        dst_offset: u64,
+        len: u64,
+    ) -> Result<()> {
+        self.check_owner(src)?;
+        self.check_owner(dst)?;
+        check_range(src_offset, len, src.len)?;
+        check_range(dst_offset, len, dst.len)?;
+        if len == 0 {
+            return Ok(());
+        }
+        if src.raw == dst.raw && src_offset < dst_offset + len && dst_offset < src_offset + len {
+            return Err(Error::invalid(
+                "copy within one buffer between overlapping ranges",
+            ));
+        }
+        let mut ctx = self.lock();
+        let region = vk::BufferCopy {
+            src_offset,
+            dst_offset,
+            size: len,
+        };
+        self.run_once(&mut ctx, false, |dev, cmd| {
+            // SAFETY: `cmd` is recording; both buffers are valid, the regions in bounds and
+            // not overlapping.
+            unsafe { dev.cmd_copy_buffer(cmd, src.raw, dst.raw, &[region]) };
+            Ok(())
+        })
+    }
+
+    fn fill(&self, dst: &VulkanBuffer, offset: u64, len: u64, value: u8) -> Result<()> {
+        self.check_owner(dst)?;
+        check_range(offset, len, dst.len)?;
+        if len == 0 {
+            return Ok(());
+        }
+        let mut ctx = self.lock();
+        if dst.placement != Placement::DeviceLocal {
+            // SAFETY: we hold the lock and no GPU work is pending.
+            if let Some(host) = unsafe { Self::mapped_slice(dst, &mut ctx) } {
+                host[offset as usize..(offset + len) as usize].fill(value);
+                return Ok(());
+            }
+        }
+        // vkCmdFillBuffer needs a 4-byte aligned offset and size: fill the aligned middle on
+        // the device and the (at most 3 + 3) edge bytes through the staging ring.
+        let end = offset + len;
+        let mid_start = offset.next_multiple_of(4).min(end);
+        let mid_end = (end / 4 * 4).max(mid_start);
+        if mid_end > mid_start {
+            let word = u32::from_ne_bytes([value; 4]);
+            self.run_once(&mut ctx, false, |dev, cmd| {
+                // SAFETY: `cmd` is recording; offset and size are multiples of 4 and in
+                // bounds.
+                unsafe { dev.cmd_fill_buffer(cmd, dst.raw, mid_start, mid_end - mid_start, word) };
+                Ok(())
+            })?;
+        }
+        if mid_start > offset {
+            let head = vec![value; (mid_start - offset) as usize];
+            self.staged_write(&mut ctx, dst, offset, &head)?;
+        }
+        if end > mid_end {
+            let tail = vec![value; (end - mid_end) as usize];
+            self.staged_write(&mut ctx, dst, mid_end, &tail)?;
+        }
+        Ok(())
+    }
+
+    fn launch(
+        &self,
+        kernel: &Kernel,
+        config: &LaunchConfig,
+        args: &[Arg<'_, VulkanBuffer>],
+    ) -> Result<()> {
+        let Some(KernelVariant::SpirV { words, entry }) = kernel.variant_for(Backend::Vulkan)
+        else {
+            return Err(Error::NoKernelVariant {
+                kernel: kernel.name().to_string(),
+                backend: Backend::Vulkan,
+            });
+        };
+        check_launch_args(kernel, args)?;
+        self.launch_spirv(kernel, words, entry, config, args)
+    }
+
+    fn synchronize(&self) -> Result<()> {
+        let ctx = self.lock();
+        ctx.wait(&self.shared.device, ctx.value)?;
+        drop(ctx);
+        let deferred = self
+            .shared
+            .deferred
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        match deferred {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
