@@ -70,6 +70,12 @@ pub struct PlacementConfig {
     pub copy_overhead_s: f64,
     /// Device memory bandwidth assumed when the device does not say, bytes/s.
     pub device_bandwidth: f64,
+    /// Rate at which the host copies pageable data into pinned memory, bytes/s. A
+    /// zero-copy copy lives in pinned memory, so the data is first copied there and then
+    /// read across the link, one after the other; a copy to VRAM overlaps both in the
+    /// backend's staging ring. Measured on the H100 machine: 16 and 64 MiB read-once
+    /// buffers were 7% and 24% slower zero-copy than copied.
+    pub host_copy_bandwidth: f64,
 }
 
 impl Default for PlacementConfig {
@@ -78,6 +84,7 @@ impl Default for PlacementConfig {
             zero_copy_threshold: 64 << 20,
             copy_overhead_s: 8e-6,
             device_bandwidth: 1.0e12,
+            host_copy_bandwidth: 20e9,
         }
     }
 }
@@ -98,9 +105,10 @@ pub struct PlacementDecision {
 /// 1. a device that shares host memory (integrated GPU, CPU) uses it in place: zero-copy;
 /// 2. a device that cannot map host memory needs device-local memory;
 /// 3. above `zero_copy_threshold` the buffer is migratable (device-local, evictable);
-/// 4. otherwise compare the link traffic: zero-copy crosses the link `reuse` times, a copy
-///    crosses it once plus a fixed overhead, then reads run at device bandwidth. The cheaper
-///    wins; ties go to zero-copy (no VRAM taken).
+/// 4. otherwise compare costs: zero-copy stages the data into pinned memory (at
+///    `host_copy_bandwidth`) and then crosses the link `reuse` times; a copy crosses it once
+///    (pipelined with staging) plus a fixed overhead, then reads run at device bandwidth.
+///    The cheaper wins; ties go to zero-copy (no VRAM taken).
 pub fn choose_placement(
     size: u64,
     reuse: u32,
@@ -138,7 +146,12 @@ pub fn choose_placement(
         .unwrap_or(16e9);
     let reuse = reuse.max(1) as f64;
     let bytes = size as f64;
-    let zero_copy_s = reuse * bytes / link;
+    let staging = if config.host_copy_bandwidth > 0.0 {
+        bytes / config.host_copy_bandwidth
+    } else {
+        0.0
+    };
+    let zero_copy_s = staging + reuse * bytes / link;
     let copy_s = config.copy_overhead_s + bytes / link + reuse * bytes / config.device_bandwidth;
     if zero_copy_s <= copy_s {
         decide(
@@ -180,5 +193,80 @@ pub fn human_bytes(n: u64) -> String {
         format!("{:.0} {}", v, UNITS[u])
     } else {
         format!("{:.1} {}", v, UNITS[u])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::info::{Backend, DeviceId, DeviceKind, LinkInfo};
+
+    fn dgpu(can_map: bool) -> DeviceInfo {
+        DeviceInfo {
+            id: DeviceId::fresh(),
+            backend: Backend::Cuda,
+            kind: DeviceKind::Discrete,
+            name: "dgpu".into(),
+            ordinal: 0,
+            uuid: None,
+            memory_total: 80 << 30,
+            memory_budget: 80 << 30,
+            max_allocation: 80 << 30,
+            l2_bytes: 50 << 20,
+            compute_units: 132,
+            host_link: Some(LinkInfo::from_pcie(5, 16)),
+            can_map_host_memory: can_map,
+            unified_memory: false,
+            copy_engines: 2,
+            compute_capability: Some((9, 0)),
+            heaps: Vec::new(),
+            driver: String::new(),
+            extra: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn policy_follows_size_reuse_and_capabilities() {
+        let c = PlacementConfig::default();
+        let d = dgpu(true);
+        // Small read-once buffers are read in place.
+        assert_eq!(
+            choose_placement(4096, 1, &d, &c).placement,
+            Placement::HostMapped
+        );
+        assert_eq!(
+            choose_placement(64 << 10, 1, &d, &c).placement,
+            Placement::HostMapped
+        );
+        // Mid-size read-once buffers: staging then reading across the link loses to the
+        // pipelined copy (measured on the H100 at 16 and 64 MiB).
+        assert_eq!(
+            choose_placement(16 << 20, 1, &d, &c).placement,
+            Placement::DeviceLocal
+        );
+        // Reuse favours a copy.
+        assert_eq!(
+            choose_placement(1 << 20, 8, &d, &c).placement,
+            Placement::DeviceLocal
+        );
+        // Above the threshold: migrate.
+        assert_eq!(
+            choose_placement(128 << 20, 1, &d, &c).placement,
+            Placement::DeviceLocal
+        );
+        // A device that cannot map host memory.
+        assert_eq!(
+            choose_placement(4096, 1, &dgpu(false), &c).placement,
+            Placement::DeviceLocal
+        );
+        // Shared memory: always in place.
+        let mut igpu = dgpu(true);
+        igpu.unified_memory = true;
+        igpu.kind = DeviceKind::Integrated;
+        assert_eq!(
+            choose_placement(1 << 30, 8, &igpu, &c).placement,
+            Placement::HostMapped
+        );
+        assert!(!choose_placement(4096, 1, &d, &c).reason.is_empty());
     }
 }
