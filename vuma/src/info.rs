@@ -60,7 +60,10 @@ fn device_json(vuma: &UnifiedMemoryManager, i: &DeviceInfo) -> Value {
 pub fn codecs() -> Vec<&'static str> {
     #[cfg(feature = "hyperloop")]
     {
-        vuma_hyperloop::available_codecs()
+        vuma_hyperloop::codecs::all_codecs(vuma_hyperloop::page::ElemWidth::F32)
+            .iter()
+            .map(|c| c.name())
+            .collect()
     }
     #[cfg(not(feature = "hyperloop"))]
     {
@@ -97,11 +100,7 @@ pub fn to_text(vuma: &UnifiedMemoryManager) -> String {
                 .scheduler()
                 .tier_of(i.id)
                 .map_or("-".to_string(), |t| t.to_string());
-            let _ = writeln!(
-                s,
-                "  [{}] {} — {} GPU/CPU, {tier}",
-                i.ordinal, i.name, i.kind
-            );
+            let _ = writeln!(s, "  [{}] {} — {}, {tier}", i.ordinal, i.name, i.kind);
             if let Some(u) = i.uuid_string() {
                 let _ = writeln!(s, "      uuid            {u}");
             }
