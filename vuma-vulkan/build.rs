@@ -8,9 +8,9 @@
 use std::path::PathBuf;
 
 fn compile(name: &str, source: &str, out_dir: &std::path::Path) {
-    let module = match naga::front::wgsl::parse_str(&source) {
+    let module = match naga::front::wgsl::parse_str(source) {
         Ok(m) => m,
-        Err(e) => panic!("WGSL parse of {name}: {}", e.emit_to_string(&source)),
+        Err(e) => panic!("WGSL parse of {name}: {}", e.emit_to_string(source)),
     };
     let info = naga::valid::Validator::new(
         naga::valid::ValidationFlags::all(),

@@ -4,7 +4,7 @@
 use std::ffi::CStr;
 use std::mem::ManuallyDrop;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use ash::{ext, vk};
 use gpu_allocator::vulkan::{
@@ -18,6 +18,7 @@ use vuma_core::{
 
 use crate::buffer::{MappedPtr, VulkanBuffer};
 use crate::compute::{PipelineKey, Pipelines};
+use crate::copypool::CopyPool;
 use crate::instance::{Instance, VulkanOptions};
 use crate::memory::{select_memory_type, MemoryPurpose, MemoryTable};
 
@@ -121,6 +122,9 @@ struct Ctx {
     timeline: vk::Semaphore,
     /// Last value signalled (or to be signalled) on `timeline`.
     value: u64,
+    /// The queue of the last submission: a submission on the same queue needs no timeline
+    /// wait (submission order plus the leading full barrier order it).
+    last_queue: vk::Queue,
     ring: Vec<Slot>,
     pipelines: Pipelines,
 }
@@ -151,6 +155,15 @@ pub struct VulkanDevice {
     ring_slot_size: u64,
     ring_slots: usize,
     copy_threads: usize,
+    /// Staged copies write with non-temporal stores (`VUMA_VK_STREAM_COPY=0` turns it off).
+    stream_copies: bool,
+    /// Persistent memcpy threads, started on the first large host copy.
+    pool: OnceLock<CopyPool>,
+    /// `VK_EXT_external_memory_host` and `minImportedHostPointerAlignment`, when enabled.
+    emh: Option<(ext::external_memory_host::Device, u64)>,
+    /// Import the page-aligned middle of host slices of at least this many bytes instead
+    /// of staging them (`u64::MAX`: never; `VUMA_VK_IMPORT_MIN_MIB`).
+    import_min: u64,
     ctx: ManuallyDrop<Mutex<Ctx>>,
 }
 
@@ -218,30 +231,36 @@ fn version_str(v: u32) -> String {
     )
 }
 
-/// Splits `len` bytes into pieces for `threads` workers (each a multiple of 4 KiB).
-fn split_for_threads(len: usize, threads: usize) -> usize {
-    let per = len.div_ceil(threads.max(1));
-    per.div_ceil(4096) * 4096
+/// Reads a positive integer tuning knob from the environment.
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|&v| v > 0)
 }
 
-/// Copies `src` to `dst` with several threads when it is large.
-fn par_copy(dst: &mut [u8], src: &[u8], threads: usize) {
-    debug_assert_eq!(dst.len(), src.len());
-    if threads <= 1 || src.len() < (4 << 20) {
-        dst.copy_from_slice(src);
-        return;
+/// Cuts a transfer of `total` bytes into chunks of at most `slot` bytes. Long transfers
+/// start and end with short chunks (slot/8, slot/4, slot/2): the first chunk's host copy
+/// (uploads) and the last chunk's host copy (downloads) cannot overlap any DMA, so they
+/// are kept small.
+fn chunk_plan(total: usize, slot: usize) -> Vec<usize> {
+    let slot = slot.max(1);
+    let mut head = Vec::new();
+    let mut left = total;
+    let mut c = (slot / 8).max(1);
+    while c < slot && left > 2 * c + slot {
+        head.push(c);
+        left -= 2 * c;
+        c *= 2;
     }
-    let piece = split_for_threads(src.len(), threads);
-    std::thread::scope(|s| {
-        let mut pairs = dst.chunks_mut(piece).zip(src.chunks(piece));
-        let first = pairs.next();
-        for (d, x) in pairs {
-            s.spawn(move || d.copy_from_slice(x));
-        }
-        if let Some((d, x)) = first {
-            d.copy_from_slice(x);
-        }
-    });
+    let mut plan = head.clone();
+    while left > 0 {
+        let n = left.min(slot);
+        plan.push(n);
+        left -= n;
+    }
+    plan.extend(head.iter().rev());
+    plan
 }
 
 impl VulkanDevice {
@@ -327,6 +346,11 @@ impl VulkanDevice {
         self.limits.max_group_count
     }
 
+    /// The persistent copy threads (started on first use).
+    fn pool(&self) -> &CopyPool {
+        self.pool.get_or_init(|| CopyPool::new(self.copy_threads))
+    }
+
     fn lock(&self) -> MutexGuard<'_, Ctx> {
         self.ctx.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -358,6 +382,13 @@ impl VulkanDevice {
             .map_err(|e| vk_err("vkEnumerateDeviceExtensionProperties", e))?;
         let has_budget = has_ext(&exts, ext::memory_budget::NAME);
         let has_emh = has_ext(&exts, ext::external_memory_host::NAME);
+        let mut emh_props = vk::PhysicalDeviceExternalMemoryHostPropertiesEXT::default();
+        if has_emh {
+            let mut p2 = vk::PhysicalDeviceProperties2::default().push_next(&mut emh_props);
+            // SAFETY: as above; the structure is chained only when the extension exists.
+            unsafe { inst.get_physical_device_properties2(pd, &mut p2) };
+        }
+        let import_align = emh_props.min_imported_host_pointer_alignment;
         // SAFETY: as above.
         let families = unsafe { inst.get_physical_device_queue_family_properties(pd) };
         let Some(compute_family) = families
@@ -393,6 +424,9 @@ impl VulkanDevice {
         let mut dev_exts = Vec::new();
         if has_budget {
             dev_exts.push(ext::memory_budget::NAME.as_ptr());
+        }
+        if has_emh {
+            dev_exts.push(ext::external_memory_host::NAME.as_ptr());
         }
         let enabled =
             vk::PhysicalDeviceFeatures::default().shader_int64(features.shader_int64 == vk::TRUE);
@@ -655,20 +689,38 @@ impl VulkanDevice {
         let copy_threads = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .min(16);
+        let emh = (has_emh && import_align.is_power_of_two()).then(|| {
+            (
+                ext::external_memory_host::Device::new(&shared.instance.instance, &shared.device),
+                import_align,
+            )
+        });
+        let ring_slot_size = env_u64("VUMA_VK_STAGING_SLOT_MIB")
+            .map(|m| m.min(1024) << 20)
+            .unwrap_or(if discrete { 16 << 20 } else { 8 << 20 });
+        let ring_slots = env_u64("VUMA_VK_STAGING_SLOTS")
+            .map(|n| n.min(64) as usize)
+            .unwrap_or(if discrete { 6 } else { 3 });
+        let import_min = env_u64("VUMA_VK_IMPORT_MIN_MIB").map_or(u64::MAX, |m| m << 20);
         Ok(VulkanDevice {
             info,
             table,
             types,
             limits,
             families: fams,
-            ring_slot_size: if discrete { 64 << 20 } else { 8 << 20 },
-            ring_slots: 3,
+            ring_slot_size,
+            ring_slots: ring_slots.max(2),
             copy_threads,
+            pool: OnceLock::new(),
+            stream_copies: std::env::var("VUMA_VK_STREAM_COPY").map_or(true, |v| v != "0"),
+            emh,
+            import_min,
             ctx: ManuallyDrop::new(Mutex::new(Ctx {
                 compute,
                 transfer,
                 timeline,
                 value: 0,
+                last_queue: vk::Queue::null(),
                 ring: Vec::new(),
                 pipelines: Pipelines::default(),
             })),
@@ -910,7 +962,9 @@ fn end_and_submit(
     let mut si = vk::SubmitInfo::default()
         .command_buffers(&cmds)
         .signal_semaphores(&sems);
-    if ctx.value > 0 {
+    // On the queue of the previous submission, submission order and the leading full
+    // barrier already order this one after it; a timeline wait would only add latency.
+    if ctx.value > 0 && ctx.last_queue != queue {
         si = si.wait_semaphores(&sems).wait_dst_stage_mask(&stages);
     }
     let si = si.push_next(&mut ts);
@@ -919,6 +973,7 @@ fn end_and_submit(
     unsafe { dev.queue_submit(queue, &[si], vk::Fence::null()) }
         .map_err(|e| vk_err("vkQueueSubmit", e))?;
     ctx.value += 1;
+    ctx.last_queue = queue;
     Ok(ctx.value)
 }
 
@@ -947,6 +1002,130 @@ impl VulkanDevice {
         }
         let v = end_and_submit(dev, ctx, queue, cmd)?;
         ctx.wait(dev, v)
+    }
+
+    /// The page-aligned middle `[a, b)` of a host slice (`ptr`, `len` bytes) to import with
+    /// `VK_EXT_external_memory_host`, when importing is enabled and the slice is long enough.
+    fn import_range(&self, ptr: usize, len: usize) -> Option<(usize, usize)> {
+        let (_, align) = self.emh.as_ref()?;
+        if (len as u64) < self.import_min {
+            return None;
+        }
+        let align = *align as usize;
+        let a = ptr.next_multiple_of(align) - ptr;
+        let b = (ptr + len) / align * align - ptr;
+        (b > a).then_some((a, b))
+    }
+
+    /// Copies between `len` bytes of host memory at `host` (imported for the duration of
+    /// the copy) and `dev_buf` at `dev_off`; `upload` gives the direction. Returns
+    /// `Ok(false)` when the driver refuses the import (the caller stages instead).
+    ///
+    /// # Safety
+    /// `host..host+len` must be valid for reads (upload) or writes (download) and not be
+    /// accessed by anyone else until this returns; `host` and `len` must be multiples of
+    /// the import alignment.
+    unsafe fn imported_copy(
+        &self,
+        ctx: &mut Ctx,
+        host: *mut u8,
+        len: u64,
+        dev_buf: &VulkanBuffer,
+        dev_off: u64,
+        upload: bool,
+    ) -> Result<bool> {
+        let Some((emh, _)) = &self.emh else {
+            return Ok(false);
+        };
+        let dev = &self.shared.device;
+        let ht = vk::ExternalMemoryHandleTypeFlags::HOST_ALLOCATION_EXT;
+        let mut hp = vk::MemoryHostPointerPropertiesEXT::default();
+        // SAFETY: the function pointer belongs to this device (the extension is enabled);
+        // `host` is a valid host address and `hp` a valid out-structure.
+        let r = unsafe {
+            (emh.fp().get_memory_host_pointer_properties_ext)(
+                dev.handle(),
+                ht,
+                host.cast_const().cast(),
+                &mut hp,
+            )
+        };
+        if r != vk::Result::SUCCESS || hp.memory_type_bits == 0 {
+            return Ok(false);
+        }
+        let mut eci = vk::ExternalMemoryBufferCreateInfo::default().handle_types(ht);
+        let mut bci = vk::BufferCreateInfo::default()
+            .size(len)
+            .usage(vk::BufferUsageFlags::TRANSFER_SRC | vk::BufferUsageFlags::TRANSFER_DST);
+        if self.families.len() > 1 {
+            bci = bci
+                .sharing_mode(vk::SharingMode::CONCURRENT)
+                .queue_family_indices(&self.families);
+        }
+        let bci = bci.push_next(&mut eci);
+        // SAFETY: valid device and create info.
+        let Ok(buf) = (unsafe { dev.create_buffer(&bci, None) }) else {
+            return Ok(false);
+        };
+        // SAFETY: `buf` was just created from `dev`.
+        let req = unsafe { dev.get_buffer_memory_requirements(buf) };
+        let bits = req.memory_type_bits & hp.memory_type_bits;
+        if bits == 0 {
+            // SAFETY: `buf` is unused.
+            unsafe { dev.destroy_buffer(buf, None) };
+            return Ok(false);
+        }
+        let mut imp = vk::ImportMemoryHostPointerInfoEXT::default()
+            .handle_type(ht)
+            .host_pointer(host.cast());
+        let ai = vk::MemoryAllocateInfo::default()
+            .allocation_size(len)
+            .memory_type_index(bits.trailing_zeros())
+            .push_next(&mut imp);
+        // SAFETY: `host` is aligned and `len` a multiple of the import alignment (caller's
+        // contract); the memory type is one the driver allows for this pointer.
+        let mem = match unsafe { dev.allocate_memory(&ai, None) } {
+            Ok(m) => m,
+            Err(_) => {
+                // SAFETY: `buf` is unused.
+                unsafe { dev.destroy_buffer(buf, None) };
+                return Ok(false);
+            }
+        };
+        // SAFETY: `mem` covers `len` bytes and `buf` is unbound.
+        let r = match unsafe { dev.bind_buffer_memory(buf, mem, 0) } {
+            Ok(()) => {
+                let region = vk::BufferCopy {
+                    src_offset: if upload { 0 } else { dev_off },
+                    dst_offset: if upload { dev_off } else { 0 },
+                    size: len,
+                };
+                let (from, to) = if upload {
+                    (buf, dev_buf.raw)
+                } else {
+                    (dev_buf.raw, buf)
+                };
+                let r = self.run_once(ctx, false, |dev, cmd| {
+                    // SAFETY: `cmd` is recording; both buffers are valid and the regions
+                    // in bounds (checked by the caller).
+                    unsafe { dev.cmd_copy_buffer(cmd, from, to, &[region]) };
+                    Ok(())
+                });
+                if r.is_err() && ctx.wait(dev, ctx.value).is_err() {
+                    // SAFETY: valid device; nothing may use `buf` when it is freed below.
+                    let _ = unsafe { dev.device_wait_idle() };
+                }
+                r.map(|()| true)
+            }
+            Err(e) => Err(vk_err("vkBindBufferMemory", e)),
+        };
+        // SAFETY: the copy completed (or never ran); the buffer goes before its memory,
+        // and the memory before the host pages are handed back to the caller.
+        unsafe {
+            dev.destroy_buffer(buf, None);
+            dev.free_memory(mem, None);
+        }
+        r
     }
 
     /// Creates the staging ring on first use.
@@ -1008,24 +1187,28 @@ impl VulkanDevice {
         let dev = &self.shared.device;
         let slot_size = self.ring_slot_size as usize;
         let queue = ctx.transfer_queue().queue;
+        let pool = self.pool();
         let mut result = Ok(());
-        for (k, chunk) in src.chunks(slot_size).enumerate() {
+        let mut pos = 0usize;
+        for (k, len) in chunk_plan(src.len(), slot_size).into_iter().enumerate() {
+            let chunk = &src[pos..pos + len];
             let s = k % ctx.ring.len();
             if let Err(e) = ctx.wait(dev, ctx.ring[s].busy_until) {
                 result = Err(e);
                 break;
             }
             let slot = &ctx.ring[s];
-            // SAFETY: the slot's mapping covers `slot_size` bytes and its last copy has
-            // completed (waited above); we hold the device lock.
-            let host = unsafe { std::slice::from_raw_parts_mut(slot.ptr.0.as_ptr(), chunk.len()) };
-            par_copy(host, chunk, self.copy_threads);
+            // SAFETY: the slot's mapping covers `slot_size >= len` bytes and its last copy
+            // has completed (waited above); we hold the device lock.
+            let host = unsafe { std::slice::from_raw_parts_mut(slot.ptr.0.as_ptr(), len) };
+            pool.copy(host, chunk, self.stream_copies);
             let (buf, cmd) = (slot.buffer, slot.cmd);
             let region = vk::BufferCopy {
                 src_offset: 0,
-                dst_offset: offset + (k * slot_size) as u64,
-                size: chunk.len() as u64,
+                dst_offset: offset + pos as u64,
+                size: len as u64,
             };
+            pos += len;
             let r = begin(dev, cmd).and_then(|()| {
                 // SAFETY: `cmd` is recording; both buffers are valid and the region is in
                 // bounds (checked by the caller).
@@ -1059,20 +1242,27 @@ impl VulkanDevice {
     ) -> Result<()> {
         self.ensure_ring(ctx)?;
         let dev = &self.shared.device;
-        let slot_size = self.ring_slot_size as usize;
         let queue = ctx.transfer_queue().queue;
-        let total = dst.len();
-        let n = total.div_ceil(slot_size);
+        let pool = self.pool();
+        let plan = chunk_plan(dst.len(), self.ring_slot_size as usize);
+        let starts: Vec<usize> = plan
+            .iter()
+            .scan(0usize, |p, &l| {
+                let s = *p;
+                *p += l;
+                Some(s)
+            })
+            .collect();
+        let n = plan.len();
         let slots = ctx.ring.len();
         let mut submitted = 0usize;
         let submit = |ctx: &mut Ctx, k: usize| -> Result<()> {
             let s = k % slots;
-            let len = (total - k * slot_size).min(slot_size) as u64;
             let (buf, cmd) = (ctx.ring[s].buffer, ctx.ring[s].cmd);
             let region = vk::BufferCopy {
-                src_offset: offset + (k * slot_size) as u64,
+                src_offset: offset + starts[k] as u64,
                 dst_offset: 0,
-                size: len,
+                size: plan[k] as u64,
             };
             begin(dev, cmd)?;
             // SAFETY: `cmd` is recording; the region is in bounds (checked by the caller)
@@ -1099,12 +1289,11 @@ impl VulkanDevice {
                 result = Err(e);
                 break;
             }
-            let start = k * slot_size;
-            let len = (dst.len() - start).min(slot_size);
+            let (start, len) = (starts[k], plan[k]);
             // SAFETY: the copy into the slot completed (waited above) and made its writes
             // visible to the host (trailing barrier); we hold the device lock.
             let host = unsafe { std::slice::from_raw_parts(ctx.ring[s].ptr.0.as_ptr(), len) };
-            par_copy(&mut dst[start..start + len], host, self.copy_threads);
+            pool.copy(&mut dst[start..start + len], host, self.stream_copies);
             ctx.ring[s].busy_until = 0;
         }
         let last = ctx.value;
@@ -1315,7 +1504,30 @@ impl Device for VulkanDevice {
             // SAFETY: we hold the lock and no GPU work is pending.
             if let Some(host) = unsafe { Self::mapped_slice(dst, &mut ctx) } {
                 let o = offset as usize;
-                par_copy(&mut host[o..o + src.len()], src, self.copy_threads);
+                self.pool().copy(&mut host[o..o + src.len()], src, false);
+                return Ok(());
+            }
+        }
+        if let Some((a, b)) = self.import_range(src.as_ptr() as usize, src.len()) {
+            // SAFETY: `src[a..b]` is borrowed for this call and only read by the device
+            // (the import API takes a mutable pointer); `a` and `b` are aligned.
+            let done = unsafe {
+                self.imported_copy(
+                    &mut ctx,
+                    src.as_ptr().add(a).cast_mut(),
+                    (b - a) as u64,
+                    dst,
+                    offset + a as u64,
+                    true,
+                )?
+            };
+            if done {
+                if a > 0 {
+                    self.staged_write(&mut ctx, dst, offset, &src[..a])?;
+                }
+                if b < src.len() {
+                    self.staged_write(&mut ctx, dst, offset + b as u64, &src[b..])?;
+                }
                 return Ok(());
             }
         }
@@ -1333,7 +1545,30 @@ impl Device for VulkanDevice {
             // SAFETY: we hold the lock and no GPU work is pending.
             if let Some(host) = unsafe { Self::mapped_slice(src, &mut ctx) } {
                 let o = offset as usize;
-                par_copy(dst, &host[o..o + dst.len()], self.copy_threads);
+                self.pool().copy(dst, &host[o..o + dst.len()], false);
+                return Ok(());
+            }
+        }
+        if let Some((a, b)) = self.import_range(dst.as_ptr() as usize, dst.len()) {
+            // SAFETY: `dst[a..b]` is borrowed mutably for this call; `a` and `b` are aligned.
+            let done = unsafe {
+                self.imported_copy(
+                    &mut ctx,
+                    dst.as_mut_ptr().add(a),
+                    (b - a) as u64,
+                    src,
+                    offset + a as u64,
+                    false,
+                )?
+            };
+            if done {
+                let n = dst.len();
+                if a > 0 {
+                    self.staged_read(&mut ctx, src, offset, &mut dst[..a])?;
+                }
+                if b < n {
+                    self.staged_read(&mut ctx, src, offset + b as u64, &mut dst[b..])?;
+                }
                 return Ok(());
             }
         }
@@ -1443,6 +1678,27 @@ impl Device for VulkanDevice {
         match deferred {
             Some(e) => Err(e),
             None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chunk_plan;
+
+    #[test]
+    fn chunk_plan_covers_and_ramps() {
+        let m = 1usize << 20;
+        for total in [0, 1, m, 16 * m, 33 * m, 256 * m + 12345, 1000 * m + 7] {
+            for slot in [8 * m, 16 * m, 64 * m] {
+                let p = chunk_plan(total, slot);
+                assert_eq!(p.iter().sum::<usize>(), total);
+                assert!(p.iter().all(|&c| c > 0 && c <= slot));
+                if total > 4 * slot {
+                    assert_eq!(p[0], slot / 8);
+                    assert_eq!(*p.last().unwrap(), slot / 8);
+                }
+            }
         }
     }
 }

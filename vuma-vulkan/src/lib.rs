@@ -58,11 +58,19 @@
 //!   CPU devices host-visible device-local memory is the natural zero-copy path. The chosen
 //!   type is forced on gpu-allocator by masking `memoryTypeBits` to it; buffers of 64 MiB
 //!   and more get dedicated allocations.
-//! - **Staging ring.** Device-local writes and reads go through a persistent ring (3 slots of
-//!   64 MiB on discrete GPUs, 8 MiB elsewhere) of cached system memory, created on first
-//!   use and never reallocated: the CPU fills slot i+1 (with up to 16 threads) while the
-//!   transfer queue copies slot i, and reads run the other way round. Host-mapped and
-//!   staging buffers are read and written directly through their mapping.
+//! - **Staging ring.** Device-local writes and reads go through a persistent ring (6 slots of
+//!   16 MiB on discrete GPUs, 3 of 8 MiB elsewhere; `VUMA_VK_STAGING_SLOT_MIB` and
+//!   `VUMA_VK_STAGING_SLOTS` override) of cached system memory, created on first use and
+//!   never reallocated. A transfer is cut into slot-sized chunks that start and end short
+//!   (slot/8, /4, /2) so the host copy that cannot overlap a DMA stays small; a persistent
+//!   pool of up to 16 copy threads fills slot i+1 (non-temporal stores; `VUMA_VK_STREAM_COPY=0`
+//!   turns them off) while the transfer queue copies slot i, and reads run the other way
+//!   round. Consecutive submissions on one queue skip the timeline wait (submission order and
+//!   the leading barrier order them). Host-mapped and staging buffers are read and written
+//!   directly through their mapping. Importing the caller's page-aligned middle with
+//!   `VK_EXT_external_memory_host` is implemented but off by default
+//!   (`VUMA_VK_IMPORT_MIN_MIB`): on the H100 the per-call import (page pinning) made 256 MiB
+//!   transfers 3x slower than staging.
 //! - **Fill.** `vkCmdFillBuffer` for the 4-byte-aligned middle; the at most 3 + 3 unaligned
 //!   edge bytes go through the staging ring (or a `memset` on mapped buffers).
 //! - **Kernel ABI.** `KernelVariant::SpirV { words, entry }` becomes a compute pipeline,
@@ -81,6 +89,7 @@
 
 mod buffer;
 mod compute;
+mod copypool;
 mod device;
 mod instance;
 pub mod kernels;
