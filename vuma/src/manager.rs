@@ -2,13 +2,13 @@
 //! over all of them, the Tidal Wave scheduler, and [`process_workload`](UnifiedMemoryManager::process_workload).
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use vuma_core::{
-    Arg, Backend, DeviceInfo, DynBuffer, DynDevice, Error, HostDevice, Lease, MemoryConfig,
-    MemoryManager, MemoryStats, Outcome, PlacementConfig, Result, UnifiedBuffer,
+    Arg, Backend, DeviceId, DeviceInfo, DynBuffer, DynDevice, Error, HostDevice, Lease,
+    MemoryConfig, MemoryManager, MemoryStats, Outcome, PlacementConfig, Result, UnifiedBuffer,
 };
-use vuma_sched::{SchedConfig, Scheduler, WorkloadProfile};
+use vuma_sched::{Choice, Executor, JobHandle, SchedConfig, Scheduler, Tier, WorkloadProfile};
 
 use crate::report::{BufferReport, StageTimes, WorkloadReport};
 use crate::workload::{GpuWorkload, WorkloadArg};
@@ -140,7 +140,7 @@ impl Builder {
             });
         }
         let infos: Vec<DeviceInfo> = devices.iter().map(|d| d.info().clone()).collect();
-        let scheduler = Scheduler::try_new(infos, self.sched)?;
+        let scheduler = Arc::new(Scheduler::try_new(infos, self.sched)?);
         let memory = MemoryManager::new(devices.clone(), self.memory);
         Ok(UnifiedMemoryManager {
             devices,
@@ -227,7 +227,7 @@ pub struct UnifiedMemoryManager {
     devices: Vec<Arc<dyn DynDevice>>,
     backends: Vec<BackendStatus>,
     memory: MemoryManager,
-    scheduler: Scheduler,
+    scheduler: Arc<Scheduler>,
 }
 
 impl std::fmt::Debug for UnifiedMemoryManager {
@@ -310,6 +310,23 @@ impl UnifiedMemoryManager {
             .with_backends(backends)
     }
 
+    /// Bytes of `w`'s read buffers that device `dev` lacks (the scheduler's residency
+    /// facts).
+    fn missing_bytes(&self, w: &GpuWorkload, dev: DeviceId) -> u64 {
+        let Some(i) = self.memory.device_index(dev) else {
+            return u64::MAX;
+        };
+        w.args
+            .iter()
+            .map(|a| match a {
+                WorkloadArg::Buffer { buffer, access, .. } if access.reads() => {
+                    self.memory.missing_bytes(buffer, i)
+                }
+                _ => 0,
+            })
+            .fold(0u64, u64::saturating_add)
+    }
+
     /// Runs one workload end to end: classify, choose a device, place and make every
     /// buffer resident, run, record coherence, and report every decision.
     ///
@@ -320,26 +337,77 @@ impl UnifiedMemoryManager {
         let t0 = Instant::now();
         let profile = self.profile(w);
         let classification = self.scheduler.classify(&profile)?;
-        let residency = |dev: vuma_core::DeviceId| -> u64 {
-            let Some(i) = self.memory.device_index(dev) else {
-                return u64::MAX;
-            };
-            w.args
-                .iter()
-                .map(|a| match a {
-                    WorkloadArg::Buffer { buffer, access, .. } if access.reads() => {
-                        self.memory.missing_bytes(buffer, i)
-                    }
-                    _ => 0,
-                })
-                .fold(0u64, u64::saturating_add)
-        };
+        let residency = |dev: DeviceId| self.missing_bytes(w, dev);
         let choice = self.scheduler.choose(&profile, &residency)?;
+        let t_sched = t0.elapsed();
+        self.scheduler
+            .queue_started(choice.device, w.priority, choice.est_run_s);
+        let r = self.execute(w, classification.tier, &choice, t_sched);
+        self.scheduler
+            .queue_finished(choice.device, w.priority, choice.est_run_s);
+        let report = r?;
+        self.scheduler.record_run(
+            choice.device,
+            w.kernel.name(),
+            profile.effective_work(),
+            report.times.run,
+        );
+        Ok(report)
+    }
+
+    /// An executor that runs workloads submitted with [`submit`](Self::submit)
+    /// asynchronously, on per-device priority queues (must be called inside a tokio
+    /// runtime).
+    pub fn executor(&self) -> Result<Executor> {
+        Executor::new(self.scheduler.clone())
+    }
+
+    /// Submits `w` to `executor`: the device is chosen now (with residency facts), the
+    /// workload waits in that device's priority queue (this future waits while the queue is
+    /// full), and the returned handle resolves to its report. A failing workload fails
+    /// alone; [`JobHandle::cancel`] removes it before it starts.
+    pub async fn submit(
+        self: &Arc<Self>,
+        executor: &Executor,
+        w: GpuWorkload,
+    ) -> Result<JobHandle<WorkloadReport>> {
+        let profile = self.profile(&w);
+        let classified = self.scheduler.classify(&profile)?.tier;
+        let this = Arc::clone(self);
+        let job_profile = profile.clone();
+        let residency = {
+            let this = Arc::clone(self);
+            let w = w.clone();
+            move |dev: DeviceId| this.missing_bytes(&w, dev)
+        };
+        let job = move |dev: DeviceId| -> Result<WorkloadReport> {
+            let _span =
+                tracing::info_span!("process_workload", id = %w.id, kernel = w.kernel.name())
+                    .entered();
+            let t0 = Instant::now();
+            let choice = this
+                .scheduler
+                .choose_on(dev, &job_profile, &|d: DeviceId| this.missing_bytes(&w, d))?;
+            this.execute(&w, classified, &choice, t0.elapsed())
+        };
+        executor
+            .submit_with(profile, &residency, job)
+            .await
+            .map_err(|e| e.error.into())
+    }
+
+    /// Places, runs and records `w` on the chosen device (no scheduler bookkeeping).
+    fn execute(
+        &self,
+        w: &GpuWorkload,
+        classified: Tier,
+        choice: &Choice,
+        t_sched: Duration,
+    ) -> Result<WorkloadReport> {
         let index = self.memory.device_index(choice.device).ok_or_else(|| {
             Error::invalid("internal: the scheduler chose a device the memory manager lacks")
         })?;
         let device = self.devices[index].clone();
-        let t_sched = t0.elapsed();
 
         // Place and make resident.
         let t1 = Instant::now();
@@ -375,16 +443,12 @@ impl UnifiedMemoryManager {
                 WorkloadArg::Scalar(s) => Arg::Scalar(*s),
             })
             .collect();
-        let est = choice.est_run_s;
-        self.scheduler.queue_started(choice.device, w.priority, est);
         let run = {
             let _run = tracing::debug_span!("launch", device = %device.info().name).entered();
             device
                 .launch(&w.kernel, &w.launch, &args)
                 .and_then(|()| device.synchronize())
         };
-        self.scheduler
-            .queue_finished(choice.device, w.priority, est);
         drop(args);
         let t_run = t2.elapsed();
 
@@ -414,12 +478,6 @@ impl UnifiedMemoryManager {
             self.memory.release(l, outcome);
         }
         run?;
-        self.scheduler.record_run(
-            choice.device,
-            w.kernel.name(),
-            profile.effective_work(),
-            t_run,
-        );
         let t_record = t3.elapsed();
         let bytes_moved = buffers.iter().map(|b| b.bytes_moved).sum();
         let bytes_saved = buffers
@@ -430,7 +488,7 @@ impl UnifiedMemoryManager {
         Ok(WorkloadReport {
             workload: w.id.clone(),
             kind: w.kind.to_string(),
-            classified: classification.tier,
+            classified,
             tier: choice.tier,
             crossed_tier: choice.crossed_tier,
             device: device.info().name.clone(),

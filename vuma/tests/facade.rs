@@ -98,3 +98,55 @@ fn seed_scenario_on_vulkan_alone() {
     }
     assert_eq!(out.verified.len(), 3);
 }
+
+/// Asynchronous submission through the executor: priorities, a failing workload that fails
+/// alone, and reports for the others.
+#[test]
+fn submitted_workloads_run_and_fail_alone() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let vuma = std::sync::Arc::new(host_only());
+        let exec = vuma.executor().expect("executor inside a runtime");
+        let mut handles = Vec::new();
+        let mut bufs = Vec::new();
+        for i in 0..8u32 {
+            let b = vuma.create_buffer_from(&vec![i as u8; 4096]).unwrap();
+            // Workload 3 asks for more elements than its buffer holds: it must fail alone.
+            let n = if i == 3 { 1 << 20 } else { 1024 };
+            let w = GpuWorkload::new(
+                format!("w{i}"),
+                WorkloadKind::LightCompute,
+                kernels::scale_u32(),
+            )
+            .read_write(&b, 1)
+            .scalar(Scalar::U32(n))
+            .scalar(Scalar::U32(1))
+            .scalar(Scalar::U32(1))
+            .priority(if i % 2 == 0 {
+                Priority::High
+            } else {
+                Priority::Low
+            })
+            .launch(kernels::launch_for(1024));
+            handles.push(vuma.submit(&exec, w).await.expect("queued"));
+            bufs.push(b);
+        }
+        for (i, h) in handles.into_iter().enumerate() {
+            let r = h.await;
+            if i == 3 {
+                assert!(r.is_err(), "w3 must fail");
+                assert_eq!(
+                    vuma.to_vec(&bufs[3]).unwrap(),
+                    vec![3u8; 4096],
+                    "w3's data intact"
+                );
+            } else {
+                let report = r.expect("report");
+                assert_eq!(report.workload, format!("w{i}"));
+                let v = vuma.to_vec(&bufs[i]).unwrap();
+                let want = u32::from_le_bytes([i as u8; 4]).wrapping_add(1);
+                assert_eq!(u32::from_le_bytes([v[0], v[1], v[2], v[3]]), want);
+            }
+        }
+    });
+}
