@@ -56,7 +56,7 @@ mod workload;
 
 pub use manager::{BackendStatus, Builder, UnifiedMemoryManager};
 pub use report::{BufferReport, StageTimes, WorkloadReport};
-pub use workload::{GpuWorkload, WorkloadArg};
+pub use workload::{GpuWorkload, Tiling, WorkloadArg};
 
 pub use vuma_core as core;
 pub use vuma_core::{AccessMode, Error, Result, UnifiedBuffer};

@@ -11,7 +11,7 @@ use vuma_core::{
 use vuma_sched::{Choice, Executor, JobHandle, SchedConfig, Scheduler, Tier, WorkloadProfile};
 
 use crate::report::{BufferReport, StageTimes, WorkloadReport};
-use crate::workload::{GpuWorkload, WorkloadArg};
+use crate::workload::{GpuWorkload, Tiling, WorkloadArg};
 
 /// Whether a backend is compiled in and started, and why not.
 #[derive(Debug, Clone)]
@@ -432,24 +432,17 @@ impl UnifiedMemoryManager {
         }
         let t_place = t1.elapsed();
 
-        // Run.
+        // Run (tiled when the workload allows it and its working set exceeds the L2).
         let t2 = Instant::now();
-        let mut li = leases.iter();
-        let args: Vec<Arg<'_, dyn DynBuffer>> = w
-            .args
-            .iter()
-            .map(|a| match a {
-                WorkloadArg::Buffer { .. } => li.next().expect("one lease per buffer").arg(),
-                WorkloadArg::Scalar(s) => Arg::Scalar(*s),
-            })
-            .collect();
-        let run = {
-            let _run = tracing::debug_span!("launch", device = %device.info().name).entered();
-            device
-                .launch(&w.kernel, &w.launch, &args)
-                .and_then(|()| device.synchronize())
+        let plan = plan_launches(w, &leases, device.info().l2_bytes);
+        let tiles = plan.as_ref().map_or(0, |t| t.len() as u32);
+        let run = match plan {
+            Err(e) => Err(e),
+            Ok(tiles) => {
+                let _run = tracing::debug_span!("launch", device = %device.info().name, tiles = tiles.len(), passes = w.passes).entered();
+                run_tiles(&*device, w, &leases, &tiles).and_then(|()| device.synchronize())
+            }
         };
-        drop(args);
         let t_run = t2.elapsed();
 
         // Record.
@@ -498,6 +491,8 @@ impl UnifiedMemoryManager {
             buffers,
             bytes_moved,
             bytes_saved,
+            tiles,
+            passes: w.passes,
             times: StageTimes {
                 schedule: t_sched,
                 place: t_place,
@@ -506,4 +501,111 @@ impl UnifiedMemoryManager {
             },
         })
     }
+}
+
+/// One launch range: `None` is the whole of every buffer, `Some(r)` the element-wise tile
+/// `r` (bytes) of every buffer.
+type TileRange = Option<std::ops::Range<u64>>;
+
+/// The tiles a workload runs over on a device with `l2_bytes` of L2.
+fn plan_launches(w: &GpuWorkload, leases: &[Lease], l2_bytes: u64) -> Result<Vec<TileRange>> {
+    if w.passes == 0 {
+        return Err(Error::invalid(format!(
+            "workload `{}`: passes must be at least 1",
+            w.id
+        )));
+    }
+    let Tiling::Elementwise { elem_bytes } = w.tiling else {
+        return Ok(vec![None]);
+    };
+    if elem_bytes == 0 {
+        return Err(Error::invalid(format!(
+            "workload `{}`: tiled with zero-byte elements",
+            w.id
+        )));
+    }
+    let Some(len) = leases.first().map(Lease::len) else {
+        return Ok(vec![None]);
+    };
+    if leases.iter().any(|l| l.len() != len) {
+        return Err(Error::invalid(format!(
+            "workload `{}`: element-wise tiling needs buffers of one length",
+            w.id
+        )));
+    }
+    if !matches!(
+        w.args.iter().find_map(|a| match a {
+            WorkloadArg::Scalar(s) => Some(*s),
+            WorkloadArg::Buffer { .. } => None,
+        }),
+        Some(vuma_core::Scalar::U32(_))
+    ) {
+        return Err(Error::invalid(format!(
+            "workload `{}`: element-wise tiling needs the element count (u32) as first scalar",
+            w.id
+        )));
+    }
+    // Tiles only pay when passes re-read data and the working set exceeds the L2.
+    let working_set = len.saturating_mul(leases.len() as u64);
+    if w.passes < 2 || l2_bytes == 0 || working_set <= l2_bytes / 2 {
+        return Ok(vec![None]);
+    }
+    // Split the L2 budget across the buffers; keep tiles aligned for every backend.
+    let align = u64::from(elem_bytes).max(256).next_power_of_two();
+    let per_buffer_l2 = l2_bytes / leases.len() as u64;
+    Ok(vuma_sched::plan_tiles(len, per_buffer_l2, align)
+        .into_iter()
+        .map(Some)
+        .collect())
+}
+
+/// Launches `w.passes` passes over each tile in turn.
+fn run_tiles(
+    device: &dyn DynDevice,
+    w: &GpuWorkload,
+    leases: &[Lease],
+    tiles: &[TileRange],
+) -> Result<()> {
+    let elem_bytes = match w.tiling {
+        Tiling::Elementwise { elem_bytes } => u64::from(elem_bytes.max(1)),
+        Tiling::Off => 1,
+    };
+    for tile in tiles {
+        let mut li = leases.iter();
+        let mut first_scalar = true;
+        let args: Vec<Arg<'_, dyn DynBuffer>> = w
+            .args
+            .iter()
+            .map(|a| match (a, tile) {
+                (WorkloadArg::Buffer { .. }, None) => {
+                    li.next().expect("one lease per buffer").arg()
+                }
+                (WorkloadArg::Buffer { access, .. }, Some(r)) => {
+                    let l = li.next().expect("one lease per buffer");
+                    Arg::Buffer {
+                        buffer: l.block(),
+                        offset: l.offset() + r.start,
+                        len: r.end - r.start,
+                        access: *access,
+                    }
+                }
+                (WorkloadArg::Scalar(_), Some(r)) if first_scalar => {
+                    first_scalar = false;
+                    Arg::Scalar(vuma_core::Scalar::U32(
+                        ((r.end - r.start) / elem_bytes) as u32,
+                    ))
+                }
+                (WorkloadArg::Scalar(s), _) => Arg::Scalar(*s),
+            })
+            .collect();
+        let mut cfg = w.launch;
+        if let Some(r) = tile {
+            let blocks = ((r.end - r.start) / elem_bytes).div_ceil(u64::from(cfg.block[0].max(1)));
+            cfg.grid[0] = cfg.grid[0].min(blocks.max(1) as u32);
+        }
+        for _ in 0..w.passes {
+            device.launch(&w.kernel, &cfg, &args)?;
+        }
+    }
+    Ok(())
 }

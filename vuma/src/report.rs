@@ -79,6 +79,10 @@ pub struct WorkloadReport {
     pub bytes_moved: u64,
     /// Bytes the transfer path avoided sending (zero pages, compression, residency hits).
     pub bytes_saved: u64,
+    /// Tiles the work was cut into (1: untiled).
+    pub tiles: u32,
+    /// Passes of the kernel per tile.
+    pub passes: u32,
     /// Time per stage.
     pub times: StageTimes,
 }
@@ -129,6 +133,8 @@ impl WorkloadReport {
             })).collect::<Vec<_>>(),
             "bytes_moved": self.bytes_moved,
             "bytes_saved": self.bytes_saved,
+            "tiles": self.tiles,
+            "passes": self.passes,
             "times_s": {
                 "schedule": self.times.schedule.as_secs_f64(),
                 "place": self.times.place.as_secs_f64(),
@@ -193,6 +199,13 @@ impl fmt::Display for WorkloadReport {
                     human_bytes(*wb)
                 )?;
             }
+        }
+        if self.tiles > 1 || self.passes > 1 {
+            writeln!(
+                f,
+                "  dispatch  {} pass(es) over {} L2-sized tile(s)",
+                self.passes, self.tiles
+            )?;
         }
         writeln!(
             f,

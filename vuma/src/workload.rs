@@ -22,6 +22,22 @@ pub enum WorkloadArg {
     Scalar(Scalar),
 }
 
+/// How a workload may be cut into tiles that fit the device's L2 cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Tiling {
+    /// Run over the whole working set.
+    #[default]
+    Off,
+    /// The kernel is element-wise: every buffer argument has the same length, element `i`
+    /// of each depends only on element `i` of the others, and the first scalar argument is
+    /// the element count (`u32`). VUMA then runs all `passes` over one L2-sized tile before
+    /// moving to the next, so passes after the first hit the cache.
+    Elementwise {
+        /// Bytes per element.
+        elem_bytes: u32,
+    },
+}
+
 /// A unit of work: a kernel (with variants per backend), its arguments, and what the
 /// Tidal Wave scheduler needs to know to place it.
 #[derive(Debug, Clone)]
@@ -42,6 +58,10 @@ pub struct GpuWorkload {
     pub args: Vec<WorkloadArg>,
     /// Launch geometry.
     pub launch: LaunchConfig,
+    /// How many times the kernel runs back to back (multi-pass work; default 1).
+    pub passes: u32,
+    /// Whether VUMA may tile the work to fit the device's L2.
+    pub tiling: Tiling,
 }
 
 impl GpuWorkload {
@@ -56,6 +76,8 @@ impl GpuWorkload {
             kernel,
             args: Vec::new(),
             launch: LaunchConfig::for_elements(1, 1),
+            passes: 1,
+            tiling: Tiling::Off,
         }
     }
     /// Sets the complexity score.
@@ -98,6 +120,16 @@ impl GpuWorkload {
     /// Adds a scalar argument.
     pub fn scalar(mut self, s: Scalar) -> Self {
         self.args.push(WorkloadArg::Scalar(s));
+        self
+    }
+    /// Runs the kernel `n` times back to back.
+    pub fn passes(mut self, n: u32) -> Self {
+        self.passes = n;
+        self
+    }
+    /// Allows L2-sized tiling of an element-wise kernel (see [`Tiling::Elementwise`]).
+    pub fn tiled(mut self, elem_bytes: u32) -> Self {
+        self.tiling = Tiling::Elementwise { elem_bytes };
         self
     }
     /// Sets the launch geometry.

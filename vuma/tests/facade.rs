@@ -150,3 +150,58 @@ fn submitted_workloads_run_and_fail_alone() {
         }
     });
 }
+
+/// Element-wise multi-pass work is cut into L2-sized tiles (on the host device, its last
+/// level cache) and gives the same result as the untiled run.
+#[test]
+fn tiled_multipass_matches_untiled() {
+    let vuma = host_only();
+    let l2 = vuma.devices()[0].info().l2_bytes.max(1 << 20);
+    let n = (l2 as usize / 4) * 2 + 1000; // twice the cache, plus a ragged tail
+    let init: Vec<u8> = (0..n as u32).flat_map(|i| i.to_le_bytes()).collect();
+    let a = vuma.create_buffer_from(&init).unwrap();
+    let b = vuma.create_buffer_from(&init).unwrap();
+    let job = |buf: &std::sync::Arc<vuma::UnifiedBuffer>, tiled: bool| {
+        let w = GpuWorkload::new(
+            "multipass",
+            WorkloadKind::LightCompute,
+            kernels::scale_u32(),
+        )
+        .read_write(buf, 4)
+        .scalar(Scalar::U32(n as u32))
+        .scalar(Scalar::U32(3))
+        .scalar(Scalar::U32(7))
+        .passes(4)
+        .launch(kernels::launch_for(n as u64));
+        if tiled {
+            w.tiled(4)
+        } else {
+            w
+        }
+    };
+    let r_tiled = vuma.process_workload(&job(&a, true)).unwrap();
+    let r_plain = vuma.process_workload(&job(&b, false)).unwrap();
+    assert!(r_tiled.tiles > 1, "tiled into {} tiles", r_tiled.tiles);
+    assert_eq!(r_plain.tiles, 1);
+    assert_eq!(r_tiled.passes, 4);
+    let (va, vb) = (vuma.to_vec(&a).unwrap(), vuma.to_vec(&b).unwrap());
+    assert!(va == vb, "tiled and untiled results differ");
+    let x = u32::from_le_bytes([
+        va[4 * 12345],
+        va[4 * 12345 + 1],
+        va[4 * 12345 + 2],
+        va[4 * 12345 + 3],
+    ]);
+    let mut want = 12345u32;
+    for _ in 0..4 {
+        want = want.wrapping_mul(3).wrapping_add(7);
+    }
+    assert_eq!(x, want);
+    // Bad tiling input is a typed error, data untouched.
+    let w = job(&a, true).passes(0);
+    assert!(matches!(
+        vuma.process_workload(&w),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(vuma.to_vec(&a).unwrap() == va);
+}
