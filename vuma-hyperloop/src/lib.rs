@@ -1,1 +1,75 @@
-//! vuma-hyperloop (placeholder, filled by its issue).
+//! # vuma-hyperloop
+//!
+//! VUMA's **PCIe Hyperloop**: pages cross the link compressed and are decoded on the
+//! device; all-zero pages are not sent at all. This crate owns
+//!
+//! - the host [`Codec`](vuma_core::Codec)s — [`codecs::Lz4`] (LZ4 block, `lz4_flex`),
+//!   [`codecs::Zstd`] (level configurable, default 1), [`codecs::Snappy`] (raw format) — and
+//!   [`bitplane::Bitplane`], a codec for typed tensor data built for massively parallel
+//!   decode (byte planes, per-1024-byte-block constant / raw / dictionary bit-packing / zero
+//!   bitmap);
+//! - [`page`]: cutting buffers into pages (default 64 KiB), word-wise all-zero detection
+//!   and a sampled per-page complexity estimate (byte entropy, runs, byte-plane statistics);
+//! - [`kernels`]: the device decoders — CUDA C source for zero fill + raw copy, bitplane and
+//!   LZ4 block decoding (bounds-checked, errors to a status word), each with a host-function
+//!   variant of identical semantics, launched through [`vuma_core::DynDevice`];
+//! - [`planner`]: the [`CostModel`](planner::CostModel) (link bandwidth from
+//!   [`DeviceInfo::host_link`](vuma_core::DeviceInfo), device decode and host encode rates,
+//!   measured once and cacheable) and the per-page [`TransferPlan`](planner::TransferPlan)
+//!   (Zero / Raw / Codec) with bytes sent and saved;
+//! - [`residency`]: compressed host residency — [`CompressedBuffer`](residency::CompressedBuffer)
+//!   (compress once), [`Uploader`](residency::Uploader) (batched, double-buffered chunk
+//!   copies + device decode), pinned and device-resident forms;
+//! - [`store`]: [`CompressedStore`](store::CompressedStore) for cold evicted pages;
+//! - [`datasets`]: seeded generators of the data sets tests and benches use.
+//!
+//! ## How it maps VUMA's concepts
+//! A transfer is a [`TransferPlan`](planner::TransferPlan) over pages; a chunk of pages
+//! crosses the link as one buffer copy and is decoded by [`Kernel`](vuma_core::Kernel)s
+//! whose CUDA variant runs on `vuma-cuda` and whose host variant runs on
+//! [`HostDevice`](vuma_core::HostDevice) (and is the reference). The crate knows no backend.
+//!
+//! Host encoding is ~30× slower than a Gen5 link (`GPU.md`), so nothing here encodes in
+//! the transfer path: [`CompressedBuffer`](residency::CompressedBuffer) compresses once and
+//! uploads many times, and the planner charges host encoding to the plan when it is asked
+//! to encode ([`EncodeCost`](planner::EncodeCost)).
+//!
+//! ## Feature flags
+//! - `lz4` (default) — [`codecs::Lz4`] through `lz4_flex` (LZ4 pages need it to be encoded;
+//!   the device LZ4 decoder and its host reference are always built);
+//! - `zstd` (default) — [`codecs::Zstd`] through `zstd` (host only; the default codec of
+//!   [`CompressedStore`](store::CompressedStore));
+//! - `snappy` (default) — [`codecs::Snappy`] through `snap` (host only).
+//!
+//! ## A short tour
+//! ```
+//! use vuma_core::{DynDevice, HostDevice, Placement};
+//! use vuma_hyperloop::{datasets, page::ElemWidth, residency::{CompressOptions, CompressedBuffer, Uploader}};
+//!
+//! let data = datasets::relu_f32(1 << 20, 1);
+//! let cb = CompressedBuffer::compress(&data, &CompressOptions::with_width(ElemWidth::F32))?;
+//! assert!(cb.summary().ratio() > 1.5);
+//! let host = HostDevice::new();
+//! let dst = DynDevice::alloc(&host, data.len() as u64, Placement::DeviceLocal)?;
+//! Uploader::new(&host).upload(&cb, dst.as_ref())?;
+//! let mut back = vec![0u8; data.len()];
+//! DynDevice::read(&host, dst.as_ref(), 0, &mut back)?;
+//! assert_eq!(back, data);
+//! # Ok::<(), vuma_core::Error>(())
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod bitplane;
+pub mod codecs;
+pub mod datasets;
+pub mod kernels;
+pub mod lz4block;
+pub mod page;
+pub mod planner;
+pub mod residency;
+pub mod store;
+
+pub use planner::{CostModel, DeviceCodec, PageDecision, PlanConfig, TransferPlan};
+pub use residency::{CompressOptions, CompressedBuffer, PinnedCompressed, Uploader};
+pub use store::CompressedStore;

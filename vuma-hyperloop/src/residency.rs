@@ -1,0 +1,897 @@
+//! Compressed host residency: a [`CompressedBuffer`] is compressed once on the host (pages
+//! planned by [`crate::planner`], encoded on all cores) and kept in host memory as ready-
+//! to-send *chunk images* (a page table and the pages' bytes packed contiguously, see
+//! [`crate::kernels`]); an [`Uploader`] sends each chunk in one large copy and decodes it on
+//! the device, double-buffered: the copy of chunk i+1 is issued before the decode of chunk
+//! i, so a backend with a separate copy stream overlaps them.
+//!
+//! Three homes for the chunk images, one upload loop:
+//! - [`CompressedBuffer`] — pageable host memory (`Device::write` per chunk);
+//! - [`PinnedCompressed`] — one pinned [`Placement::Staging`] buffer of the device
+//!   (`Device::copy` per chunk at full link speed: the fast path);
+//! - [`DeviceCompressed`] — device memory (decode only: measures device decode rates).
+
+use std::time::Instant;
+
+use vuma_core::{AccessMode, Arg, DynBuffer, DynDevice, Error, Placement, Result, Scalar};
+
+use crate::bitplane;
+use crate::codecs::corrupt;
+use crate::kernels::{self, Entry, PageKind, ENTRY_BYTES};
+use crate::page::{self, ElemWidth};
+use crate::planner::{self, CostModel, DeviceCodec, PageDecision, PlanConfig, PlanSummary};
+
+/// Alignment of each page's data inside a chunk image.
+const PAGE_ALIGN: usize = 16;
+/// Alignment of chunk images inside a pinned staging buffer.
+const CHUNK_ALIGN: u64 = 256;
+
+/// How a [`CompressedBuffer`] is built.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompressOptions {
+    /// The planner's settings (page size, width hint, codecs allowed, threads).
+    pub plan: PlanConfig,
+    /// The cost model.
+    pub model: CostModel,
+    /// Uncompressed bytes per chunk (one copy + one decode launch each; default 32 MiB).
+    pub chunk_bytes: usize,
+    /// Force one decision for every non-zero page (benchmarks of a single codec).
+    pub force: Option<PageDecision>,
+    /// Runs of consecutive raw pages at least this long (default 1 MiB) are copied straight
+    /// to the destination; shorter ones travel in the chunk and a kernel places them (one
+    /// copy per 64 KiB page would crawl at 17 GB/s on the H100).
+    pub direct_min_bytes: usize,
+}
+
+impl Default for CompressOptions {
+    fn default() -> Self {
+        CompressOptions {
+            plan: PlanConfig::default(),
+            model: CostModel::default(),
+            chunk_bytes: 32 << 20,
+            force: None,
+            direct_min_bytes: 1 << 20,
+        }
+    }
+}
+
+impl CompressOptions {
+    /// Defaults with element width `width`.
+    pub fn with_width(width: ElemWidth) -> Self {
+        let mut o = CompressOptions::default();
+        o.plan.width = width;
+        o
+    }
+}
+
+/// A run of consecutive raw pages, copied straight to the destination (no kernel).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirectRun {
+    /// Offset of the run's bytes in the chunk image.
+    pub src: u64,
+    /// Offset in the destination.
+    pub dst: u64,
+    /// Bytes.
+    pub len: u64,
+}
+
+/// One ready-to-send chunk: page table + packed page data (the *head*, which the device
+/// kernels decode), then the raw pages (sent by direct copies, see [`DirectRun`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkImage {
+    /// The bytes that cross the link.
+    pub image: Vec<u8>,
+    /// Bytes of `image` the kernels read (table and coded pages).
+    pub head_len: usize,
+    /// Pages in the chunk.
+    pub npages: u32,
+    /// Pages the kernels handle (all but raw ones); 0: no kernel runs, no head is copied.
+    pub kernel_pages: u32,
+    /// Runs of raw pages.
+    pub runs: Vec<DirectRun>,
+    /// Whether any page is zero or raw in the head (`hl_fill_copy` runs).
+    pub has_fill: bool,
+    /// Whether any page is bitplane-coded.
+    pub has_bitplane: bool,
+    /// Whether any page is LZ4-coded.
+    pub has_lz4: bool,
+}
+
+/// A buffer compressed once on the host and kept there (see the module docs).
+#[derive(Debug, Clone)]
+pub struct CompressedBuffer {
+    len: u64,
+    page_size: usize,
+    width: ElemWidth,
+    chunks: Vec<ChunkImage>,
+    summary: PlanSummary,
+    encode_time_s: f64,
+}
+
+/// One encoded page.
+struct Encoded {
+    kind: PageKind,
+    bytes: Vec<u8>,
+}
+
+fn encode_one(page: &[u8], d: PageDecision, width: ElemWidth) -> Result<Encoded> {
+    Ok(match d {
+        PageDecision::Zero => Encoded {
+            kind: PageKind::Zero,
+            bytes: Vec::new(),
+        },
+        PageDecision::Raw => Encoded {
+            kind: PageKind::Raw,
+            bytes: page.to_vec(),
+        },
+        PageDecision::Codec(c) => {
+            let mut bytes = Vec::new();
+            let kind = match c {
+                DeviceCodec::Bitplane => {
+                    bitplane::encode_page(page, width, &mut bytes)?;
+                    PageKind::Bitplane
+                }
+                DeviceCodec::Lz4 => {
+                    lz4_encode(page, &mut bytes)?;
+                    PageKind::Lz4
+                }
+            };
+            // The estimate was optimistic: a page that does not shrink goes raw.
+            if bytes.len() >= page.len() {
+                Encoded {
+                    kind: PageKind::Raw,
+                    bytes: page.to_vec(),
+                }
+            } else {
+                Encoded { kind, bytes }
+            }
+        }
+    })
+}
+
+#[cfg(feature = "lz4")]
+fn lz4_encode(page: &[u8], out: &mut Vec<u8>) -> Result<()> {
+    use vuma_core::Codec;
+    crate::codecs::Lz4.compress(page, out).map(|_| ())
+}
+
+#[cfg(not(feature = "lz4"))]
+fn lz4_encode(_page: &[u8], _out: &mut Vec<u8>) -> Result<()> {
+    Err(Error::invalid(
+        "lz4 encoding needs vuma-hyperloop's `lz4` feature",
+    ))
+}
+
+/// Runs `f` over `items` on all cores, keeping order.
+fn par_map<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    f: impl Fn(usize, &T) -> Result<R> + Sync,
+) -> Result<Vec<R>> {
+    let n = if threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        threads
+    }
+    .clamp(1, items.len().max(1));
+    let per = items.len().div_ceil(n).max(1);
+    let f = &f;
+    std::thread::scope(|s| {
+        let hs: Vec<_> = items
+            .chunks(per)
+            .enumerate()
+            .map(|(t, part)| {
+                s.spawn(move || {
+                    part.iter()
+                        .enumerate()
+                        .map(|(i, x)| f(t * per + i, x))
+                        .collect::<Result<Vec<R>>>()
+                })
+            })
+            .collect();
+        let mut out = Vec::with_capacity(items.len());
+        for h in hs {
+            out.extend(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))?);
+        }
+        Ok(out)
+    })
+}
+
+/// Encodes every page of `data` with `codec` (on all cores); returns the encoded pages.
+/// Used to measure host encode rates.
+pub fn encode_pages(
+    data: &[u8],
+    page_size: usize,
+    width: ElemWidth,
+    codec: DeviceCodec,
+) -> Result<Vec<Vec<u8>>> {
+    let ranges: Vec<_> = page::pages(data.len(), page_size).collect();
+    par_map(&ranges, 0, |_, r| {
+        let mut out = Vec::new();
+        match codec {
+            DeviceCodec::Bitplane => {
+                bitplane::encode_page(&data[r.clone()], width, &mut out)?;
+            }
+            DeviceCodec::Lz4 => lz4_encode(&data[r.clone()], &mut out)?,
+        }
+        Ok(out)
+    })
+}
+
+impl CompressedBuffer {
+    /// Plans and compresses `data` once (all cores). Zero pages cost nothing, pages that do
+    /// not shrink stay raw.
+    pub fn compress(data: &[u8], opts: &CompressOptions) -> Result<Self> {
+        if data.is_empty() {
+            return Err(Error::ZeroSize {
+                what: "compressed buffer",
+            });
+        }
+        let ps = opts.plan.page_size;
+        if opts.chunk_bytes < ps {
+            return Err(Error::invalid(format!(
+                "chunk_bytes {} is smaller than the page size {ps}",
+                opts.chunk_bytes
+            )));
+        }
+        let plan = planner::plan(data, &opts.model, &opts.plan)?;
+        let t0 = Instant::now();
+        let width = opts.plan.width;
+        let decisions: Vec<PageDecision> = plan
+            .decisions
+            .iter()
+            .map(|&d| match (d, opts.force) {
+                (PageDecision::Zero, _) | (_, None) => d,
+                (_, Some(f)) => f,
+            })
+            .collect();
+        let encoded = par_map(&decisions, opts.plan.threads, |p, &d| {
+            let r = p * ps..((p + 1) * ps).min(data.len());
+            encode_one(&data[r], d, width)
+        })?;
+        let pages_per_chunk = (opts.chunk_bytes / ps).max(1);
+        let mut chunks = Vec::new();
+        let mut summary = PlanSummary {
+            bytes_inspected: plan.summary.bytes_inspected,
+            plan_time_s: plan.summary.plan_time_s,
+            ..PlanSummary::default()
+        };
+        for (c, group) in encoded.chunks(pages_per_chunk).enumerate() {
+            let first = c * pages_per_chunk;
+            let mut image = vec![0u8; group.len() * ENTRY_BYTES];
+            let mut ck = ChunkImage {
+                image: Vec::new(),
+                head_len: 0,
+                npages: group.len() as u32,
+                kernel_pages: 0,
+                has_fill: false,
+                has_bitplane: false,
+                has_lz4: false,
+                runs: Vec::new(),
+            };
+            // Which raw pages lie in a long run of consecutive raw pages.
+            let mut is_direct = vec![false; group.len()];
+            let mut i = 0;
+            while i < group.len() {
+                let mut j = i;
+                while j < group.len() && group[j].kind == PageKind::Raw {
+                    j += 1;
+                }
+                if j > i {
+                    let bytes: usize = group[i..j].iter().map(|e| e.bytes.len()).sum();
+                    if bytes >= opts.direct_min_bytes {
+                        is_direct[i..j].fill(true);
+                    }
+                    i = j;
+                } else {
+                    i += 1;
+                }
+            }
+            // Pages the kernels decode first (the head, copied to the device), then the raw
+            // pages of long runs in page order: each run goes straight to the destination in
+            // one copy, never through a kernel.
+            for direct in [false, true] {
+                if direct {
+                    image.resize(image.len().next_multiple_of(PAGE_ALIGN), 0);
+                    ck.head_len = image.len();
+                }
+                for (i, e) in group.iter().enumerate() {
+                    if is_direct[i] != direct {
+                        continue;
+                    }
+                    let p = first + i;
+                    let dst_off = (p * ps) as u64;
+                    let dst_len = (data.len() - p * ps).min(ps);
+                    image.resize(image.len().next_multiple_of(PAGE_ALIGN), 0);
+                    let src_off = image.len() as u64;
+                    let kind = if direct { PageKind::Direct } else { e.kind };
+                    let entry = Entry {
+                        src_off,
+                        src_len: e.bytes.len() as u32,
+                        dst_len: dst_len as u32,
+                        dst_off,
+                        kind: kind as u8,
+                        width: width.bytes() as u8,
+                    };
+                    image[i * ENTRY_BYTES..(i + 1) * ENTRY_BYTES]
+                        .copy_from_slice(&entry.to_bytes());
+                    image.extend_from_slice(&e.bytes);
+                    if direct {
+                        match ck.runs.last_mut() {
+                            Some(r) if r.src + r.len == src_off && r.dst + r.len == dst_off => {
+                                r.len += dst_len as u64;
+                            }
+                            _ => ck.runs.push(DirectRun {
+                                src: src_off,
+                                dst: dst_off,
+                                len: dst_len as u64,
+                            }),
+                        }
+                    } else {
+                        ck.kernel_pages += 1;
+                    }
+                    let d = match e.kind {
+                        PageKind::Zero => PageDecision::Zero,
+                        PageKind::Raw | PageKind::Direct => PageDecision::Raw,
+                        PageKind::Bitplane => PageDecision::Codec(DeviceCodec::Bitplane),
+                        PageKind::Lz4 => PageDecision::Codec(DeviceCodec::Lz4),
+                    };
+                    ck.has_fill |= !direct && matches!(e.kind, PageKind::Zero | PageKind::Raw);
+                    ck.has_bitplane |= e.kind == PageKind::Bitplane;
+                    ck.has_lz4 |= e.kind == PageKind::Lz4;
+                    summary.count(d);
+                    summary.bytes_in += dst_len as u64;
+                    summary.bytes_sent += e.bytes.len() as u64;
+                    let ratio = dst_len as f64 / e.bytes.len().max(1) as f64;
+                    let already = planner::EncodeCost::AlreadyCompressed;
+                    summary.est_time_s += opts.model.page_time(dst_len, d, ratio, already);
+                    summary.raw_time_s +=
+                        opts.model
+                            .page_time(dst_len, PageDecision::Raw, 1.0, already);
+                }
+            }
+            image.resize(image.len().next_multiple_of(PAGE_ALIGN), 0);
+            ck.image = image;
+            chunks.push(ck);
+        }
+        Ok(CompressedBuffer {
+            len: data.len() as u64,
+            page_size: ps,
+            width,
+            chunks,
+            summary,
+            encode_time_s: t0.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// Uncompressed length.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+    /// Always false (empty buffers are refused).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// Page size.
+    pub fn page_size(&self) -> usize {
+        self.page_size
+    }
+    /// Element width hint.
+    pub fn width(&self) -> ElemWidth {
+        self.width
+    }
+    /// The chunk images.
+    pub fn chunks(&self) -> &[ChunkImage] {
+        &self.chunks
+    }
+    /// Mutable chunk images (tests corrupt them on purpose).
+    pub fn chunks_mut(&mut self) -> &mut [ChunkImage] {
+        &mut self.chunks
+    }
+    /// Exact totals (bytes sent = compressed bytes, tables excluded) and page counts.
+    pub fn summary(&self) -> &PlanSummary {
+        &self.summary
+    }
+    /// Bytes held in host memory (chunk images, tables included).
+    pub fn stored_bytes(&self) -> u64 {
+        self.chunks.iter().map(|c| c.image.len() as u64).sum()
+    }
+    /// Seconds spent encoding (planning excluded).
+    pub fn encode_time_s(&self) -> f64 {
+        self.encode_time_s
+    }
+
+    /// Decodes on the host (the host variants of the device kernels) into `out`, which must
+    /// be exactly [`len`](Self::len) bytes.
+    pub fn decompress_host(&self, out: &mut [u8]) -> Result<()> {
+        if out.len() as u64 != self.len {
+            return Err(Error::invalid(format!(
+                "output is {} bytes, the buffer {}",
+                out.len(),
+                self.len
+            )));
+        }
+        let host = vuma_core::HostDevice::new();
+        let dst = DynDevice::alloc(&host, self.len, Placement::DeviceLocal)?;
+        let mut up = Uploader::new(&host);
+        up.upload(self, dst.as_ref())?;
+        DynDevice::read(&host, dst.as_ref(), 0, out)
+    }
+}
+
+/// What an upload did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UploadReport {
+    /// Uncompressed bytes delivered.
+    pub bytes_delivered: u64,
+    /// Bytes that crossed the link (chunk images).
+    pub bytes_sent: u64,
+    /// Chunks (one copy each).
+    pub chunks: usize,
+    /// Kernel launches.
+    pub launches: usize,
+    /// Wall time, seconds (decode included, synchronised).
+    pub time_s: f64,
+}
+
+impl UploadReport {
+    /// Effective host-to-device GB/s: uncompressed bytes delivered / wall time.
+    pub fn effective_gbps(&self) -> f64 {
+        self.bytes_delivered as f64 / self.time_s / 1e9
+    }
+}
+
+/// Where chunk images come from.
+enum Source<'a> {
+    Host(&'a CompressedBuffer),
+    Staging(&'a PinnedCompressed),
+    Device(&'a DeviceCompressed),
+}
+
+/// Sends chunk images to a device and decodes them there, with two reusable device chunk
+/// buffers (double buffering) and a status word.
+pub struct Uploader<'d> {
+    dev: &'d dyn DynDevice,
+    bufs: Vec<Box<dyn DynBuffer>>,
+    cap: u64,
+    status: Option<Box<dyn DynBuffer>>,
+}
+
+impl std::fmt::Debug for Uploader<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Uploader")
+            .field("device", &self.dev.info().name)
+            .field("chunk_capacity", &self.cap)
+            .finish()
+    }
+}
+
+/// Byte offsets and lengths of chunk images in one buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Placed {
+    off: u64,
+    len: u64,
+    head_len: u64,
+    kernel_pages: u32,
+    runs: Vec<DirectRun>,
+    npages: u32,
+    has_fill: bool,
+    has_bitplane: bool,
+    has_lz4: bool,
+}
+
+fn place(chunks: &[ChunkImage]) -> (Vec<Placed>, u64) {
+    let mut off = 0u64;
+    let placed = chunks
+        .iter()
+        .map(|c| {
+            let p = Placed {
+                off,
+                len: c.image.len() as u64,
+                head_len: c.head_len as u64,
+                kernel_pages: c.kernel_pages,
+                runs: c.runs.clone(),
+                npages: c.npages,
+                has_fill: c.has_fill,
+                has_bitplane: c.has_bitplane,
+                has_lz4: c.has_lz4,
+            };
+            off = (off + p.len).next_multiple_of(CHUNK_ALIGN);
+            p
+        })
+        .collect();
+    (placed, off.max(1))
+}
+
+/// Chunk images in one pinned staging buffer of a device (compress once, pin once, upload
+/// many times at full link speed).
+pub struct PinnedCompressed {
+    staging: Box<dyn DynBuffer>,
+    chunks: Vec<Placed>,
+    len: u64,
+    width: ElemWidth,
+    mapped: bool,
+}
+
+impl std::fmt::Debug for PinnedCompressed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PinnedCompressed")
+            .field("len", &self.len)
+            .field("chunks", &self.chunks.len())
+            .field("staging_bytes", &self.staging.len())
+            .field("mapped", &self.mapped)
+            .finish()
+    }
+}
+
+impl PinnedCompressed {
+    /// Copies `src`'s chunk images into one pinned staging buffer of `dev`.
+    pub fn pin(dev: &dyn DynDevice, src: &CompressedBuffer) -> Result<Self> {
+        Self::place_in(dev, src, Placement::Staging).map(|(staging, chunks)| PinnedCompressed {
+            staging,
+            chunks,
+            len: src.len,
+            width: src.width,
+            mapped: false,
+        })
+    }
+
+    /// Copies `src`'s chunk images into pinned host memory mapped into `dev`'s address
+    /// space ([`Placement::HostMapped`]): uploads then need no copy at all — the decoders
+    /// read the compressed bytes over the link in place, so transfer and decode overlap by
+    /// construction.
+    pub fn map(dev: &dyn DynDevice, src: &CompressedBuffer) -> Result<Self> {
+        Self::place_in(dev, src, Placement::HostMapped).map(|(staging, chunks)| PinnedCompressed {
+            staging,
+            chunks,
+            len: src.len,
+            width: src.width,
+            mapped: true,
+        })
+    }
+
+    /// Whether the decoders read the images in place (see [`PinnedCompressed::map`]).
+    pub fn is_mapped(&self) -> bool {
+        self.mapped
+    }
+
+    fn place_in(
+        dev: &dyn DynDevice,
+        src: &CompressedBuffer,
+        placement: Placement,
+    ) -> Result<(Box<dyn DynBuffer>, Vec<Placed>)> {
+        if !dev.supports(placement) {
+            return Err(Error::UnsupportedPlacement {
+                device: dev.info().name.clone(),
+                placement,
+            });
+        }
+        let (chunks, total) = place(&src.chunks);
+        let buf = dev.alloc(total, placement)?;
+        for (p, c) in chunks.iter().zip(&src.chunks) {
+            dev.write(buf.as_ref(), p.off, &c.image)?;
+        }
+        Ok((buf, chunks))
+    }
+
+    /// Uncompressed length.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+    /// Always false.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// Chunk images resident in device memory (decode-only uploads; measures decode rates).
+pub struct DeviceCompressed {
+    buf: Box<dyn DynBuffer>,
+    chunks: Vec<Placed>,
+    len: u64,
+    width: ElemWidth,
+}
+
+impl std::fmt::Debug for DeviceCompressed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceCompressed")
+            .field("len", &self.len)
+            .field("chunks", &self.chunks.len())
+            .finish()
+    }
+}
+
+impl DeviceCompressed {
+    /// Copies `src`'s chunk images into device memory of `dev`.
+    pub fn new(dev: &dyn DynDevice, src: &CompressedBuffer) -> Result<Self> {
+        let (buf, chunks) = PinnedCompressed::place_in(dev, src, Placement::DeviceLocal)?;
+        Ok(DeviceCompressed {
+            buf,
+            chunks,
+            len: src.len,
+            width: src.width,
+        })
+    }
+    /// Uncompressed length.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+    /// Always false.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl<'d> Uploader<'d> {
+    /// An uploader for `dev` (buffers are allocated at first use and reused).
+    pub fn new(dev: &'d dyn DynDevice) -> Self {
+        Uploader {
+            dev,
+            bufs: Vec::new(),
+            cap: 0,
+            status: None,
+        }
+    }
+
+    fn ensure(&mut self, cap: u64) -> Result<()> {
+        if self.status.is_none() {
+            self.status = Some(self.dev.alloc(8, Placement::DeviceLocal)?);
+        }
+        if cap > self.cap {
+            self.bufs.clear();
+            for _ in 0..2 {
+                self.bufs.push(self.dev.alloc(cap, Placement::DeviceLocal)?);
+            }
+            self.cap = cap;
+        }
+        Ok(())
+    }
+
+    /// Uploads `src` (pageable host memory) into `dst[0..src.len()]`, decoding on the device.
+    pub fn upload(&mut self, src: &CompressedBuffer, dst: &dyn DynBuffer) -> Result<UploadReport> {
+        self.run(Source::Host(src), src.len, dst)
+    }
+
+    /// Uploads `src` (pinned staging memory) into `dst[0..src.len()]`.
+    pub fn upload_pinned(
+        &mut self,
+        src: &PinnedCompressed,
+        dst: &dyn DynBuffer,
+    ) -> Result<UploadReport> {
+        self.run(Source::Staging(src), src.len, dst)
+    }
+
+    /// Decodes `src` (already in device memory) into `dst[0..src.len()]`: no copy.
+    pub fn decode_resident(
+        &mut self,
+        src: &DeviceCompressed,
+        dst: &dyn DynBuffer,
+    ) -> Result<UploadReport> {
+        self.run(Source::Device(src), src.len, dst)
+    }
+
+    fn run(&mut self, src: Source<'_>, len: u64, dst: &dyn DynBuffer) -> Result<UploadReport> {
+        if dst.len() < len {
+            return Err(Error::OutOfRange {
+                offset: 0,
+                len,
+                size: dst.len(),
+            });
+        }
+        let t0 = Instant::now();
+        let width = match &src {
+            Source::Host(c) => c.width,
+            Source::Staging(p) => p.width,
+            Source::Device(d) => d.width,
+        };
+        let placed: Vec<Placed> = match &src {
+            Source::Host(c) => place(&c.chunks).0,
+            Source::Staging(p) => p.chunks.clone(),
+            Source::Device(d) => d.chunks.clone(),
+        };
+        let in_place = match &src {
+            Source::Device(_) => true,
+            Source::Staging(p) => p.mapped,
+            Source::Host(_) => false,
+        };
+        let cap = if in_place {
+            0
+        } else {
+            placed.iter().map(|p| p.head_len).max().unwrap_or(0)
+        };
+        self.ensure(cap.max(1))?;
+        let dev = self.dev;
+        let status = self
+            .status
+            .as_deref()
+            .ok_or_else(|| Error::invalid("no status buffer"))?;
+        let mut init = [0u8; 8];
+        init[4..].copy_from_slice(&u32::MAX.to_le_bytes());
+        dev.write(status, 0, &init)?;
+        let mut report = UploadReport {
+            bytes_delivered: len,
+            chunks: placed.len(),
+            ..UploadReport::default()
+        };
+        // Issues the copy of chunk `i`'s head into its double buffer.
+        let stage = |i: usize, bufs: &[Box<dyn DynBuffer>]| -> Result<()> {
+            let p = &placed[i];
+            if p.kernel_pages == 0 {
+                return Ok(());
+            }
+            let h = p.head_len as usize;
+            match &src {
+                Source::Host(c) => dev.write(bufs[i % 2].as_ref(), 0, &c.chunks[i].image[..h]),
+                Source::Staging(s) if !s.mapped => dev.copy(
+                    s.staging.as_ref(),
+                    p.off,
+                    bufs[i % 2].as_ref(),
+                    0,
+                    p.head_len,
+                ),
+                Source::Staging(_) | Source::Device(_) => Ok(()),
+            }
+        };
+        if !placed.is_empty() {
+            stage(0, &self.bufs)?;
+        }
+        let d = kernels::decoders();
+        for (i, p) in placed.iter().enumerate() {
+            if i + 1 < placed.len() {
+                stage(i + 1, &self.bufs)?;
+            }
+            for r in &p.runs {
+                match &src {
+                    Source::Host(c) => {
+                        let img = &c.chunks[i].image;
+                        let bytes = img
+                            .get(r.src as usize..(r.src + r.len) as usize)
+                            .ok_or_else(|| Error::invalid("direct run outside its chunk"))?;
+                        dev.write(dst, r.dst, bytes)?;
+                    }
+                    Source::Staging(s) => {
+                        dev.copy(s.staging.as_ref(), p.off + r.src, dst, r.dst, r.len)?
+                    }
+                    Source::Device(s) => {
+                        dev.copy(s.buf.as_ref(), p.off + r.src, dst, r.dst, r.len)?
+                    }
+                }
+                report.bytes_sent += r.len;
+            }
+            if p.kernel_pages == 0 {
+                continue;
+            }
+            report.bytes_sent += p.head_len;
+            let (chunk, off): (&dyn DynBuffer, u64) = match &src {
+                Source::Device(s) => (s.buf.as_ref(), p.off),
+                Source::Staging(s) if s.mapped => (s.staging.as_ref(), p.off),
+                _ => (self.bufs[i % 2].as_ref(), 0),
+            };
+            let kinds = [
+                (
+                    p.has_fill,
+                    kernels::kind_bit(PageKind::Zero) | kernels::kind_bit(PageKind::Raw),
+                ),
+                (p.has_bitplane, kernels::kind_bit(PageKind::Bitplane)),
+                (p.has_lz4, kernels::kind_bit(PageKind::Lz4)),
+            ]
+            .iter()
+            .filter(|k| k.0)
+            .fold(0, |m, k| m | k.1);
+            let args = [
+                Arg::Buffer {
+                    buffer: chunk,
+                    offset: off,
+                    len: p.head_len,
+                    access: AccessMode::Read,
+                },
+                Arg::Scalar(Scalar::U64(p.head_len)),
+                // The decoders may write only `dst[0..len]`, whatever the entries say.
+                Arg::Buffer {
+                    buffer: dst,
+                    offset: 0,
+                    len,
+                    access: AccessMode::ReadWrite,
+                },
+                Arg::Scalar(Scalar::U64(len)),
+                Arg::whole(status, AccessMode::ReadWrite),
+                Arg::Scalar(Scalar::U32(p.npages)),
+                Arg::Scalar(Scalar::U32(kinds)),
+            ];
+            // A chunk whose flags name no kernel while it has kernel pages (a corrupt
+            // image) still gets one kernel, which flags every page it cannot handle.
+            if p.has_fill || kinds == 0 {
+                dev.launch(&d.fill_copy, &kernels::fill_grid(p.npages), &args)?;
+                report.launches += 1;
+            }
+            if p.has_bitplane {
+                dev.launch(&d.bitplane, &kernels::bitplane_grid(p.npages, width), &args)?;
+                report.launches += 1;
+            }
+            if p.has_lz4 {
+                dev.launch(&d.lz4, &kernels::lz4_grid(p.npages), &args)?;
+                report.launches += 1;
+            }
+        }
+        let mut st = [0u8; 8];
+        dev.read(status, 0, &mut st)?;
+        report.time_s = t0.elapsed().as_secs_f64();
+        check_status(st)?;
+        Ok(report)
+    }
+}
+
+/// Turns a decoder status into a typed error.
+fn check_status(st: [u8; 8]) -> Result<()> {
+    let flags = u32::from_le_bytes([st[0], st[1], st[2], st[3]]);
+    let page = u32::from_le_bytes([st[4], st[5], st[6], st[7]]);
+    if flags == 0 {
+        return Ok(());
+    }
+    let codec = if flags & kernels::FLAG_BITPLANE != 0 {
+        "bitplane"
+    } else if flags & kernels::FLAG_LZ4 != 0 {
+        "lz4"
+    } else {
+        "hyperloop chunk"
+    };
+    Err(corrupt(
+        codec,
+        format!("device decoder status {flags:#x}, first bad page {page} of its chunk"),
+    ))
+}
+
+/// Measures the device decode rate of each device codec on `dev` from a sample of
+/// `sample_len` bytes (ReLU f32 for bitplane, a zero-run-heavy buffer for LZ4), decoding
+/// from device memory, and stores it in `model` (median of `iters`).
+pub fn measure_device_decode(
+    dev: &dyn DynDevice,
+    model: &mut CostModel,
+    sample_len: usize,
+    iters: usize,
+) -> Result<()> {
+    for codec in DeviceCodec::ALL {
+        let (data, width) = match codec {
+            DeviceCodec::Bitplane => (crate::datasets::relu_f32(sample_len, 7), ElemWidth::F32),
+            DeviceCodec::Lz4 => (crate::datasets::relu_f32(sample_len, 7), ElemWidth::F32),
+        };
+        let gbps = decode_rate(dev, &data, width, codec, iters)?;
+        model.rates_mut(codec).device_decode = gbps * 1e9;
+    }
+    model.decode_measured = true;
+    model.validate()
+}
+
+/// Device decode GB/s of `codec` on `data` (all non-zero pages forced to `codec`), from
+/// device memory into device memory, median of `iters` runs. Verifies the output once.
+pub fn decode_rate(
+    dev: &dyn DynDevice,
+    data: &[u8],
+    width: ElemWidth,
+    codec: DeviceCodec,
+    iters: usize,
+) -> Result<f64> {
+    let mut opts = CompressOptions::with_width(width);
+    opts.force = Some(PageDecision::Codec(codec));
+    let cb = CompressedBuffer::compress(data, &opts)?;
+    let resident = DeviceCompressed::new(dev, &cb)?;
+    let dst = dev.alloc(data.len() as u64, Placement::DeviceLocal)?;
+    let mut up = Uploader::new(dev);
+    up.decode_resident(&resident, dst.as_ref())?;
+    let mut back = vec![0u8; data.len()];
+    dev.read(dst.as_ref(), 0, &mut back)?;
+    if back != data {
+        return Err(Error::Kernel {
+            kernel: format!("hl_{}", codec.name()),
+            reason: "device decode differs from the input".into(),
+        });
+    }
+    let mut t: Vec<f64> = (0..iters.max(1))
+        .map(|_| {
+            up.decode_resident(&resident, dst.as_ref())
+                .map(|r| r.time_s)
+        })
+        .collect::<Result<_>>()?;
+    let med = vuma_core::bench::median(&mut t);
+    Ok(data.len() as f64 / med / 1e9)
+}
