@@ -4,9 +4,15 @@
 //! measured in the same run. [`Record::emit`] appends one JSON object per line to the file
 //! named by `VUMA_BENCH_OUT` (what `cargo xtask bench` sets and later collects into
 //! `target/bench/results.json`), and prints a readable line to stdout.
+//!
+//! [`report`] reads records back (JSON array or JSON lines) and prints the results table;
+//! [`svg`] draws the plot. Both are shared by `vuma bench` and `cargo xtask bench`.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
+
+pub mod report;
+pub mod svg;
 
 /// One benchmark result against its baseline.
 #[derive(Debug, Clone, PartialEq)]
@@ -80,7 +86,7 @@ impl Record {
     }
 }
 
-fn json_num(v: f64) -> String {
+pub(crate) fn json_num(v: f64) -> String {
     if v.is_finite() {
         format!("{v}")
     } else {

@@ -840,13 +840,22 @@ impl MemoryManager {
             .iter()
             .find(|(_, c)| c.valid)
             .ok_or_else(|| Error::invalid("internal: no valid copy"))?;
-        let mut data = vec![0u8; b.size as usize];
-        let dev = &self.shared.devices[d].device;
-        dev.read(c.alloc.block().as_ref(), c.alloc.offset(), &mut data)?;
-        let had = b.host.is_some();
+        let block = c.alloc.block().clone();
+        let offset = c.alloc.offset();
         let size = b.size;
         let b = st.buffers.get_mut(&id).expect("live");
+        // Reuse the (stale) host copy's memory; it stays invalid if the read fails.
+        let had = b.host.is_some();
+        let mut data = b.host.take().unwrap_or_else(|| vec![0u8; size as usize]);
+        let dev = &self.shared.devices[d].device;
+        let r = dev.read(block.as_ref(), offset, &mut data);
         b.host = Some(data);
+        if let Err(e) = r {
+            if !had {
+                b.host = None;
+            }
+            return Err(e);
+        }
         b.host_valid = true;
         if !had {
             st.stats.host.bytes_in_use += size;

@@ -20,6 +20,18 @@
 //! Backends that fail to start are reported in [`UnifiedMemoryManager::backends`] and
 //! skipped; the host device is always there.
 //!
+//! ## Tour
+//! - [`UnifiedMemoryManager`] — start it ([`UnifiedMemoryManager::new`] or
+//!   [`UnifiedMemoryManager::builder`]), create [`UnifiedBuffer`]s, run workloads, read
+//!   [`UnifiedMemoryManager::stats`] (O(1), always on; [`stats`] prints them as a table).
+//! - [`GpuWorkload`] — a kernel ([`kernels`] has VUMA's own), its buffers with access modes,
+//!   scalars, launch shape, kind, complexity and priority.
+//! - [`WorkloadReport`] — every decision of one [`UnifiedMemoryManager::process_workload`]:
+//!   tier, device, placement per buffer, bytes moved and saved, time per stage.
+//! - [`info`], [`demo`], [`bench`] — what the `vuma info`, `vuma demo` and `vuma bench`
+//!   commands print; [`trace`] — a Chrome-trace (Perfetto) timeline of the `tracing` spans
+//!   (`vuma --trace FILE …`).
+//!
 //! ## Example
 //! ```
 //! use vuma::{kernels, GpuWorkload, Priority, UnifiedMemoryManager, WorkloadKind};
@@ -47,11 +59,14 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod bench;
 pub mod demo;
 pub mod info;
 pub mod kernels;
 mod manager;
 mod report;
+pub mod stats;
+pub mod trace;
 mod workload;
 
 pub use manager::{BackendStatus, Builder, UnifiedMemoryManager};

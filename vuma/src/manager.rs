@@ -422,8 +422,10 @@ impl UnifiedMemoryManager {
                 match self.memory.acquire(buffer, index, *access, *reuse) {
                     Ok(l) => leases.push(l),
                     Err(e) => {
+                        // Nothing ran: a lease with write access must not become the valid
+                        // copy (its contents are stale), so these end as `Failed`.
                         for l in leases {
-                            self.memory.release(l, Outcome::Completed);
+                            self.memory.release(l, Outcome::Failed);
                         }
                         return Err(e);
                     }

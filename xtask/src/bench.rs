@@ -6,9 +6,10 @@ use std::process::Command;
 use std::time::Instant;
 
 use crate::artifacts::{self, Kind, Selection};
+use crate::err;
 use crate::records::{self, Record};
 use crate::util::{fmt_duration, fmt_status, run_status, workspace_root, Context, Result};
-use crate::{err, svg};
+use vuma_core::bench::svg;
 
 /// What `cargo xtask bench` does, from its command line.
 #[derive(Debug, Clone, Default)]

@@ -23,6 +23,8 @@
 //!   here with `VUMA_REQUIRE_HW=1`, or a self-contained bundle (`DIR/run.sh`) for a GPU
 //!   machine with no Rust.
 //! - `cargo xtask bench [--quick] [--filter X] [--from FILE]`: run benches, table and SVG.
+//! - `cargo xtask fuzz [--seconds N] [--target T]… [--plain]`: the fuzz targets of `fuzz/`
+//!   N seconds each (libFuzzer through cargo-fuzz, or plain tests); `ci --fuzz` adds it.
 //!
 //! ## Feature flags
 //! None.
@@ -35,9 +37,9 @@ use clap::{Parser, Subcommand};
 mod artifacts;
 mod bench;
 mod ci;
+mod fuzz;
 mod hw;
 mod records;
-mod svg;
 mod util;
 
 use artifacts::Selection;
@@ -62,6 +64,9 @@ enum Cmd {
         /// Stop at the first failing step.
         #[arg(long)]
         fail_fast: bool,
+        /// Also run every fuzz target for 10 s (`cargo xtask fuzz`) after the steps.
+        #[arg(long)]
+        fuzz: bool,
     },
     /// Build release test (and bench) binaries; run them here with VUMA_REQUIRE_HW=1, or bundle them.
     TestHw {
@@ -102,6 +107,21 @@ enum Cmd {
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
+    /// Run the fuzz targets of fuzz/ (libFuzzer through cargo-fuzz, or plain tests) N s each.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Only this target (repeatable; default: all).
+        #[arg(long = "target", value_name = "T")]
+        targets: Vec<String>,
+        /// libFuzzer sanitizer (cargo fuzz -s): none, address, …
+        #[arg(long, default_value = "none")]
+        sanitizer: String,
+        /// Run the targets as plain tests even when cargo-fuzz is installed.
+        #[arg(long)]
+        plain: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -111,10 +131,26 @@ fn main() -> ExitCode {
             quick,
             packages,
             fail_fast,
+            fuzz,
         } => ci::run(&ci::CiOptions {
             quick,
             packages,
             fail_fast,
+        })
+        .and_then(|ok| match fuzz {
+            true => fuzz::run(&fuzz::FuzzOptions::default()).map(|f| ok && f),
+            false => Ok(ok),
+        }),
+        Cmd::Fuzz {
+            seconds,
+            targets,
+            sanitizer,
+            plain,
+        } => fuzz::run(&fuzz::FuzzOptions {
+            seconds,
+            targets,
+            sanitizer,
+            plain,
         }),
         Cmd::TestHw {
             bundle,
@@ -185,6 +221,11 @@ mod tests {
         ));
         let c = Cli::try_parse_from(["xtask", "bench", "--from", "x.jsonl"]).unwrap();
         assert!(matches!(c.command, Cmd::Bench { from: Some(_), .. }));
+        let c =
+            Cli::try_parse_from(["xtask", "fuzz", "--seconds", "60", "--target", "lz4"]).unwrap();
+        assert!(
+            matches!(c.command, Cmd::Fuzz { seconds: 60, ref targets, .. } if targets.len() == 1)
+        );
         assert!(Cli::try_parse_from(["xtask", "frobnicate"]).is_err());
     }
 }
