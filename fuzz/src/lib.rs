@@ -321,9 +321,6 @@ fn chunk_impl(data: &[u8], clamp: bool) {
         Ok(()) => {}
         Err(Error::Corrupt { codec, .. })
             if ["bitplane", "lz4", "hyperloop chunk"].contains(codec) => {}
-        // Known (reported): an empty head with kernel pages is a ZeroSize launch error, not
-        // Corrupt. Only reachable by shortening an image, which `chunk_unclamped` keeps strict.
-        Err(Error::ZeroSize { .. }) if clamp && resized.is_some() => {}
         Err(e) => panic!("chunk: decompress_host returned a non-Corrupt error: {e:?}"),
     }
     if !changed {

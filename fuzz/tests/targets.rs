@@ -108,6 +108,12 @@ fn fuzz_one(target: &str) {
     for s in seeds.iter().chain(&regressions) {
         assert!(vuma_fuzz::run(target, s));
     }
+    if target == "chunk" {
+        // Regressions of the chunk target were found with unclamped images: replay them so.
+        for s in &regressions {
+            vuma_fuzz::chunk_unclamped(s);
+        }
+    }
     seeds.extend(regressions);
     let mut rng =
         Rng(0x9E37_79B9_7F4A_7C15 ^ target.len() as u64 ^ (target.as_bytes()[0] as u64) << 32);

@@ -13,24 +13,24 @@
 //! - [`kernels`]: the device decoders — CUDA C source for zero fill + raw copy, bitplane and
 //!   LZ4 block decoding (bounds-checked, errors to a status word), each with a host-function
 //!   variant of identical semantics, launched through [`vuma_core::DynDevice`];
-//! - [`planner`]: the [`CostModel`](planner::CostModel) (link bandwidth from
+//! - [`planner`]: the [`CostModel`] (link bandwidth from
 //!   [`DeviceInfo::host_link`](vuma_core::DeviceInfo), device decode and host encode rates,
-//!   measured once and cacheable) and the per-page [`TransferPlan`](planner::TransferPlan)
+//!   measured once and cacheable) and the per-page [`TransferPlan`]
 //!   (Zero / Raw / Codec) with bytes sent and saved;
-//! - [`residency`]: compressed host residency — [`CompressedBuffer`](residency::CompressedBuffer)
-//!   (compress once), [`Uploader`](residency::Uploader) (batched, double-buffered chunk
+//! - [`residency`]: compressed host residency — [`CompressedBuffer`]
+//!   (compress once), [`Uploader`] (batched, double-buffered chunk
 //!   copies + device decode), pinned and device-resident forms;
-//! - [`store`]: [`CompressedStore`](store::CompressedStore) for cold evicted pages;
+//! - [`store`]: [`CompressedStore`] for cold evicted pages;
 //! - [`datasets`]: seeded generators of the data sets tests and benches use.
 //!
 //! ## How it maps VUMA's concepts
-//! A transfer is a [`TransferPlan`](planner::TransferPlan) over pages; a chunk of pages
+//! A transfer is a [`TransferPlan`] over pages; a chunk of pages
 //! crosses the link as one buffer copy and is decoded by [`Kernel`](vuma_core::Kernel)s
 //! whose CUDA variant runs on `vuma-cuda` and whose host variant runs on
 //! [`HostDevice`](vuma_core::HostDevice) (and is the reference). The crate knows no backend.
 //!
 //! Host encoding is ~30× slower than a Gen5 link (`GPU.md`), so nothing here encodes in
-//! the transfer path: [`CompressedBuffer`](residency::CompressedBuffer) compresses once and
+//! the transfer path: [`CompressedBuffer`] compresses once and
 //! uploads many times, and the planner charges host encoding to the plan when it is asked
 //! to encode ([`EncodeCost`](planner::EncodeCost)).
 //!
@@ -38,7 +38,7 @@
 //! - `lz4` (default) — [`codecs::Lz4`] through `lz4_flex` (LZ4 pages need it to be encoded;
 //!   the device LZ4 decoder and its host reference are always built);
 //! - `zstd` (default) — [`codecs::Zstd`] through `zstd` (host only; the default codec of
-//!   [`CompressedStore`](store::CompressedStore));
+//!   [`CompressedStore`]);
 //! - `snappy` (default) — [`codecs::Snappy`] through `snap` (host only).
 //!
 //! ## A short tour

@@ -15,9 +15,11 @@
 //! raw    n / link
 //! codec  n / (ratio · link) ⊕ n / device_decode  + encode
 //! ```
-//! where `⊕` is `max` when copies overlap decodes ([`CostModel::overlap`]: a copy engine
-//! beside the compute stream, or decoders reading mapped memory in place) and `+` when they
-//! are serialised on one stream (what a plain `Device::copy` + `launch` sequence gets).
+//! where `⊕` is `+` when the copy and the decode are serialised on one stream (what a plain
+//! `Device::copy` + `launch` sequence gets), and `max` when the decoders read the compressed
+//! bytes in place from mapped host memory ([`CostModel::overlap`]) — then the copy term uses
+//! [`CostModel::mapped_h2d`], the rate the decoders actually pull compressed bytes over the
+//! link, instead of `link`.
 //! where `encode` is `n / host_encode / uses` when the host must encode (data not already
 //! compressed; `uses` = how many uploads share one encoding) and 0 when the bytes are
 //! already compressed (compressed host residency, GPU-compressed eviction). A codec must beat
@@ -94,8 +96,13 @@ pub struct CostModel {
     pub bitplane: CodecRates,
     /// LZ4 rates.
     pub lz4: CodecRates,
-    /// Whether copies overlap device decodes (see the module docs; default false).
+    /// Whether codec pages are decoded in place from mapped host memory, overlapping the
+    /// transfer (see the module docs; default false: copy, then decode).
     pub overlap: bool,
+    /// Compressed bytes per second the decoders pull from mapped host memory (default
+    /// 38 GB/s, measured on the H100: 35–39 GB/s; [`measure_device_decode`](crate::residency::measure_device_decode)
+    /// measures it).
+    pub mapped_h2d: f64,
     /// Whether the link figure was measured (not derived or defaulted).
     pub link_measured: bool,
     /// Whether the device decode rates were measured on this device.
@@ -119,6 +126,7 @@ impl Default for CostModel {
                 host_encode: 1.76e9,
             },
             overlap: false,
+            mapped_h2d: 38e9,
             link_measured: false,
             decode_measured: false,
         }
@@ -158,6 +166,7 @@ impl CostModel {
         let all = [
             self.link_h2d,
             self.device_fill,
+            self.mapped_h2d,
             self.bitplane.device_decode,
             self.bitplane.host_encode,
             self.lz4.device_decode,
@@ -180,6 +189,9 @@ impl CostModel {
             });
         }
         for c in DeviceCodec::ALL {
+            if c == DeviceCodec::Lz4 && !cfg!(feature = "lz4") {
+                continue; // cannot encode LZ4 without the feature: keep the default
+            }
             let t = Instant::now();
             let enc = crate::residency::encode_pages(sample, page::DEFAULT_PAGE_SIZE, width, c)?;
             let s = t.elapsed().as_secs_f64().max(1e-9);
@@ -192,9 +204,10 @@ impl CostModel {
     /// The model as `key value` lines (for caching).
     pub fn to_text(&self) -> String {
         format!(
-            "link_h2d {}\ndevice_fill {}\nbitplane.device_decode {}\nbitplane.host_encode {}\nlz4.device_decode {}\nlz4.host_encode {}\noverlap {}\nlink_measured {}\ndecode_measured {}\n",
+            "link_h2d {}\ndevice_fill {}\nmapped_h2d {}\nbitplane.device_decode {}\nbitplane.host_encode {}\nlz4.device_decode {}\nlz4.host_encode {}\noverlap {}\nlink_measured {}\ndecode_measured {}\n",
             self.link_h2d,
             self.device_fill,
+            self.mapped_h2d,
             self.bitplane.device_decode,
             self.bitplane.host_encode,
             self.lz4.device_decode,
@@ -225,6 +238,7 @@ impl CostModel {
             match k {
                 "link_h2d" => m.link_h2d = num()?,
                 "device_fill" => m.device_fill = num()?,
+                "mapped_h2d" => m.mapped_h2d = num()?,
                 "bitplane.device_decode" => m.bitplane.device_decode = num()?,
                 "bitplane.host_encode" => m.bitplane.host_encode = num()?,
                 "lz4.device_decode" => m.lz4.device_decode = num()?,
@@ -247,7 +261,12 @@ impl CostModel {
             PageDecision::Raw => n / self.link_h2d,
             PageDecision::Codec(c) => {
                 let r = self.rates(c);
-                let copy = n / (ratio.max(1e-3) * self.link_h2d);
+                let link = if self.overlap {
+                    self.mapped_h2d
+                } else {
+                    self.link_h2d
+                };
+                let copy = n / (ratio.max(1e-3) * link);
                 let enc = match encode {
                     EncodeCost::AlreadyCompressed => 0.0,
                     EncodeCost::Host { uses } => n / r.host_encode / uses.max(1.0),

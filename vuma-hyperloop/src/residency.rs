@@ -1,14 +1,20 @@
 //! Compressed host residency: a [`CompressedBuffer`] is compressed once on the host (pages
 //! planned by [`crate::planner`], encoded on all cores) and kept in host memory as ready-
-//! to-send *chunk images* (a page table and the pages' bytes packed contiguously, see
-//! [`crate::kernels`]); an [`Uploader`] sends each chunk in one large copy and decodes it on
-//! the device, double-buffered: the copy of chunk i+1 is issued before the decode of chunk
-//! i, so a backend with a separate copy stream overlaps them.
+//! to-send *chunk images* (a page table and the coded pages packed contiguously — the
+//! *head* — then the raw pages, see [`crate::kernels`]); an [`Uploader`] sends each chunk's
+//! head in one large copy and decodes it on the device, double-buffered: the copy of chunk
+//! i+1 is issued before the decode of chunk i, so a backend with a separate copy stream
+//! overlaps them. Runs of raw pages of at least [`CompressOptions::direct_min_bytes`] go
+//! straight to the destination in one copy each: incompressible data costs what a plain
+//! copy costs.
 //!
-//! Three homes for the chunk images, one upload loop:
+//! Homes of the chunk images, one upload loop:
 //! - [`CompressedBuffer`] — pageable host memory (`Device::write` per chunk);
-//! - [`PinnedCompressed`] — one pinned [`Placement::Staging`] buffer of the device
-//!   (`Device::copy` per chunk at full link speed: the fast path);
+//! - [`PinnedCompressed::pin`] — one pinned [`Placement::Staging`] buffer (`Device::copy`
+//!   per chunk at full link speed, then decode on the same stream);
+//! - [`PinnedCompressed::map`] — pinned memory mapped into the device
+//!   ([`Placement::HostMapped`]): no copy, the decoders read the compressed bytes in place,
+//!   so transfer and decode overlap;
 //! - [`DeviceCompressed`] — device memory (decode only: measures device decode rates).
 
 use std::time::Instant;
@@ -689,6 +695,36 @@ impl<'d> Uploader<'d> {
             Source::Staging(p) => p.chunks.clone(),
             Source::Device(d) => d.chunks.clone(),
         };
+        // Chunk images are untrusted (their fields are public): every range the upload
+        // reads must lie inside its image, and pages to decode need a page table.
+        for (i, p) in placed.iter().enumerate() {
+            let bad = |why: String| Error::Corrupt {
+                codec: "hyperloop chunk",
+                reason: format!("chunk {i}: {why}"),
+            };
+            if p.head_len > p.len {
+                return Err(bad(format!(
+                    "page table and pages ({} bytes) exceed the chunk image ({} bytes)",
+                    p.head_len, p.len
+                )));
+            }
+            if p.kernel_pages > 0 && p.head_len == 0 {
+                return Err(bad(format!(
+                    "{} pages to decode but no page table",
+                    p.kernel_pages
+                )));
+            }
+            if let Some(r) = p
+                .runs
+                .iter()
+                .find(|r| r.src.checked_add(r.len).is_none_or(|e| e > p.len))
+            {
+                return Err(bad(format!(
+                    "direct run {}..+{} outside the chunk image",
+                    r.src, r.len
+                )));
+            }
+        }
         let in_place = match &src {
             Source::Device(_) => true,
             Source::Staging(p) => p.mapped,
@@ -841,23 +877,35 @@ fn check_status(st: [u8; 8]) -> Result<()> {
     ))
 }
 
-/// Measures the device decode rate of each device codec on `dev` from a sample of
-/// `sample_len` bytes (ReLU f32 for bitplane, a zero-run-heavy buffer for LZ4), decoding
-/// from device memory, and stores it in `model` (median of `iters`).
+/// Measures, on `dev`, the device decode rate of each device codec from a sample of
+/// `sample_len` bytes of ReLU activations (decoding from device memory), and the rate at
+/// which the decoders pull compressed bytes from mapped host memory
+/// ([`CostModel::mapped_h2d`]); stores them in `model` (medians of `iters`).
 pub fn measure_device_decode(
     dev: &dyn DynDevice,
     model: &mut CostModel,
     sample_len: usize,
     iters: usize,
 ) -> Result<()> {
+    let data = crate::datasets::relu_f32(sample_len, 7);
     for codec in DeviceCodec::ALL {
-        let (data, width) = match codec {
-            DeviceCodec::Bitplane => (crate::datasets::relu_f32(sample_len, 7), ElemWidth::F32),
-            DeviceCodec::Lz4 => (crate::datasets::relu_f32(sample_len, 7), ElemWidth::F32),
-        };
-        let gbps = decode_rate(dev, &data, width, codec, iters)?;
+        if codec == DeviceCodec::Lz4 && !cfg!(feature = "lz4") {
+            continue; // cannot encode LZ4 without the feature: keep the default
+        }
+        let gbps = decode_rate(dev, &data, ElemWidth::F32, codec, iters)?;
         model.rates_mut(codec).device_decode = gbps * 1e9;
     }
+    let mut opts = CompressOptions::with_width(ElemWidth::F32);
+    opts.force = Some(PageDecision::Codec(DeviceCodec::Bitplane));
+    let cb = CompressedBuffer::compress(&data, &opts)?;
+    let mapped = PinnedCompressed::map(dev, &cb)?;
+    let dst = dev.alloc(data.len() as u64, Placement::DeviceLocal)?;
+    let mut up = Uploader::new(dev);
+    up.upload_pinned(&mapped, dst.as_ref())?;
+    let mut t: Vec<f64> = (0..iters.max(1))
+        .map(|_| up.upload_pinned(&mapped, dst.as_ref()).map(|r| r.time_s))
+        .collect::<Result<_>>()?;
+    model.mapped_h2d = cb.stored_bytes() as f64 / vuma_core::bench::median(&mut t);
     model.decode_measured = true;
     model.validate()
 }

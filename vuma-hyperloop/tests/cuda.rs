@@ -224,6 +224,7 @@ fn cuda_decode_rates_are_measured() {
     eprintln!("measured cost model:\n{}", m.to_text());
     assert!(m.decode_measured);
     assert!(m.bitplane.device_decode > 1e9 && m.lz4.device_decode > 1e9);
+    assert!(m.mapped_h2d > 1e9);
 }
 
 #[test]
