@@ -219,12 +219,25 @@ fn cuda_flags_exactly_what_the_host_flags() {
 #[test]
 fn cuda_decode_rates_are_measured() {
     let Some(dev) = cuda() else { return };
-    let mut m = CostModel::for_device(DynDevice::info(&dev));
+    let prior = CostModel::for_device(DynDevice::info(&dev));
+    let mut m = prior.clone();
     measure_device_decode(&dev, &mut m, 64 << 20, 5).unwrap();
     eprintln!("measured cost model:\n{}", m.to_text());
     assert!(m.decode_measured);
-    assert!(m.bitplane.device_decode > 1e9 && m.lz4.device_decode > 1e9);
-    assert!(m.mapped_h2d > 1e9);
+    // Measured, finite and positive; no speed threshold (a timed test claims no
+    // performance, and under compute-sanitizer kernels run orders of magnitude slower).
+    for (what, v, before) in [
+        (
+            "bitplane decode",
+            m.bitplane.device_decode,
+            prior.bitplane.device_decode,
+        ),
+        ("lz4 decode", m.lz4.device_decode, prior.lz4.device_decode),
+        ("mapped h2d", m.mapped_h2d, prior.mapped_h2d),
+    ] {
+        assert!(v.is_finite() && v > 0.0, "{what} rate not measured: {v}");
+        assert_ne!(v, before, "{what} still holds its prior value");
+    }
 }
 
 #[test]

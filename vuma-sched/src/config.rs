@@ -128,6 +128,10 @@ pub struct SchedConfig {
     pub idle_utilization: f32,
     /// Weight of a new run in the per-(kernel, device) history average (default 0.3).
     pub history_alpha: f64,
+    /// Runs of each kernel on each device that are counted but not learned from (default
+    /// 1): the first run pays one-time costs (kernel compilation, module load, pipeline
+    /// creation) that say nothing about the next run.
+    pub warmup_runs: u32,
     /// Host→device bandwidth for devices that report no link, bytes/s (default 12 GB/s).
     pub default_link_bytes_per_s: f64,
     /// Fixed cost of a transfer that moves any bytes, seconds (default 10 µs).
@@ -154,6 +158,7 @@ impl Default for SchedConfig {
             wake_penalty_s: 1e-3,
             idle_utilization: 0.05,
             history_alpha: 0.3,
+            warmup_runs: 1,
             default_link_bytes_per_s: 12e9,
             transfer_latency_s: 10e-6,
             queue_capacity: 1024,

@@ -55,7 +55,17 @@ impl Choice {
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Ewma {
     secs_per_unit: f64,
+    /// Runs averaged into `secs_per_unit` (0 while only warm-up runs were seen).
     samples: u64,
+    /// Runs recorded, warm-up runs included.
+    seen: u64,
+}
+
+impl Ewma {
+    /// The learned average, once a run past the warm-up was recorded.
+    fn learned(self) -> Option<Ewma> {
+        (self.samples > 0).then_some(self)
+    }
 }
 
 #[derive(Debug)]
@@ -223,8 +233,9 @@ impl Scheduler {
 
     /// Records one finished run of kernel `name` on `device`: `work_units` of work in
     /// `elapsed`. It updates the per-(kernel, device) average (an exponentially weighted
-    /// moving average of seconds per work unit, as StarPU's dmda history). Bad input is
-    /// logged and ignored; [`Scheduler::try_record_run`] returns it as an error.
+    /// moving average of seconds per work unit, as StarPU's dmda history); the first
+    /// [`SchedConfig::warmup_runs`](crate::SchedConfig) runs of each pair are counted but not
+    /// learned from (they pay for compilation and loading). Bad input is logged and ignored; [`Scheduler::try_record_run`] returns it as an error.
     pub fn record_run(&self, device: DeviceId, name: &str, work_units: f64, elapsed: Duration) {
         if let Err(e) = self.try_record_run(device, name, work_units, elapsed) {
             tracing::warn!("record_run ignored: {e}");
@@ -261,15 +272,30 @@ impl Scheduler {
                 .entry(name.to_owned())
                 .or_insert_with(|| vec![None; self.slots.len()]),
         };
-        row[slot] = Some(match row[slot] {
-            Some(e) => Ewma {
-                secs_per_unit: alpha * x + (1.0 - alpha) * e.secs_per_unit,
-                samples: e.samples + 1,
-            },
-            None => Ewma {
+        let warmup = u64::from(self.config.warmup_runs);
+        let e = row[slot].unwrap_or(Ewma {
+            secs_per_unit: x,
+            samples: 0,
+            seen: 0,
+        });
+        row[slot] = Some(if e.seen < warmup {
+            // A warm-up run: counted, not learned from.
+            Ewma {
+                seen: e.seen + 1,
+                ..e
+            }
+        } else if e.samples == 0 {
+            Ewma {
                 secs_per_unit: x,
                 samples: 1,
-            },
+                seen: e.seen + 1,
+            }
+        } else {
+            Ewma {
+                secs_per_unit: alpha * x + (1.0 - alpha) * e.secs_per_unit,
+                samples: e.samples + 1,
+                seen: e.seen + 1,
+            }
         });
         Ok(())
     }
@@ -279,7 +305,9 @@ impl Scheduler {
     pub fn history(&self, device: DeviceId, name: &str) -> Option<(f64, u64)> {
         let slot = self.slot(device)?;
         let h = self.history.read().unwrap_or_else(|p| p.into_inner());
-        h.get(name)?[slot].map(|e| (1.0 / e.secs_per_unit, e.samples))
+        h.get(name)?[slot]
+            .and_then(Ewma::learned)
+            .map(|e| (1.0 / e.secs_per_unit, e.samples))
     }
 
     /// A copy of one kernel's history row, so that no lock is held while the caller's
@@ -422,7 +450,7 @@ impl Scheduler {
                 c.transfer_latency_s + missing as f64 / s.link_bps
             }
         };
-        let learned = hist.and_then(|r| r[i]);
+        let learned = hist.and_then(|r| r[i]).and_then(Ewma::learned);
         let run = match learned {
             Some(e) => work * e.secs_per_unit,
             None => self.prior_run_s(i, w, work),

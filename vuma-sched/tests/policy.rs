@@ -274,6 +274,9 @@ fn history_learning_moves_work() {
     let before = s.choose(&blur, &NoResidency).unwrap();
     assert_eq!(before.device, igpu, "{}", before.reason);
     assert!(before.reason.contains("prior"));
+    // The first run is a warm-up (compilation, loading): counted, not learned from.
+    s.record_run(igpu, "blur", 1e8, Duration::from_secs(5));
+    assert!(s.history(igpu, "blur").is_none());
     // The iGPU turns out to be slow for this kernel (e.g. a driver fallback path).
     for _ in 0..5 {
         s.record_run(igpu, "blur", 1e8, Duration::from_millis(50));
@@ -314,7 +317,8 @@ fn bad_history_and_health_input_is_rejected() {
     assert!(s
         .try_record_run(cpu, "k", 0.0, Duration::from_millis(1))
         .is_err());
-    // A zero duration is clamped, not a division by zero.
+    // A zero duration is clamped, not a division by zero (twice: the first is a warm-up).
+    s.try_record_run(cpu, "k", 1.0, Duration::ZERO).unwrap();
     s.try_record_run(cpu, "k", 1.0, Duration::ZERO).unwrap();
     assert!(s.history(cpu, "k").unwrap().0.is_finite());
     s.record_run(cpu, "k2", f64::NAN, Duration::from_millis(1)); // ignored, no panic
@@ -608,6 +612,7 @@ fn a_residency_may_call_back_into_the_scheduler() {
     let (s, cpu, ..) = laptop();
     let r = |d: DeviceId| {
         // Recording while a choice is being made must not deadlock.
+        s.record_run(cpu, "reentrant", 1.0, Duration::from_micros(1));
         s.record_run(cpu, "reentrant", 1.0, Duration::from_micros(1));
         s.set_health(d, DeviceHealth::default());
         0
