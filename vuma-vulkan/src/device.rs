@@ -686,9 +686,14 @@ impl VulkanDevice {
             fams.push(t.family);
         }
         let discrete = !unified;
-        let copy_threads = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(16);
+        let copy_threads = env_u64("VUMA_VK_COPY_THREADS").map_or_else(
+            || {
+                std::thread::available_parallelism()
+                    .map_or(1, |n| n.get())
+                    .min(16)
+            },
+            |n| n.clamp(1, 64) as usize,
+        );
         let emh = (has_emh && import_align.is_power_of_two()).then(|| {
             (
                 ext::external_memory_host::Device::new(&shared.instance.instance, &shared.device),

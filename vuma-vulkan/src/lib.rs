@@ -63,7 +63,7 @@
 //!   `VUMA_VK_STAGING_SLOTS` override) of cached system memory, created on first use and
 //!   never reallocated. A transfer is cut into slot-sized chunks that start and end short
 //!   (slot/8, /4, /2) so the host copy that cannot overlap a DMA stays small; a persistent
-//!   pool of up to 16 copy threads fills slot i+1 (non-temporal stores; `VUMA_VK_STREAM_COPY=0`
+//!   pool of up to 16 copy threads (`VUMA_VK_COPY_THREADS` overrides) fills slot i+1 (non-temporal stores; `VUMA_VK_STREAM_COPY=0`
 //!   turns them off) while the transfer queue copies slot i, and reads run the other way
 //!   round. Consecutive submissions on one queue skip the timeline wait (submission order and
 //!   the leading barrier order them). Host-mapped and staging buffers are read and written

@@ -28,7 +28,7 @@
 //!   scalars, launch shape, kind, complexity and priority.
 //! - [`WorkloadReport`] — every decision of one [`UnifiedMemoryManager::process_workload`]:
 //!   tier, device, placement per buffer, bytes moved and saved, time per stage.
-//! - [`info`], [`demo`], [`bench`] — what the `vuma info`, `vuma demo` and `vuma bench`
+//! - [`info`], [`demo`], [`mod@bench`] — what the `vuma info`, `vuma demo` and `vuma bench`
 //!   commands print; [`trace`] — a Chrome-trace (Perfetto) timeline of the `tracing` spans
 //!   (`vuma --trace FILE …`).
 //!

@@ -635,8 +635,9 @@ mod tests {
         let san = bin.join("compute-sanitizer");
         std::fs::write(
             &san,
-            "#!/bin/sh\nfor last; do :; done\necho '========= COMPUTE-SANITIZER'\n\"$last\"\n\
-             case \"$last\" in *t_ok) echo '========= Invalid __global__ read of size 4'; \
+            "#!/bin/sh\nwhile [ $# -gt 0 ] && [ ! -f \"$1\" ]; do shift; done\nprog=\"$1\"\n\
+             echo '========= COMPUTE-SANITIZER'\n\"$@\"\n\
+             case \"$prog\" in *t_ok) echo '========= Invalid __global__ read of size 4'; \
              echo '========= ERROR SUMMARY: 1 error'; exit 86;; esac\n\
              echo '========= Error: Target application terminated before first instrumented API call'; exit 255\n",
         )

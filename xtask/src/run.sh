@@ -14,7 +14,8 @@
 #   / 300), VUMA_SANITIZER_ARGS, VUMA_BENCH_QUICK, VUMA_GL_DIR, VUMA_LOG_CAP_BYTES (default 8 MiB),
 #   VUMA_MAX_OUT_FILES (default 8: beyond it the per-binary logs are packed into logs.tar.gz),
 #   VUMA_SANITIZE_SKIP (test names skipped in the sanitizer pass; default: the tests that
-#   provoke CUDA API errors on purpose).
+#   provoke CUDA API errors on purpose), VUMA_SANITIZER_TOOLS (default memcheck; e.g.
+#   "memcheck racecheck synccheck").
 # Exit status: 0 when every binary run passed, 1 otherwise, 2 on bad usage.
 set -uo pipefail
 
@@ -34,7 +35,7 @@ for arg in "$@"; do
     --all) do_sanitize=1; do_bench=1 ;;
     --no-tests) do_tests=0 ;;
     --no-gl) do_gl=0 ;;
-    -h|--help) sed -n '2,18p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "run.sh: unknown argument: $arg (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -100,7 +101,7 @@ run_one() { # pass-name binary log-name timeout [prefix command...]
   start="$(now)"
   (cd "$BUNDLE" && with_timeout "$t" "$@" "$bin" ${VUMA_TEST_ARGS:-}) > "$log" 2>&1
   rc=$?
-  if [ "$rc" -ne 0 ] && [ "$pass" = sanitize ] \
+  if [ "$rc" -ne 0 ] && [ "${pass%%-*}" = sanitize ] \
      && grep -q 'terminated before first instrumented API call' "$log" \
      && grep -q '^test result: ok' "$log" && ! grep -q '^test result: FAILED' "$log"; then
     # compute-sanitizer exits 255 when the program never initialised CUDA (seen on the H100
@@ -117,8 +118,8 @@ run_one() { # pass-name binary log-name timeout [prefix command...]
   [ "$skips" != 0 ] && note=" [$skips SKIP lines]"
   say "$verdict  $pass  $name  ($(elapsed "$start"), exit $rc)$note"
   [ -n "$results" ] && say "      $results"
-  if [ "$pass" = sanitize ]; then
-    grep -E 'ERROR SUMMARY' "$log" | sort | uniq -c | sed 's/^/      /' | tee -a "$SUMMARY"
+  if [ "${pass%%-*}" = sanitize ]; then
+    grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$log" | sort | uniq -c | sed 's/^/      /' | tee -a "$SUMMARY"
   fi
   if [ "$skips" != 0 ]; then grep 'SKIP' "$log" | sort -u | head -5 | sed 's/^/      /' | tee -a "$SUMMARY"; fi
   if [ "$rc" -ne 0 ]; then
@@ -194,15 +195,23 @@ if [ "$do_sanitize" = 1 ]; then
     SKIP_NAMES="${VUMA_SANITIZE_SKIP-compile_error_is_typed}"
     skip_args=""
     for n in $SKIP_NAMES; do skip_args="$skip_args --skip $n"; done
-    say "sanitizer: $SAN --tool memcheck (tests skipped in this pass: ${SKIP_NAMES:-none}; xtask binaries: plain pass only)"
-    for bin in "${TESTS[@]}"; do
-      case "$(basename "$bin")" in
-        xtask-*) say "SKIP  sanitize  $(basename "$bin")  (build-tool tests, no CUDA calls)"; continue ;;
+    TOOLS="${VUMA_SANITIZER_TOOLS:-memcheck}"
+    say "sanitizer: $SAN, tools: $TOOLS (tests skipped in these passes: ${SKIP_NAMES:-none}; xtask binaries: plain pass only)"
+    for tool in $TOOLS; do
+      case "$tool" in
+        memcheck) pass=sanitize; prefix=sanitize ;;
+        racecheck|synccheck|initcheck) pass="sanitize-$tool"; prefix="$tool" ;;
+        *) say "FAIL  unknown compute-sanitizer tool: $tool"; failures=$((failures + 1)); continue ;;
       esac
-      # shellcheck disable=SC2086
-      VUMA_TEST_ARGS="${VUMA_TEST_ARGS:-}$skip_args" \
-        run_one sanitize "$bin" "sanitize-$(basename "$bin").log" "$TEST_TIMEOUT" \
-        "$SAN" --tool memcheck --target-processes all --error-exitcode 86 ${VUMA_SANITIZER_ARGS:-}
+      for bin in "${TESTS[@]}"; do
+        case "$(basename "$bin")" in
+          xtask-*) say "SKIP  $pass  $(basename "$bin")  (build-tool tests, no CUDA calls)"; continue ;;
+        esac
+        # shellcheck disable=SC2086
+        VUMA_TEST_ARGS="${VUMA_TEST_ARGS:-}$skip_args" \
+          run_one "$pass" "$bin" "$prefix-$(basename "$bin").log" "$TEST_TIMEOUT" \
+          "$SAN" --tool "$tool" --target-processes all --error-exitcode 86 ${VUMA_SANITIZER_ARGS:-}
+      done
     done
   fi
 fi
