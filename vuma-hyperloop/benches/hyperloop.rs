@@ -5,11 +5,15 @@
 //! codec, the ratio (vs raw = 1.0) and the encode / decode rates on all cores (vs a
 //! one-thread host memcpy); the planner's throughput (vs the link it plans for).
 //!
-//! CUDA (when a device is present; otherwise a SKIP line): effective host→device GB/s of
+//! CUDA and Vulkan (each when a device is present; otherwise a SKIP line; Vulkan rows use at
+//! most half of `maxStorageBufferRange` per data set): effective host→device GB/s of
 //! compressed host residency (uncompressed bytes delivered / wall time, decode included)
 //! from pinned staging memory, from mapped pinned memory (decoders read in place) and from
 //! pageable memory, each vs a raw copy of the same bytes from the same kind of memory; the
-//! device decode rate of each device codec (from device memory) vs the raw pinned link rate.
+//! device decode rate of each device codec (from device memory) vs the raw pinned link rate;
+//! the eviction round trip of ReLU activations resident on the device (device encode +
+//! download + upload + decode, through staging copies and through mapped memory) vs a raw
+//! pinned download + upload, and the device encode rate vs the raw pinned download.
 
 use std::time::Instant;
 
@@ -169,8 +173,11 @@ fn time_gbps(bytes: u64, iters: usize, mut f: impl FnMut() -> f64) -> f64 {
     bytes as f64 / median(&mut t) / 1e9
 }
 
-fn cuda_bench(
+/// Effective H2D of compressed residency and device decode rates on `dev`; records are
+/// named `hyperloop/{backend}/...` (`cuda` or `vulkan`).
+fn device_bench(
     dev: &dyn DynDevice,
+    backend: &str,
     model: &CostModel,
     ds: Dataset,
     data: &[u8],
@@ -267,19 +274,19 @@ fn cuda_bench(
     verify("pageable upload")?;
     let d = ds.name();
     rec(
-        format!("hyperloop/cuda/h2d_compressed_pinned/{d}"),
+        format!("hyperloop/{backend}/h2d_compressed_pinned/{d}"),
         eff_pinned,
         "raw pinned copy",
         raw_pinned,
     );
     rec(
-        format!("hyperloop/cuda/h2d_compressed_mapped/{d}"),
+        format!("hyperloop/{backend}/h2d_compressed_mapped/{d}"),
         eff_mapped,
         "raw pinned copy",
         raw_pinned,
     );
     rec(
-        format!("hyperloop/cuda/h2d_compressed_pageable/{d}"),
+        format!("hyperloop/{backend}/h2d_compressed_pageable/{d}"),
         eff_pageable,
         "raw pageable write",
         raw_pageable,
@@ -296,11 +303,99 @@ fn cuda_bench(
         }
         let r = decode_rate(dev, data, ds.width(), codec, iters)?;
         rec(
-            format!("hyperloop/cuda/decode/{}/{d}", codec.name()),
+            format!("hyperloop/{backend}/decode/{}/{d}", codec.name()),
             r,
             "raw pinned copy",
             raw_pinned,
         );
+    }
+    Ok(())
+}
+
+/// Eviction round trip of `data` (ReLU f32) resident on the device: device encode + download
+/// of the compressed bytes into pinned memory + upload + device decode, vs a raw download
+/// into pinned memory + raw upload; through staging copies and through mapped memory (the
+/// encoder writes across the link, the decoders read across it). Also the device encode
+/// rate (GB/s of input) vs the raw pinned download it replaces.
+fn eviction_bench(dev: &dyn DynDevice, data: &[u8], iters: usize) -> vuma_core::Result<()> {
+    use vuma_hyperloop::encode::DeviceEncoder;
+    use vuma_hyperloop::page::ElemWidth;
+    let name = dev.info().name.clone();
+    let n = data.len() as u64;
+    let rec = |bench: &str, value: f64, baseline: &str, b: f64| {
+        Record {
+            bench: format!("hyperloop/cuda/{bench}/relu_f32"),
+            device: name.clone(),
+            value,
+            unit: "GB/s".into(),
+            baseline: baseline.into(),
+            baseline_value: b,
+            higher_is_better: true,
+        }
+        .emit()
+    };
+    let src = dev.alloc(n, Placement::DeviceLocal)?;
+    dev.write(src.as_ref(), 0, data)?;
+    let dst = dev.alloc(n, Placement::DeviceLocal)?;
+    let staging = dev.alloc(n, Placement::Staging)?;
+    let sync = || dev.synchronize().expect("sync");
+    let raw_d2h = time_gbps(n, iters, || {
+        let t = Instant::now();
+        dev.copy(src.as_ref(), 0, staging.as_ref(), 0, n)
+            .expect("copy");
+        sync();
+        t.elapsed().as_secs_f64()
+    });
+    let raw_rt = time_gbps(n, iters, || {
+        let t = Instant::now();
+        dev.copy(src.as_ref(), 0, staging.as_ref(), 0, n)
+            .expect("copy");
+        dev.copy(staging.as_ref(), 0, dst.as_ref(), 0, n)
+            .expect("copy");
+        sync();
+        t.elapsed().as_secs_f64()
+    });
+    drop(staging);
+    let opts = CompressOptions::with_width(ElemWidth::F32);
+    let mut enc = DeviceEncoder::new(dev);
+    let mut up = Uploader::new(dev);
+    let mut back = vec![0u8; data.len()];
+    for (home, what) in [
+        (Placement::Staging, "evict_roundtrip_staged"),
+        (Placement::HostMapped, "evict_roundtrip_mapped"),
+    ] {
+        if !dev.supports(home) {
+            println!("SKIP: {what}: {name} has no {} memory", home.as_str());
+            continue;
+        }
+        let mut enc_t = Vec::new();
+        let mut summary = None;
+        let eff = time_gbps(n, iters, || {
+            let t = Instant::now();
+            let ev = enc.evict(src.as_ref(), n, &opts, home).expect("evict");
+            up.upload_pinned(ev.pinned(), dst.as_ref()).expect("upload");
+            let el = t.elapsed().as_secs_f64();
+            enc_t.push(ev.device_encode_time_s());
+            summary.get_or_insert_with(|| ev.summary().clone());
+            enc.recycle(ev);
+            el
+        });
+        enc_t.drain(..enc_t.len().min(2)); // the two warm-up runs
+        dev.read(dst.as_ref(), 0, &mut back)?;
+        if back != data {
+            return Err(vuma_core::Error::Kernel {
+                kernel: "hl_enc_write".into(),
+                reason: format!("{what}: eviction round trip delivered wrong bytes"),
+            });
+        }
+        if let Some(s) = summary {
+            println!("  {what} on {name}: {s}");
+        }
+        rec(what, eff, "raw pinned d2h + h2d", raw_rt);
+        if home == Placement::Staging {
+            let enc_gbps = n as f64 / median(&mut enc_t) / 1e9;
+            rec("evict_encode", enc_gbps, "raw pinned d2h", raw_d2h);
+        }
     }
     Ok(())
 }
@@ -336,6 +431,38 @@ fn main() {
             None
         }
     };
+    let vulkan = match vuma_vulkan::VulkanDevice::open(0) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            println!("SKIP: vulkan unavailable: {e} (no Vulkan rows)");
+            None
+        }
+    };
+    // One storage-buffer binding covers the whole destination: Vulkan rows use at most
+    // maxStorageBufferRange bytes per data set.
+    let vk_len = vulkan.as_ref().map_or(0, |d| {
+        let range = d.max_storage_buffer_range();
+        if (range as usize) < len {
+            println!(
+                "vulkan: {} MiB per data set (maxStorageBufferRange {range})",
+                (range as usize / 2) >> 20
+            );
+            (range as usize / 2).min(len)
+        } else {
+            len
+        }
+    });
+    let mut vk_model = CostModel::default();
+    if let Some(dev) = vulkan.as_ref() {
+        if let Err(e) = warm_up(dev, vk_len as u64) {
+            println!("vulkan warm-up failed: {e}");
+        }
+        vk_model = CostModel::for_device(DynDevice::info(dev));
+        match measure_device_decode(dev, &mut vk_model, vk_len.min(64 << 20), iters) {
+            Ok(()) => println!("measured Vulkan cost model:\n{}", vk_model.to_text()),
+            Err(e) => println!("Vulkan device decode measurement failed: {e}"),
+        }
+    }
     let mut model = CostModel::default();
     if let Some(dev) = cuda.as_ref() {
         // Warm the link and the clocks up before the first baseline is timed (a cold first
@@ -358,10 +485,23 @@ fn main() {
             t.elapsed().as_secs_f64()
         );
         host_bench(ds, &data, iters);
+        if let Some(dev) = vulkan.as_ref() {
+            let d = &data[..vk_len];
+            if let Err(e) = device_bench(dev, "vulkan", &vk_model, ds, d, iters) {
+                println!("ERROR: vulkan bench on {} failed: {e}", ds.name());
+                std::process::exit(1);
+            }
+        }
         if let Some(dev) = cuda.as_ref() {
-            if let Err(e) = cuda_bench(dev, &model, ds, &data, iters) {
+            if let Err(e) = device_bench(dev, "cuda", &model, ds, &data, iters) {
                 println!("ERROR: cuda bench on {} failed: {e}", ds.name());
                 std::process::exit(1);
+            }
+            if ds == Dataset::ReluF32 {
+                if let Err(e) = eviction_bench(dev, &data, iters) {
+                    println!("ERROR: eviction bench failed: {e}");
+                    std::process::exit(1);
+                }
             }
         }
     }

@@ -30,12 +30,12 @@
 //! exactly what its mode says, dictionary indices are below the dictionary size, and a
 //! bitmap's population count equals its `nz` (bits past `m` must be zero).
 //!
-//! # Device encoder (design)
-//! Eviction compresses on the GPU with the same layout: one thread block per (group,
-//! plane) builds the 256-entry histogram in shared memory, picks the mode by the same cost
-//! formulas as [`encode_block`], writes the block into a per-block slot of worst-case size
-//! (1 + m bytes) and its size into a table; a second pass (prefix sum over the sizes)
-//! compacts the slots into the page format. Only the host reference is implemented here.
+//! # Device encoder
+//! Eviction compresses on the GPU with the same layout ([`crate::encode`]): one thread block
+//! per group builds each plane's presence mask and zero count in shared memory, picks the
+//! mode by the same cost formulas as [`encode_block`] and records the block sizes; the host
+//! lays the pages out from the sizes, and a second pass writes every block at its final
+//! offset. The output is byte-identical to this encoder's.
 
 use vuma_core::{Codec, Error, Result};
 

@@ -1,6 +1,8 @@
-//! Hyperloop's device decoders: one CUDA C source ([`CUDA_SOURCE`]) with three kernels, and
-//! for each a host-function variant with identical semantics (the reference, and what runs
-//! on [`vuma_core::HostDevice`]).
+//! Hyperloop's device decoders: one CUDA C source ([`CUDA_SOURCE`]) with three kernels, a
+//! SPIR-V variant of each for Vulkan (WGSL in `shaders/`, compiled by naga in `build.rs`:
+//! [`fill_copy_spirv`], [`bitplane_spirv`], [`lz4_spirv`]), and for each a host-function
+//! variant with identical semantics (the reference, and what runs on
+//! [`vuma_core::HostDevice`]).
 //!
 //! A *chunk* is what one batched copy moves: a page table followed by the pages' data.
 //! ```text
@@ -27,8 +29,25 @@
 //! entry; a bad entry or corrupt page sets a flag in `status` (and the lowest bad page
 //! index), never writes outside its page's destination range. Host and device variants
 //! flag exactly the same pages with the same flags.
+//!
+//! The Vulkan variants take the same arguments (buffers bind to set 0 in order, the scalars
+//! fill the push constants; the u64s are read as two u32 words) and the same grids (the
+//! workgroup sizes are fixed in the shaders: 256, 256 and 32). WGSL has no bytes: buffers are
+//! u32 words and the destination is written through atomic words — whole words with
+//! `atomicStore`, a word shared with bytes outside the page (the partial word at the end of
+//! the data, a misaligned page) with `atomicAnd`/`atomicOr` on the page's bytes only, so no
+//! other byte is ever written. Differences in structure, not in results: `hl_bitplane`
+//! decodes one 4-byte word of a plane per invocation into workgroup memory (sparse ranks from
+//! per-word prefix sums of the bitmap), and `hl_lz4` parses the token stream in invocation 0
+//! and broadcasts each sequence, whose literals and match the 32 invocations copy a word each.
+//! A `chunk_len` or `dst_len` beyond the bindings' whole words flags every page
+//! [`FLAG_TABLE`] (the host variant refuses such a launch); the [`Uploader`] binds the
+//! destination up to the next multiple of 4 bytes (through a scratch buffer when the
+//! destination itself ends inside that word).
+//!
+//! [`Uploader`]: crate::residency::Uploader
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use vuma_core::{Error, HostLaunch, Kernel, LaunchConfig, Result, Scalar};
 
@@ -629,18 +648,47 @@ pub struct Decoders {
     pub lz4: Kernel,
 }
 
+/// SPIR-V words from the little-endian bytes `build.rs` wrote.
+fn spirv_words(bytes: &[u8]) -> Arc<[u32]> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+/// SPIR-V of `hl_fill_copy` (`shaders/common.wgsl` + `shaders/hl_fill_copy.wgsl`).
+pub fn fill_copy_spirv() -> Arc<[u32]> {
+    spirv_words(include_bytes!(concat!(
+        env!("OUT_DIR"),
+        "/hl_fill_copy.spv"
+    )))
+}
+
+/// SPIR-V of `hl_bitplane` (`shaders/common.wgsl` + `shaders/hl_bitplane.wgsl`).
+pub fn bitplane_spirv() -> Arc<[u32]> {
+    spirv_words(include_bytes!(concat!(env!("OUT_DIR"), "/hl_bitplane.spv")))
+}
+
+/// SPIR-V of `hl_lz4` (`shaders/common.wgsl` + `shaders/hl_lz4.wgsl`).
+pub fn lz4_spirv() -> Arc<[u32]> {
+    spirv_words(include_bytes!(concat!(env!("OUT_DIR"), "/hl_lz4.spv")))
+}
+
 /// The decoders, built once per process.
 pub fn decoders() -> &'static Decoders {
     static D: OnceLock<Decoders> = OnceLock::new();
     D.get_or_init(|| Decoders {
         fill_copy: Kernel::new("hl_fill_copy")
             .with_cuda_source(CUDA_SOURCE, "hl_fill_copy")
+            .with_spirv(fill_copy_spirv(), "hl_fill_copy")
             .with_host(host_fill_copy),
         bitplane: Kernel::new("hl_bitplane")
             .with_cuda_source(CUDA_SOURCE, "hl_bitplane")
+            .with_spirv(bitplane_spirv(), "hl_bitplane")
             .with_host(host_bitplane),
         lz4: Kernel::new("hl_lz4")
             .with_cuda_source(CUDA_SOURCE, "hl_lz4")
+            .with_spirv(lz4_spirv(), "hl_lz4")
             .with_host(host_lz4),
     })
 }

@@ -11,8 +11,11 @@
 //! - [`page`]: cutting buffers into pages (default 64 KiB), word-wise all-zero detection
 //!   and a sampled per-page complexity estimate (byte entropy, runs, byte-plane statistics);
 //! - [`kernels`]: the device decoders — CUDA C source for zero fill + raw copy, bitplane and
-//!   LZ4 block decoding (bounds-checked, errors to a status word), each with a host-function
-//!   variant of identical semantics, launched through [`vuma_core::DynDevice`];
+//!   LZ4 block decoding (bounds-checked, errors to a status word), SPIR-V for Vulkan (WGSL
+//!   compiled by naga at build time), each with a host-function variant of identical
+//!   semantics, launched through [`vuma_core::DynDevice`];
+//! - [`encode`]: the device encoder of the bitplane codec (eviction compresses on the
+//!   device and downloads fewer bytes; output byte-identical to the host encoder's);
 //! - [`planner`]: the [`CostModel`] (link bandwidth from
 //!   [`DeviceInfo::host_link`](vuma_core::DeviceInfo), device decode and host encode rates,
 //!   measured once and cacheable) and the per-page [`TransferPlan`]
@@ -26,8 +29,9 @@
 //! ## How it maps VUMA's concepts
 //! A transfer is a [`TransferPlan`] over pages; a chunk of pages
 //! crosses the link as one buffer copy and is decoded by [`Kernel`](vuma_core::Kernel)s
-//! whose CUDA variant runs on `vuma-cuda` and whose host variant runs on
-//! [`HostDevice`](vuma_core::HostDevice) (and is the reference). The crate knows no backend.
+//! whose CUDA variant runs on `vuma-cuda`, whose SPIR-V variant runs on `vuma-vulkan` and
+//! whose host variant runs on [`HostDevice`](vuma_core::HostDevice) (and is the reference).
+//! The crate knows no backend.
 //!
 //! Host encoding is ~30× slower than a Gen5 link (`GPU.md`), so nothing here encodes in
 //! the transfer path: [`CompressedBuffer`] compresses once and
@@ -63,6 +67,7 @@
 pub mod bitplane;
 pub mod codecs;
 pub mod datasets;
+pub mod encode;
 pub mod kernels;
 pub mod lz4block;
 pub mod page;

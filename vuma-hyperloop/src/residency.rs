@@ -19,7 +19,7 @@
 
 use std::time::Instant;
 
-use vuma_core::{AccessMode, Arg, DynBuffer, DynDevice, Error, Placement, Result, Scalar};
+use vuma_core::{AccessMode, Arg, Backend, DynBuffer, DynDevice, Error, Placement, Result, Scalar};
 
 use crate::bitplane;
 use crate::codecs::corrupt;
@@ -168,6 +168,146 @@ fn lz4_encode(_page: &[u8], _out: &mut Vec<u8>) -> Result<()> {
     ))
 }
 
+/// Where the pages of one chunk go: the chunk's metadata (its `image` still empty), the
+/// length of its image and the page-table entry of each of its pages, in page order.
+#[derive(Debug, Clone)]
+pub(crate) struct ChunkLayout {
+    /// Metadata; `image` is empty.
+    pub(crate) meta: ChunkImage,
+    /// Bytes of the chunk image (a multiple of 16).
+    pub(crate) image_len: usize,
+    /// One entry per page of the chunk.
+    pub(crate) entries: Vec<Entry>,
+}
+
+/// Lays out pages of known kinds and coded lengths (`pages[p]` = kind and bytes of page
+/// `p` of a `data_len`-byte buffer cut in `opts.plan.page_size` pages) into chunk images:
+/// the page table, then the pages the kernels handle, then runs of raw pages of at least
+/// `opts.direct_min_bytes` (copied straight to the destination), every page at a 16-byte
+/// boundary, zero padding between. Adds every page to `summary`. The host encoder and the
+/// device encoder ([`crate::encode`]) share it, so their images are byte-identical.
+pub(crate) fn layout(
+    pages: &[(PageKind, usize)],
+    data_len: usize,
+    opts: &CompressOptions,
+    summary: &mut PlanSummary,
+) -> Vec<ChunkLayout> {
+    let ps = opts.plan.page_size.max(1);
+    let width = opts.plan.width;
+    let pages_per_chunk = (opts.chunk_bytes / ps).max(1);
+    let mut out = Vec::with_capacity(pages.len().div_ceil(pages_per_chunk));
+    for (c, group) in pages.chunks(pages_per_chunk).enumerate() {
+        let first = c * pages_per_chunk;
+        let mut len = group.len() * ENTRY_BYTES;
+        let mut entries = vec![
+            Entry {
+                src_off: 0,
+                src_len: 0,
+                dst_len: 0,
+                dst_off: 0,
+                kind: 0,
+                width: 0,
+            };
+            group.len()
+        ];
+        let mut ck = ChunkImage {
+            image: Vec::new(),
+            head_len: 0,
+            npages: group.len() as u32,
+            kernel_pages: 0,
+            has_fill: false,
+            has_bitplane: false,
+            has_lz4: false,
+            runs: Vec::new(),
+        };
+        // Which raw pages lie in a long run of consecutive raw pages.
+        let mut is_direct = vec![false; group.len()];
+        let mut i = 0;
+        while i < group.len() {
+            let mut j = i;
+            while j < group.len() && group[j].0 == PageKind::Raw {
+                j += 1;
+            }
+            if j > i {
+                let bytes: usize = group[i..j].iter().map(|e| e.1).sum();
+                if bytes >= opts.direct_min_bytes {
+                    is_direct[i..j].fill(true);
+                }
+                i = j;
+            } else {
+                i += 1;
+            }
+        }
+        // Pages the kernels decode first (the head, copied to the device), then the raw
+        // pages of long runs in page order: each run goes straight to the destination in
+        // one copy, never through a kernel.
+        for direct in [false, true] {
+            if direct {
+                len = len.next_multiple_of(PAGE_ALIGN);
+                ck.head_len = len;
+            }
+            for (i, &(kind, bytes)) in group.iter().enumerate() {
+                if is_direct[i] != direct {
+                    continue;
+                }
+                let p = first + i;
+                let dst_off = (p * ps) as u64;
+                let dst_len = (data_len - p * ps).min(ps);
+                len = len.next_multiple_of(PAGE_ALIGN);
+                let src_off = len as u64;
+                let travels = if direct { PageKind::Direct } else { kind };
+                entries[i] = Entry {
+                    src_off,
+                    src_len: bytes as u32,
+                    dst_len: dst_len as u32,
+                    dst_off,
+                    kind: travels as u8,
+                    width: width.bytes() as u8,
+                };
+                len += bytes;
+                if direct {
+                    match ck.runs.last_mut() {
+                        Some(r) if r.src + r.len == src_off && r.dst + r.len == dst_off => {
+                            r.len += dst_len as u64;
+                        }
+                        _ => ck.runs.push(DirectRun {
+                            src: src_off,
+                            dst: dst_off,
+                            len: dst_len as u64,
+                        }),
+                    }
+                } else {
+                    ck.kernel_pages += 1;
+                }
+                let d = match kind {
+                    PageKind::Zero => PageDecision::Zero,
+                    PageKind::Raw | PageKind::Direct => PageDecision::Raw,
+                    PageKind::Bitplane => PageDecision::Codec(DeviceCodec::Bitplane),
+                    PageKind::Lz4 => PageDecision::Codec(DeviceCodec::Lz4),
+                };
+                ck.has_fill |= !direct && matches!(kind, PageKind::Zero | PageKind::Raw);
+                ck.has_bitplane |= kind == PageKind::Bitplane;
+                ck.has_lz4 |= kind == PageKind::Lz4;
+                summary.count(d);
+                summary.bytes_in += dst_len as u64;
+                summary.bytes_sent += bytes as u64;
+                let ratio = dst_len as f64 / bytes.max(1) as f64;
+                let already = planner::EncodeCost::AlreadyCompressed;
+                summary.est_time_s += opts.model.page_time(dst_len, d, ratio, already);
+                summary.raw_time_s +=
+                    opts.model
+                        .page_time(dst_len, PageDecision::Raw, 1.0, already);
+            }
+        }
+        out.push(ChunkLayout {
+            meta: ck,
+            image_len: len.next_multiple_of(PAGE_ALIGN),
+            entries,
+        });
+    }
+    out
+}
+
 /// Runs `f` over `items` on all cores, keeping order.
 fn par_map<T: Sync, R: Send>(
     items: &[T],
@@ -255,108 +395,25 @@ impl CompressedBuffer {
             let r = p * ps..((p + 1) * ps).min(data.len());
             encode_one(&data[r], d, width)
         })?;
-        let pages_per_chunk = (opts.chunk_bytes / ps).max(1);
-        let mut chunks = Vec::new();
         let mut summary = PlanSummary {
             bytes_inspected: plan.summary.bytes_inspected,
             plan_time_s: plan.summary.plan_time_s,
             ..PlanSummary::default()
         };
-        for (c, group) in encoded.chunks(pages_per_chunk).enumerate() {
-            let first = c * pages_per_chunk;
-            let mut image = vec![0u8; group.len() * ENTRY_BYTES];
-            let mut ck = ChunkImage {
-                image: Vec::new(),
-                head_len: 0,
-                npages: group.len() as u32,
-                kernel_pages: 0,
-                has_fill: false,
-                has_bitplane: false,
-                has_lz4: false,
-                runs: Vec::new(),
-            };
-            // Which raw pages lie in a long run of consecutive raw pages.
-            let mut is_direct = vec![false; group.len()];
-            let mut i = 0;
-            while i < group.len() {
-                let mut j = i;
-                while j < group.len() && group[j].kind == PageKind::Raw {
-                    j += 1;
-                }
-                if j > i {
-                    let bytes: usize = group[i..j].iter().map(|e| e.bytes.len()).sum();
-                    if bytes >= opts.direct_min_bytes {
-                        is_direct[i..j].fill(true);
-                    }
-                    i = j;
-                } else {
-                    i += 1;
-                }
+        let kinds: Vec<(PageKind, usize)> =
+            encoded.iter().map(|e| (e.kind, e.bytes.len())).collect();
+        let layouts = layout(&kinds, data.len(), opts, &mut summary);
+        let mut chunks = Vec::with_capacity(layouts.len());
+        let mut next = 0;
+        for l in layouts {
+            let mut image = vec![0u8; l.image_len];
+            for (i, e) in l.entries.iter().enumerate() {
+                image[i * ENTRY_BYTES..(i + 1) * ENTRY_BYTES].copy_from_slice(&e.to_bytes());
+                let bytes = &encoded[next + i].bytes;
+                image[e.src_off as usize..e.src_off as usize + bytes.len()].copy_from_slice(bytes);
             }
-            // Pages the kernels decode first (the head, copied to the device), then the raw
-            // pages of long runs in page order: each run goes straight to the destination in
-            // one copy, never through a kernel.
-            for direct in [false, true] {
-                if direct {
-                    image.resize(image.len().next_multiple_of(PAGE_ALIGN), 0);
-                    ck.head_len = image.len();
-                }
-                for (i, e) in group.iter().enumerate() {
-                    if is_direct[i] != direct {
-                        continue;
-                    }
-                    let p = first + i;
-                    let dst_off = (p * ps) as u64;
-                    let dst_len = (data.len() - p * ps).min(ps);
-                    image.resize(image.len().next_multiple_of(PAGE_ALIGN), 0);
-                    let src_off = image.len() as u64;
-                    let kind = if direct { PageKind::Direct } else { e.kind };
-                    let entry = Entry {
-                        src_off,
-                        src_len: e.bytes.len() as u32,
-                        dst_len: dst_len as u32,
-                        dst_off,
-                        kind: kind as u8,
-                        width: width.bytes() as u8,
-                    };
-                    image[i * ENTRY_BYTES..(i + 1) * ENTRY_BYTES]
-                        .copy_from_slice(&entry.to_bytes());
-                    image.extend_from_slice(&e.bytes);
-                    if direct {
-                        match ck.runs.last_mut() {
-                            Some(r) if r.src + r.len == src_off && r.dst + r.len == dst_off => {
-                                r.len += dst_len as u64;
-                            }
-                            _ => ck.runs.push(DirectRun {
-                                src: src_off,
-                                dst: dst_off,
-                                len: dst_len as u64,
-                            }),
-                        }
-                    } else {
-                        ck.kernel_pages += 1;
-                    }
-                    let d = match e.kind {
-                        PageKind::Zero => PageDecision::Zero,
-                        PageKind::Raw | PageKind::Direct => PageDecision::Raw,
-                        PageKind::Bitplane => PageDecision::Codec(DeviceCodec::Bitplane),
-                        PageKind::Lz4 => PageDecision::Codec(DeviceCodec::Lz4),
-                    };
-                    ck.has_fill |= !direct && matches!(e.kind, PageKind::Zero | PageKind::Raw);
-                    ck.has_bitplane |= e.kind == PageKind::Bitplane;
-                    ck.has_lz4 |= e.kind == PageKind::Lz4;
-                    summary.count(d);
-                    summary.bytes_in += dst_len as u64;
-                    summary.bytes_sent += e.bytes.len() as u64;
-                    let ratio = dst_len as f64 / e.bytes.len().max(1) as f64;
-                    let already = planner::EncodeCost::AlreadyCompressed;
-                    summary.est_time_s += opts.model.page_time(dst_len, d, ratio, already);
-                    summary.raw_time_s +=
-                        opts.model
-                            .page_time(dst_len, PageDecision::Raw, 1.0, already);
-                }
-            }
-            image.resize(image.len().next_multiple_of(PAGE_ALIGN), 0);
+            next += l.entries.len();
+            let mut ck = l.meta;
             ck.image = image;
             chunks.push(ck);
         }
@@ -368,6 +425,25 @@ impl CompressedBuffer {
             summary,
             encode_time_s: t0.elapsed().as_secs_f64(),
         })
+    }
+
+    /// A buffer from its parts (the device encoder's download, see [`crate::encode`]).
+    pub(crate) fn from_parts(
+        len: u64,
+        page_size: usize,
+        width: ElemWidth,
+        chunks: Vec<ChunkImage>,
+        summary: PlanSummary,
+        encode_time_s: f64,
+    ) -> Self {
+        CompressedBuffer {
+            len,
+            page_size,
+            width,
+            chunks,
+            summary,
+            encode_time_s,
+        }
     }
 
     /// Uncompressed length.
@@ -486,27 +562,43 @@ struct Placed {
     has_lz4: bool,
 }
 
-fn place(chunks: &[ChunkImage]) -> (Vec<Placed>, u64) {
+/// Offsets of chunk images of `lens` bytes placed one after another in one buffer (each at
+/// a 256-byte boundary), and the buffer's length (at least 1).
+pub(crate) fn chunk_offsets(lens: impl IntoIterator<Item = u64>) -> (Vec<u64>, u64) {
     let mut off = 0u64;
-    let placed = chunks
-        .iter()
-        .map(|c| {
-            let p = Placed {
-                off,
-                len: c.image.len() as u64,
-                head_len: c.head_len as u64,
-                kernel_pages: c.kernel_pages,
-                runs: c.runs.clone(),
-                npages: c.npages,
-                has_fill: c.has_fill,
-                has_bitplane: c.has_bitplane,
-                has_lz4: c.has_lz4,
-            };
-            off = (off + p.len).next_multiple_of(CHUNK_ALIGN);
-            p
+    let offs = lens
+        .into_iter()
+        .map(|len| {
+            let at = off;
+            off = (off + len).next_multiple_of(CHUNK_ALIGN);
+            at
         })
         .collect();
-    (placed, off.max(1))
+    (offs, off.max(1))
+}
+
+fn placed(c: &ChunkImage, off: u64, len: u64) -> Placed {
+    Placed {
+        off,
+        len,
+        head_len: c.head_len as u64,
+        kernel_pages: c.kernel_pages,
+        runs: c.runs.clone(),
+        npages: c.npages,
+        has_fill: c.has_fill,
+        has_bitplane: c.has_bitplane,
+        has_lz4: c.has_lz4,
+    }
+}
+
+fn place(chunks: &[ChunkImage]) -> (Vec<Placed>, u64) {
+    let (offs, total) = chunk_offsets(chunks.iter().map(|c| c.image.len() as u64));
+    let placed = chunks
+        .iter()
+        .zip(offs)
+        .map(|(c, off)| placed(c, off, c.image.len() as u64))
+        .collect();
+    (placed, total)
 }
 
 /// Chunk images in one pinned staging buffer of a device (compress once, pin once, upload
@@ -554,6 +646,46 @@ impl PinnedCompressed {
             width: src.width,
             mapped: true,
         })
+    }
+
+    /// Chunk images laid out by `layouts` and already written into `buf` (a
+    /// [`Placement::Staging`] buffer, or a [`Placement::HostMapped`] one when `mapped`) at
+    /// the offsets [`chunk_offsets`] gives.
+    pub(crate) fn from_layout(
+        buf: Box<dyn DynBuffer>,
+        layouts: &[ChunkLayout],
+        len: u64,
+        width: ElemWidth,
+        mapped: bool,
+    ) -> Self {
+        let (offs, _) = chunk_offsets(layouts.iter().map(|l| l.image_len as u64));
+        let chunks = layouts
+            .iter()
+            .zip(offs)
+            .map(|(l, off)| placed(&l.meta, off, l.image_len as u64))
+            .collect();
+        PinnedCompressed {
+            staging: buf,
+            chunks,
+            len,
+            width,
+            mapped,
+        }
+    }
+
+    /// The pinned buffer holding the chunk images.
+    pub(crate) fn buffer(&self) -> &dyn DynBuffer {
+        self.staging.as_ref()
+    }
+
+    /// Element width hint.
+    pub fn width(&self) -> ElemWidth {
+        self.width
+    }
+
+    /// Gives the pinned buffer holding the chunk images back (to reuse it).
+    pub fn into_buffer(self) -> Box<dyn DynBuffer> {
+        self.staging
     }
 
     /// Whether the decoders read the images in place (see [`PinnedCompressed::map`]).
@@ -683,6 +815,19 @@ impl<'d> Uploader<'d> {
                 len,
                 size: dst.len(),
             });
+        }
+        // Vulkan decoders address storage buffers in 4-byte words: the final partial word
+        // of the data is reachable only through a binding that covers it. When `dst` itself
+        // ends inside that word, decode into a scratch buffer of whole words and copy.
+        let words = len.next_multiple_of(4);
+        if self.dev.info().backend == Backend::Vulkan && dst.len() < words {
+            let scratch = self.dev.alloc(words, Placement::DeviceLocal)?;
+            let t0 = Instant::now();
+            let mut report = self.run(src, len, scratch.as_ref())?;
+            self.dev.copy(scratch.as_ref(), 0, dst, 0, len)?;
+            self.dev.synchronize()?;
+            report.time_s = t0.elapsed().as_secs_f64();
+            return Ok(report);
         }
         let t0 = Instant::now();
         let width = match &src {
@@ -822,11 +967,13 @@ impl<'d> Uploader<'d> {
                     access: AccessMode::Read,
                 },
                 Arg::Scalar(Scalar::U64(p.head_len)),
-                // The decoders may write only `dst[0..len]`, whatever the entries say.
+                // The decoders may write only `dst[0..len]`, whatever the entries say (the
+                // binding covers the final partial word for word-addressed backends; the
+                // decoders leave its bytes past `len` untouched).
                 Arg::Buffer {
                     buffer: dst,
                     offset: 0,
-                    len,
+                    len: words.min(dst.len()),
                     access: AccessMode::ReadWrite,
                 },
                 Arg::Scalar(Scalar::U64(len)),

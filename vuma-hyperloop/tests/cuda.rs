@@ -1,6 +1,7 @@
 //! Hyperloop on CUDA (hardware tier): device decoders against the host reference, on every
 //! data set and every home of the compressed bytes, and on corrupt pages (the device must
-//! flag exactly what the host flags and never write outside its pages).
+//! flag exactly what the host flags and never write outside its pages); the device encoder
+//! (eviction) against the host encoder, byte for byte, and on corrupt jobs.
 //!
 //! Without a CUDA device these tests print a SKIP line and pass; with `VUMA_REQUIRE_CUDA=1`
 //! (or `VUMA_REQUIRE_HW=1`) they fail instead.
@@ -8,6 +9,7 @@
 use vuma_core::conformance::skip_or_fail;
 use vuma_core::{DynDevice, HostDevice, Placement};
 use vuma_hyperloop::datasets::{self, Dataset, SplitMix64};
+use vuma_hyperloop::encode::{encode_grid, encoders, DeviceEncoder, JOB_BYTES, REC};
 use vuma_hyperloop::kernels::{Entry, PageKind, ENTRY_BYTES};
 use vuma_hyperloop::page::ElemWidth;
 use vuma_hyperloop::planner::{CostModel, DeviceCodec, PageDecision};
@@ -245,4 +247,226 @@ fn plain_datasets_are_deterministic() {
     // Runs everywhere: the generators the hardware tests rely on are seeded.
     assert_eq!(datasets::relu_f32(4096, 1), datasets::relu_f32(4096, 1));
     assert_ne!(datasets::relu_f32(4096, 1), datasets::relu_f32(4096, 2));
+}
+
+/// Evicts `data` (written to a device buffer of `dev`) through `enc` to `home`; returns the
+/// downloaded chunk images as a compressed buffer (the evicted buffer is recycled).
+fn evict_on(
+    dev: &dyn DynDevice,
+    enc: &mut DeviceEncoder<'_>,
+    data: &[u8],
+    opts: &CompressOptions,
+    home: Placement,
+) -> CompressedBuffer {
+    let src = dev
+        .alloc(data.len() as u64, Placement::DeviceLocal)
+        .unwrap();
+    dev.write(src.as_ref(), 0, data).unwrap();
+    let ev = enc
+        .evict(src.as_ref(), data.len() as u64, opts, home)
+        .unwrap();
+    // Back up through the uploader, from the pinned images themselves.
+    let dst = dev
+        .alloc(data.len() as u64 + GUARD, Placement::DeviceLocal)
+        .unwrap();
+    dev.fill(dst.as_ref(), 0, data.len() as u64 + GUARD, 0xCD)
+        .unwrap();
+    Uploader::new(dev)
+        .upload_pinned(ev.pinned(), dst.as_ref())
+        .unwrap();
+    let mut back = vec![0u8; data.len() + GUARD as usize];
+    dev.read(dst.as_ref(), 0, &mut back).unwrap();
+    assert!(
+        back[data.len()..].iter().all(|&b| b == 0xCD),
+        "write past the data"
+    );
+    assert!(
+        back[..data.len()] == *data,
+        "{home:?}: eviction round trip differs"
+    );
+    let cb = ev.to_compressed(dev).unwrap();
+    enc.recycle(ev);
+    cb
+}
+
+#[test]
+fn cuda_eviction_matches_the_host_encoder() {
+    let Some(dev) = cuda() else { return };
+    let mut enc = DeviceEncoder::new(&dev);
+    for ds in Dataset::ALL {
+        let data = ds.generate((8 << 20) + 4099, 6);
+        for width in [ds.width(), ElemWidth::U8, ElemWidth::F32] {
+            let mut opts = CompressOptions::with_width(width);
+            opts.chunk_bytes = 2 << 20;
+            opts.direct_min_bytes = 256 << 10;
+            let mut forced = opts.clone();
+            forced.force = Some(PageDecision::Codec(DeviceCodec::Bitplane));
+            let want = CompressedBuffer::compress(&data, &forced).unwrap();
+            // Twice per home: the second run reuses scratch and output buffers holding the
+            // first run's bytes (padding must still come out zero).
+            for home in [
+                Placement::Staging,
+                Placement::HostMapped,
+                Placement::Staging,
+            ] {
+                let got = evict_on(&dev, &mut enc, &data, &opts, home);
+                for (i, (a, b)) in got.chunks().iter().zip(want.chunks()).enumerate() {
+                    if a != b {
+                        let at = a.image.iter().zip(&b.image).position(|(x, y)| x != y);
+                        panic!(
+                            "{} {width:?} {home:?}: chunk {i} differs from the host encoder (lengths {} vs {}, first difference at {at:?})",
+                            ds.name(),
+                            a.image.len(),
+                            b.image.len()
+                        );
+                    }
+                }
+                assert_eq!(got.chunks().len(), want.chunks().len());
+                assert_eq!(got.summary().bytes_sent, want.summary().bytes_sent);
+            }
+            eprintln!("ok eviction {} {width:?}: {}", ds.name(), want.summary());
+        }
+    }
+}
+
+/// Runs both encoder passes on `dev` over `data` (64 KiB pages of f32) with `jobs` writing
+/// into an output of `out_len` bytes (followed by a guard); returns the status and output.
+fn enc_write_outcome(
+    dev: &dyn DynDevice,
+    data: &[u8],
+    jobs: &[u8],
+    out_len: u64,
+) -> ([u8; 8], Vec<u8>) {
+    use vuma_core::{AccessMode, Arg, Scalar};
+    let np = data.len().div_ceil(64 << 10);
+    fn whole(
+        b: &dyn vuma_core::DynBuffer,
+        access: AccessMode,
+    ) -> Arg<'_, dyn vuma_core::DynBuffer> {
+        Arg::Buffer {
+            buffer: b,
+            offset: 0,
+            len: b.len(),
+            access,
+        }
+    }
+    let src = dev
+        .alloc(data.len() as u64, Placement::DeviceLocal)
+        .unwrap();
+    dev.write(src.as_ref(), 0, data).unwrap();
+    let rec = dev
+        .alloc((np * REC * 4) as u64, Placement::DeviceLocal)
+        .unwrap();
+    let sums = dev.alloc(8 * np as u64, Placement::DeviceLocal).unwrap();
+    dev.fill(sums.as_ref(), 0, 8 * np as u64, 0).unwrap();
+    let g = encode_grid(np as u32, 64 << 10, ElemWidth::F32);
+    let sc = |v: u32| Arg::Scalar(Scalar::U32(v));
+    dev.launch(
+        &encoders().size,
+        &g,
+        &[
+            whole(src.as_ref(), AccessMode::Read),
+            Arg::Scalar(Scalar::U64(data.len() as u64)),
+            whole(rec.as_ref(), AccessMode::ReadWrite),
+            whole(sums.as_ref(), AccessMode::ReadWrite),
+            sc(np as u32),
+            sc(64 << 10),
+            sc(4),
+        ],
+    )
+    .unwrap();
+    let jb = dev
+        .alloc(jobs.len() as u64, Placement::DeviceLocal)
+        .unwrap();
+    dev.write(jb.as_ref(), 0, jobs).unwrap();
+    let out = dev.alloc(out_len + GUARD, Placement::DeviceLocal).unwrap();
+    dev.fill(out.as_ref(), 0, out_len + GUARD, 0xAB).unwrap();
+    let status = dev.alloc(8, Placement::DeviceLocal).unwrap();
+    let mut init = [0u8; 8];
+    init[4..].copy_from_slice(&u32::MAX.to_le_bytes());
+    dev.write(status.as_ref(), 0, &init).unwrap();
+    dev.launch(
+        &encoders().write,
+        &g,
+        &[
+            whole(src.as_ref(), AccessMode::Read),
+            Arg::Scalar(Scalar::U64(data.len() as u64)),
+            whole(rec.as_ref(), AccessMode::Read),
+            whole(jb.as_ref(), AccessMode::Read),
+            Arg::Buffer {
+                buffer: out.as_ref(),
+                offset: 0,
+                len: out_len,
+                access: AccessMode::ReadWrite,
+            },
+            Arg::Scalar(Scalar::U64(out_len)),
+            whole(status.as_ref(), AccessMode::ReadWrite),
+            sc(np as u32),
+            sc(64 << 10),
+            sc(4),
+        ],
+    )
+    .unwrap();
+    let mut st = [0u8; 8];
+    dev.read(status.as_ref(), 0, &mut st).unwrap();
+    let mut back = vec![0u8; (out_len + GUARD) as usize];
+    dev.read(out.as_ref(), 0, &mut back).unwrap();
+    assert!(
+        back[out_len as usize..].iter().all(|&b| b == 0xAB),
+        "encoder wrote past its output"
+    );
+    back.truncate(out_len as usize);
+    (st, back)
+}
+
+#[test]
+fn cuda_encoder_flags_exactly_what_the_host_flags() {
+    let Some(dev) = cuda() else { return };
+    let host = HostDevice::new();
+    // Mixed pages: ReLU (bitplane), random (raw), zero, with a short last page.
+    let mut data = datasets::relu_f32(4 << 16, 8);
+    data.extend(datasets::random_bytes(2 << 16, 9));
+    data.extend(vec![0u8; 1 << 16]);
+    data.extend(datasets::relu_f32(3000, 10));
+    let mut opts = CompressOptions::with_width(ElemWidth::F32);
+    opts.force = Some(PageDecision::Codec(DeviceCodec::Bitplane));
+    opts.direct_min_bytes = 64 << 10;
+    let cb = CompressedBuffer::compress(&data, &opts).unwrap();
+    assert_eq!(cb.chunks().len(), 1);
+    let img = &cb.chunks()[0].image;
+    let np = cb.chunks()[0].npages as usize;
+    let mut jobs = vec![0u8; np * JOB_BYTES];
+    for i in 0..np {
+        jobs[i * JOB_BYTES + 8..i * JOB_BYTES + 12].copy_from_slice(&(i as u32).to_le_bytes());
+        jobs[i * JOB_BYTES + 16..(i + 1) * JOB_BYTES]
+            .copy_from_slice(&Entry::read(img, i).to_bytes());
+    }
+    let out_len = img.len() as u64;
+    // The clean jobs rebuild the host encoder's image exactly, on both devices.
+    for d in [&host as &dyn DynDevice, &dev] {
+        let (st, out) = enc_write_outcome(d, &data, &jobs, out_len);
+        assert_eq!(u32::from_le_bytes([st[0], st[1], st[2], st[3]]), 0);
+        assert!(
+            out == *img,
+            "{}: clean jobs differ from the host image",
+            d.info().name
+        );
+    }
+    let mut rng = SplitMix64::new(77);
+    let mut flagged = 0;
+    for _ in 0..60 {
+        let mut bad = jobs.clone();
+        for _ in 0..1 + rng.next_u64() % 2 {
+            let p = (rng.next_u64() as usize) % np;
+            // Offsets, index, src_off, lengths, dst_off, kind, width.
+            let field = [0usize, 8, 16, 24, 28, 32, 40, 41][(rng.next_u64() % 8) as usize];
+            bad[p * JOB_BYTES + field] ^= 1 << (rng.next_u64() % 8);
+        }
+        let (h, _) = enc_write_outcome(&host, &data, &bad, out_len);
+        let (d, _) = enc_write_outcome(&dev, &data, &bad, out_len);
+        assert_eq!(h, d, "host and device encoders flag differently");
+        flagged += usize::from(h[..4] != [0; 4]);
+    }
+    eprintln!("{flagged}/60 corrupt job sets flagged identically");
+    assert!(flagged > 20);
 }

@@ -1,0 +1,1739 @@
+//! The device encoder of the bitplane codec: eviction compresses on the device and sends
+//! fewer bytes back across the link.
+//!
+//! [`DeviceEncoder::evict`] turns `len` bytes of a device buffer into chunk images in
+//! pinned host memory, ready for [`Uploader::upload_pinned`](crate::Uploader) to send back
+//! up. The images are **byte-identical** to those of
+//! [`CompressedBuffer::compress`](crate::CompressedBuffer::compress) with every non-zero page
+//! forced to the bitplane codec: all-zero pages become zero pages (nothing sent), pages the
+//! codec does not shrink stay raw (long runs of them are copied straight to the destination
+//! on upload), the others are bitplane pages.
+//!
+//! Three steps, two kernels ([`CUDA_SOURCE`], each with a host-function variant of identical
+//! semantics that runs on [`vuma_core::HostDevice`]):
+//! 1. `hl_enc_size` — grid (pages, groups), 256 threads: one block per group of 1024
+//!    elements stages the group as byte planes in shared memory, builds each plane's
+//!    256-bit presence mask and zero count, picks each block's mode by the cost formulas of
+//!    [`bitplane::encode_block`] and writes the block sizes (a record of [`REC`] words per
+//!    page); per page it adds up the sizes and whether any byte is non-zero (8 bytes).
+//! 2. the host reads those 8 bytes per page (one small copy), decides each page's kind and
+//!    lays the chunk images out exactly as the host encoder does (the same function), and
+//!    uploads one 48-byte job per page: where its page-table entry and its bytes go.
+//! 3. `hl_enc_write` — same grid: each block encodes its group again, checks the sizes
+//!    against the records, builds the group's blocks (contiguous in the page) in shared
+//!    memory and stores them with 16-byte vector stores; block 0 of a page writes its
+//!    entry, header, offset table, tail and the zero padding to the next 16-byte boundary;
+//!    raw pages are copied. The images land in one buffer at the offsets of the upload's
+//!    layout: in device memory followed by **one** copy into pinned staging memory
+//!    ([`Placement::Staging`]), or straight into mapped pinned memory
+//!    ([`Placement::HostMapped`]), so that encoding and the transfer overlap.
+//!
+//! Every write of `hl_enc_write` is checked against the output buffer and the page's slot;
+//! a job or record that does not fit sets a flag in a status word (`[flags, first bad
+//! page]`) instead, and [`DeviceEncoder::evict`] turns it into a typed error.
+
+use std::time::Instant;
+
+use vuma_core::{
+    AccessMode, Arg, DynBuffer, DynDevice, Error, HostLaunch, Kernel, LaunchConfig, Placement,
+    Result, Scalar,
+};
+
+use crate::bitplane::{self, GROUP, HEADER, MAGIC};
+use crate::kernels::{Entry, PageKind, ENTRY_BYTES};
+use crate::page::{self, ElemWidth, MAX_DEVICE_PAGE_SIZE};
+use crate::planner::{DeviceCodec, PageDecision, PlanSummary};
+use crate::residency::{self, ChunkImage, ChunkLayout, CompressOptions, PinnedCompressed};
+
+/// Block-size words per page in the records of `hl_enc_size` (groups × width ≤ 64 for pages
+/// of at most 64 KiB).
+pub const REC: usize = 64;
+/// Bytes of one job of `hl_enc_write`: `u64 chunk_off | u32 index | u32 0 | entry (32)`.
+pub const JOB_BYTES: usize = 48;
+/// Status flag of `hl_enc_write`: a job is inconsistent or out of range.
+pub const FLAG_JOB: u32 = 1;
+/// Status flag of `hl_enc_write`: the sizes of a page disagree with its records or job.
+pub const FLAG_SIZE: u32 = 2;
+
+/// CUDA C source of the two encoder kernels (see the module docs).
+pub const CUDA_SOURCE: &str = r#"
+typedef unsigned char u8;
+typedef unsigned short u16;
+typedef unsigned int u32;
+typedef unsigned long long u64;
+
+#define HE_REC 64u
+#define HE_JOB 48u
+#define HE_F_JOB 1u
+#define HE_F_SIZE 2u
+#define HE_OSTAGE 4128u
+
+struct HePlan { u32 mode; u32 sub; u32 k; u32 d; u32 size; u32 value; u32 nz; };
+
+__device__ __forceinline__ void he_flag(u32* status, u32 f, u32 page) {
+    atomicOr(&status[0], f);
+    atomicMin(&status[1], page);
+}
+
+__device__ __forceinline__ u32 he_rd32(const u8* p) {
+    return (u32)p[0] | ((u32)p[1] << 8) | ((u32)p[2] << 16) | ((u32)p[3] << 24);
+}
+
+__device__ __forceinline__ u64 he_rd64(const u8* p) {
+    return (u64)he_rd32(p) | ((u64)he_rd32(p + 4) << 32);
+}
+
+__device__ __forceinline__ bool he_geom_ok(u32 ps, u32 w) {
+    return (w == 1u || w == 2u || w == 4u) && ps >= 1024u && ps <= 65536u && (ps & 1023u) == 0u;
+}
+
+__device__ __forceinline__ u32 he_bits(u32 d) { return d <= 1u ? 0u : 32u - __clz(d - 1u); }
+
+// The lowest value present in the mask (skipping 0 when skip_zero); 0 when none.
+__device__ __forceinline__ u32 he_low(const u32* mk, u32 skip_zero) {
+    for (u32 q = 0; q < 8u; ++q) {
+        u32 x = mk[q];
+        if (q == 0u && skip_zero) x &= ~1u;
+        if (x != 0u) return q * 32u + (u32)(__ffs(x) - 1);
+    }
+    return 0u;
+}
+
+// Values present below v (skipping 0 when skip_zero): v's dictionary index.
+__device__ __forceinline__ u32 he_rank(const u32* mk, u32 v, u32 skip_zero) {
+    u32 r = 0;
+    for (u32 q = 0; q < (v >> 5); ++q) r += __popc(q == 0u && skip_zero ? (mk[q] & ~1u) : mk[q]);
+    u32 x = mk[v >> 5];
+    if ((v >> 5) == 0u && skip_zero) x &= ~1u;
+    return r + __popc(x & ((1u << (v & 31u)) - 1u));
+}
+
+// The cheapest mode of a block of m bytes with presence mask mk and `zeros` zero bytes:
+// the cost formulas of the host encoder, ties broken the same way (pack, sparse, raw).
+__device__ HePlan he_plan(const u32* mk, u32 zeros, u32 m) {
+    HePlan b;
+    b.mode = 1u; b.sub = 0u; b.k = 0u; b.d = 0u; b.value = 0u; b.nz = m - zeros;
+    u32 distinct = 0;
+    for (u32 q = 0; q < 8u; ++q) distinct += __popc(mk[q]);
+    if (distinct <= 1u) { b.mode = 0u; b.size = 2u; b.value = he_low(mk, 0u); return b; }
+    u32 raw = 1u + m;
+    u32 kp = he_bits(distinct);
+    bool pk = kp >= 1u && kp <= 7u;
+    u32 pack = pk ? 3u + distinct + ((m * kp + 7u) >> 3) : 0u;
+    u32 nz = m - zeros;
+    u32 nzd = distinct - (zeros > 0u ? 1u : 0u);
+    bool sp = zeros > 0u && nz > 0u;
+    u32 sub = 1u, ks = 0u, subsz = 0u;
+    if (sp) {
+        if (nzd == 1u) { sub = 0u; subsz = 2u; }
+        else {
+            ks = he_bits(nzd);
+            u32 r = 1u + nz;
+            if (ks >= 1u && ks <= 7u && 3u + nzd + ((nz * ks + 7u) >> 3) < r) {
+                sub = 2u; subsz = 3u + nzd + ((nz * ks + 7u) >> 3);
+            } else { sub = 1u; subsz = r; }
+        }
+    }
+    u32 sparse = sp ? 3u + ((m + 7u) >> 3) + subsz : 0u;
+    u32 best = raw;
+    if (pk && pack < best) best = pack;
+    if (sp && sparse < best) best = sparse;
+    if (pk && pack == best) { b.mode = 2u; b.k = kp; b.d = distinct; b.size = pack; }
+    else if (sp && sparse == best) {
+        b.mode = 3u; b.sub = sub; b.k = ks; b.d = nzd; b.size = sparse; b.value = he_low(mk, 1u);
+    } else { b.mode = 1u; b.size = raw; }
+    return b;
+}
+
+// Stages group g (elements e0..e0+m of w bytes at s) as byte planes pl[p*1024 + i], and
+// computes per plane the presence mask smk[p*8 + q] and the zero count szero[p].
+__device__ void he_group(const u8* s, u32 e0, u32 m, u32 w, u8* pl, u32* smk, u32* szero) {
+    __syncthreads();
+    const u8* g = s + (u64)e0 * w;
+    u32 nb = m * w;
+    if (threadIdx.x < 32u) smk[threadIdx.x] = 0u;
+    if (threadIdx.x < 4u) szero[threadIdx.x] = 0u;
+    if ((((u64)g) & 3ull) == 0ull && (nb & 3u) == 0u) {
+        const u32* g4 = (const u32*)g;
+        for (u32 i = threadIdx.x; i < (nb >> 2); i += blockDim.x) {
+            u32 v = g4[i];
+            for (u32 b = 0; b < 4u; ++b) {
+                u32 j = i * 4u + b;
+                pl[(j % w) * 1024u + j / w] = (u8)(v >> (8u * b));
+            }
+        }
+    } else {
+        for (u32 j = threadIdx.x; j < nb; j += blockDim.x) pl[(j % w) * 1024u + j / w] = g[j];
+    }
+    __syncthreads();
+    for (u32 p = 0; p < w; ++p) {
+        u32 mk[8];
+#pragma unroll
+        for (u32 q = 0; q < 8u; ++q) mk[q] = 0u;
+        u32 z = 0;
+        for (u32 i = threadIdx.x; i < m; i += blockDim.x) {
+            u32 v = pl[p * 1024u + i];
+            u32 hi = v >> 5, bit = 1u << (v & 31u);
+#pragma unroll
+            for (u32 q = 0; q < 8u; ++q) mk[q] |= (hi == q) ? bit : 0u;
+            z += (v == 0u) ? 1u : 0u;
+        }
+#pragma unroll
+        for (u32 o = 16u; o > 0u; o >>= 1) {
+#pragma unroll
+            for (u32 q = 0; q < 8u; ++q) mk[q] |= __shfl_xor_sync(0xffffffffu, mk[q], o);
+            z += __shfl_xor_sync(0xffffffffu, z, o);
+        }
+        if ((threadIdx.x & 31u) == 0u) {
+            for (u32 q = 0; q < 8u; ++q) if (mk[q] != 0u) atomicOr(&smk[p * 8u + q], mk[q]);
+            if (z != 0u) atomicAdd(&szero[p], z);
+        }
+    }
+    __syncthreads();
+}
+
+// Packs `count` k-bit indices sidx[vals[i]] LSB first into dst: one output byte per thread.
+__device__ __forceinline__ void he_pack(const u8* vals, u32 count, const u8* sidx, u32 k, u8* dst) {
+    u32 nb = (count * k + 7u) >> 3;
+    for (u32 ob = threadIdx.x; ob < nb; ob += blockDim.x) {
+        u32 bit0 = ob * 8u;
+        u32 i0 = bit0 / k;
+        u32 i1 = (bit0 + 7u) / k;
+        if (i1 > count - 1u) i1 = count - 1u;
+        u32 acc = 0;
+        for (u32 i = i0; i <= i1; ++i) {
+            u32 ix = sidx[vals[i]];
+            u32 pos = i * k;
+            acc |= pos >= bit0 ? (ix << (pos - bit0)) : (ix >> (bit0 - pos));
+        }
+        dst[ob] = (u8)acc;
+    }
+}
+
+// Writes block b (plan of plane x[0..m) with mask mk) into o[0..b.size) (block-wide).
+__device__ void he_emit(const u8* x, u32 m, const u32* mk, HePlan b, u8* o, u8* nzv, u8* sidx, u32* pre) {
+    __syncthreads();
+    u32 t = threadIdx.x, nt = blockDim.x;
+    if (b.mode == 0u) { if (t == 0u) { o[0] = 0u; o[1] = (u8)b.value; } return; }
+    if (b.mode == 1u) {
+        if (t == 0u) o[0] = 1u;
+        for (u32 i = t; i < m; i += nt) o[1u + i] = x[i];
+        return;
+    }
+    if (b.mode == 2u) {
+        for (u32 v = t; v < 256u; v += nt) sidx[v] = (u8)he_rank(mk, v, 0u);
+        __syncthreads();
+        if (t == 0u) { o[0] = 2u; o[1] = (u8)b.k; o[2] = (u8)(b.d - 1u); }
+        for (u32 v = t; v < 256u; v += nt) if ((mk[v >> 5] >> (v & 31u)) & 1u) o[3u + sidx[v]] = (u8)v;
+        he_pack(x, m, sidx, b.k, o + 3u + b.d);
+        return;
+    }
+    u32 bm = (m + 7u) >> 3;
+    const u8* bitmap = o + 1u;
+    if (t == 0u) {
+        o[0] = 3u;
+        o[1u + bm] = (u8)(b.nz & 255u);
+        o[2u + bm] = (u8)(b.nz >> 8);
+        o[3u + bm] = (u8)b.sub;
+    }
+    for (u32 q = t; q < bm; q += nt) {
+        u32 by = 0;
+        for (u32 j = 0; j < 8u; ++j) {
+            u32 i = q * 8u + j;
+            if (i < m && x[i] != 0u) by |= 1u << j;
+        }
+        o[1u + q] = (u8)by;
+    }
+    u8* r = o + 4u + bm;
+    if (b.sub == 0u) { if (t == 0u) r[0] = (u8)b.value; return; }
+    __syncthreads();
+    if (t < 32u) {
+        u32 c = 0;
+        for (u32 q = 0; q < 4u; ++q) {
+            u32 ix = t * 4u + q;
+            if (ix < bm) c += __popc((u32)bitmap[ix]);
+        }
+        for (u32 s = 1u; s < 32u; s <<= 1) {
+            u32 v = __shfl_up_sync(0xffffffffu, c, s);
+            if (t >= s) c += v;
+        }
+        pre[t + 1u] = c;
+        if (t == 0u) pre[0] = 0u;
+    }
+    for (u32 v = t; v < 256u; v += nt) sidx[v] = (u8)he_rank(mk, v, 1u);
+    __syncthreads();
+    for (u32 i = t; i < m; i += nt) {
+        if (x[i] == 0u) continue;
+        u32 rank = pre[i >> 5];
+        for (u32 q = (i >> 5) * 4u; q < (i >> 3); ++q) rank += __popc((u32)bitmap[q]);
+        rank += __popc((u32)bitmap[i >> 3] & ((1u << (i & 7u)) - 1u));
+        if (rank < 1024u) nzv[rank] = x[i];
+    }
+    __syncthreads();
+    if (b.sub == 1u) {
+        for (u32 i = t; i < b.nz; i += nt) r[i] = nzv[i];
+        return;
+    }
+    if (t == 0u) { r[0] = (u8)b.k; r[1] = (u8)(b.d - 1u); }
+    for (u32 v = t + 1u; v < 256u; v += nt) if ((mk[v >> 5] >> (v & 31u)) & 1u) r[2u + sidx[v]] = (u8)v;
+    he_pack(nzv, b.nz, sidx, b.k, r + 2u + b.d);
+}
+
+extern "C" __global__ void __launch_bounds__(256) hl_enc_size(const u8* src, u64 src_len, u32* rec,
+                                                              u32* sum, u32 npages, u32 ps, u32 w) {
+    __shared__ __align__(16) u8 pl[4096];
+    __shared__ u32 smk[32];
+    __shared__ u32 szero[4];
+    u32 page = blockIdx.x;
+    if (page >= npages || !he_geom_ok(ps, w)) return;
+    u64 start = (u64)page * ps;
+    if (start >= src_len) return;
+    u64 left = src_len - start;
+    u32 plen = left < (u64)ps ? (u32)left : ps;
+    const u8* s = src + start;
+    u32 n = plen / w, groups = (n + 1023u) / 1024u, tail = plen % w;
+    if (blockIdx.y == 0u && threadIdx.x < tail && s[n * w + threadIdx.x] != 0u) atomicOr(&sum[2u * page + 1u], 1u);
+    for (u32 g = blockIdx.y; g < groups; g += gridDim.y) {
+        u32 e0 = g * 1024u;
+        u32 m = min(n - e0, 1024u);
+        he_group(s, e0, m, w, pl, smk, szero);
+        if (threadIdx.x == 0u) {
+            u32 tot = 0, nzf = 0;
+            for (u32 p = 0; p < w; ++p) {
+                HePlan b = he_plan(smk + p * 8u, szero[p], m);
+                rec[(u64)page * HE_REC + g * w + p] = b.size;
+                tot += b.size;
+                if (szero[p] != m) nzf = 1u;
+            }
+            atomicAdd(&sum[2u * page], tot);
+            if (nzf != 0u) atomicOr(&sum[2u * page + 1u], 1u);
+        }
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(256) hl_enc_write(const u8* src, u64 src_len, const u32* rec,
+                                                               const u8* jobs, u8* out, u64 out_len, u32* status,
+                                                               u32 npages, u32 ps, u32 w) {
+    __shared__ __align__(16) u8 pl[4096];
+    __shared__ __align__(16) u8 ost[HE_OSTAGE];
+    __shared__ u8 nzv[1024];
+    __shared__ u8 sidx[256];
+    __shared__ u32 smk[32];
+    __shared__ u32 szero[4];
+    __shared__ u32 pre[33];
+    u32 page = blockIdx.x;
+    if (page >= npages) return;
+    bool lead = blockIdx.y == 0u && threadIdx.x == 0u;
+    const u8* jb = jobs + (u64)page * HE_JOB;
+    u64 coff = he_rd64(jb);
+    u32 idx = he_rd32(jb + 8);
+    const u8* en = jb + 16;
+    u64 soff = he_rd64(en);
+    u32 slen = he_rd32(en + 8);
+    u32 dlen = he_rd32(en + 12);
+    u64 doff = he_rd64(en + 16);
+    u32 kind = en[24];
+    u32 ew = en[25];
+    u64 start = (u64)page * ps;
+    bool ok = he_geom_ok(ps, w) && start < src_len && doff == start && ew == w
+        && (u64)dlen == (src_len - start < (u64)ps ? src_len - start : (u64)ps)
+        && coff <= out_len && (u64)idx * 32ull + 32ull <= out_len - coff
+        && soff <= out_len - coff && (soff & 15ull) == 0ull
+        && ((soff + slen + 15ull) & ~15ull) <= out_len - coff
+        && (kind == 0u ? slen == 0u : (kind == 1u || kind == 4u) ? slen == dlen : kind == 2u);
+    if (!ok) { if (lead) he_flag(status, HE_F_JOB, page); return; }
+    u8* o = out + coff;
+    const u8* s = src + start;
+    u8* po = o + soff;
+    u32 n = dlen / w, groups = (n + 1023u) / 1024u, tail = dlen % w;
+    u32 entries = groups * w + 1u;
+    u32 hdr_end = 8u + 4u * entries + tail;
+    const u32* r = rec + (u64)page * HE_REC;
+    if (kind == 2u) {
+        u64 tot = 0;
+        bool sane = true;
+        for (u32 j = 0; j + 1u < entries; ++j) { u32 x = r[j]; if (x < 2u || x > 1025u) sane = false; tot += x; }
+        if (!sane || (u64)hdr_end + tot != (u64)slen) { if (lead) he_flag(status, HE_F_SIZE, page); return; }
+    }
+    if (blockIdx.y == 0u) {
+        if (threadIdx.x < 32u) o[(u64)idx * 32ull + threadIdx.x] = en[threadIdx.x];
+        u64 pend = soff + slen;
+        u32 pad = (u32)(((pend + 15ull) & ~15ull) - pend);
+        if (threadIdx.x < pad) o[pend + threadIdx.x] = 0u;
+    }
+    if (kind == 0u) return;
+    if (kind != 2u) {
+        for (u32 a = blockIdx.y * 1024u; a < dlen; a += gridDim.y * 1024u) {
+            u32 e = min(a + 1024u, dlen);
+            u8* d = po + a;
+            const u8* x = s + a;
+            u32 cnt = e - a;
+            if (((((u64)d) | ((u64)x)) & 15ull) == 0ull && (cnt & 15u) == 0u) {
+                uint4* d16 = (uint4*)d;
+                const uint4* x16 = (const uint4*)x;
+                for (u32 i = threadIdx.x; i < (cnt >> 4); i += blockDim.x) d16[i] = x16[i];
+            } else {
+                for (u32 i = threadIdx.x; i < cnt; i += blockDim.x) d[i] = x[i];
+            }
+        }
+        return;
+    }
+    if (blockIdx.y == 0u) {
+        if (threadIdx.x == 0u) {
+            po[0] = 0xB1u; po[1] = (u8)w; po[2] = (u8)(groups & 255u); po[3] = (u8)(groups >> 8);
+            po[4] = (u8)dlen; po[5] = (u8)(dlen >> 8); po[6] = (u8)(dlen >> 16); po[7] = (u8)(dlen >> 24);
+        }
+        for (u32 j = threadIdx.x; j < entries; j += blockDim.x) {
+            u32 a = hdr_end;
+            for (u32 q = 0; q < j; ++q) a += r[q];
+            u8* t = po + 8u + 4u * j;
+            t[0] = (u8)a; t[1] = (u8)(a >> 8); t[2] = (u8)(a >> 16); t[3] = (u8)(a >> 24);
+        }
+        if (threadIdx.x < tail) po[8u + 4u * entries + threadIdx.x] = s[n * w + threadIdx.x];
+    }
+    for (u32 g = blockIdx.y; g < groups; g += gridDim.y) {
+        u32 e0 = g * 1024u;
+        u32 m = min(n - e0, 1024u);
+        he_group(s, e0, m, w, pl, smk, szero);
+        u32 ga = hdr_end;
+        for (u32 q = 0; q < g * w; ++q) ga += r[q];
+        u32 glen = 0;
+        for (u32 p = 0; p < w; ++p) glen += r[g * w + p];
+        u32 mis = (u32)(((u64)(po + ga)) & 15ull);
+        u32 at = mis;
+        bool same = true;
+        for (u32 p = 0; p < w; ++p) {
+            HePlan b = he_plan(smk + p * 8u, szero[p], m);
+            if (b.size != r[g * w + p]) { same = false; break; }
+            he_emit(pl + p * 1024u, m, smk + p * 8u, b, ost + at, nzv, sidx, pre);
+            at += b.size;
+        }
+        __syncthreads();
+        if (!same) { if (threadIdx.x == 0u) he_flag(status, HE_F_SIZE, page); continue; }
+        u8* d = po + ga;
+        u32 first = (16u - mis) & 15u;
+        if (first > glen) first = glen;
+        u32 nvec = (glen - first) >> 4;
+        for (u32 i = threadIdx.x; i < first; i += blockDim.x) d[i] = ost[mis + i];
+        uint4* vd = (uint4*)(d + first);
+        const uint4* vs = (const uint4*)(ost + mis + first);
+        for (u32 i = threadIdx.x; i < nvec; i += blockDim.x) vd[i] = vs[i];
+        for (u32 i = first + (nvec << 4) + threadIdx.x; i < glen; i += blockDim.x) d[i] = ost[mis + i];
+    }
+}
+"#;
+
+// ---- host mirror of the device block encoder --------------------------------------------
+
+/// The mode of one block, as `he_plan` picks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Plan {
+    mode: u8,
+    sub: u8,
+    k: u32,
+    d: usize,
+    size: usize,
+    value: u8,
+    nz: usize,
+}
+
+/// Presence mask (bit v: value v occurs) and zero count of a plane.
+fn mask_of(x: &[u8]) -> ([u32; 8], usize) {
+    let mut mk = [0u32; 8];
+    let mut z = 0;
+    for &v in x {
+        mk[usize::from(v >> 5)] |= 1 << (v & 31);
+        z += usize::from(v == 0);
+    }
+    (mk, z)
+}
+
+fn low(mk: &[u32; 8], skip_zero: bool) -> u8 {
+    for (q, &w) in mk.iter().enumerate() {
+        let x = if q == 0 && skip_zero { w & !1 } else { w };
+        if x != 0 {
+            return (q * 32 + x.trailing_zeros() as usize) as u8;
+        }
+    }
+    0
+}
+
+fn rank(mk: &[u32; 8], v: usize, skip_zero: bool) -> usize {
+    let word = |q: usize| {
+        if q == 0 && skip_zero {
+            mk[q] & !1
+        } else {
+            mk[q]
+        }
+    };
+    let below: u32 = (0..v >> 5).map(|q| word(q).count_ones()).sum();
+    (below + (word(v >> 5) & ((1u32 << (v & 31)) - 1)).count_ones()) as usize
+}
+
+fn bits(d: usize) -> u32 {
+    page::bits_for(d)
+}
+
+/// `he_plan`: the mode of a block of `m` bytes (see the CUDA source).
+fn plan(mk: &[u32; 8], zeros: usize, m: usize) -> Plan {
+    let mut b = Plan {
+        mode: 1,
+        sub: 0,
+        k: 0,
+        d: 0,
+        size: 0,
+        value: 0,
+        nz: m - zeros,
+    };
+    let distinct: usize = mk.iter().map(|w| w.count_ones() as usize).sum();
+    if distinct <= 1 {
+        b.mode = 0;
+        b.size = 2;
+        b.value = low(mk, false);
+        return b;
+    }
+    let raw = 1 + m;
+    let kp = bits(distinct);
+    let pk = (1..=7).contains(&kp);
+    let pack = if pk {
+        3 + distinct + (m * kp as usize).div_ceil(8)
+    } else {
+        0
+    };
+    let nz = m - zeros;
+    let nzd = distinct - usize::from(zeros > 0);
+    let sp = zeros > 0 && nz > 0;
+    let (mut sub, mut ks, mut subsz) = (1u8, 0u32, 0usize);
+    if sp {
+        if nzd == 1 {
+            sub = 0;
+            subsz = 2;
+        } else {
+            ks = bits(nzd);
+            let r = 1 + nz;
+            let p = 3 + nzd + (nz * ks as usize).div_ceil(8);
+            if (1..=7).contains(&ks) && p < r {
+                sub = 2;
+                subsz = p;
+            } else {
+                sub = 1;
+                subsz = r;
+            }
+        }
+    }
+    let sparse = if sp { 3 + m.div_ceil(8) + subsz } else { 0 };
+    let mut best = raw;
+    if pk && pack < best {
+        best = pack;
+    }
+    if sp && sparse < best {
+        best = sparse;
+    }
+    if pk && pack == best {
+        b.mode = 2;
+        b.k = kp;
+        b.d = distinct;
+        b.size = pack;
+    } else if sp && sparse == best {
+        b.mode = 3;
+        b.sub = sub;
+        b.k = ks;
+        b.d = nzd;
+        b.size = sparse;
+        b.value = low(mk, true);
+    } else {
+        b.mode = 1;
+        b.size = raw;
+    }
+    b
+}
+
+/// `he_pack`: one output byte at a time, as the device threads compute them.
+fn pack(vals: &[u8], sidx: &[u8; 256], k: u32, dst: &mut [u8]) {
+    let k = k as usize;
+    let count = vals.len();
+    for (ob, o) in dst.iter_mut().enumerate().take((count * k).div_ceil(8)) {
+        let bit0 = ob * 8;
+        let i0 = bit0 / k;
+        let i1 = ((bit0 + 7) / k).min(count - 1);
+        let mut acc = 0u32;
+        for (i, &v) in vals.iter().enumerate().take(i1 + 1).skip(i0) {
+            let ix = u32::from(sidx[usize::from(v)]);
+            let pos = i * k;
+            acc |= if pos >= bit0 {
+                ix << (pos - bit0)
+            } else {
+                ix >> (bit0 - pos)
+            };
+        }
+        *o = acc as u8;
+    }
+}
+
+/// `he_emit`: writes block `b` of plane `x` into `o[..b.size]`.
+fn emit(x: &[u8], mk: &[u32; 8], b: &Plan, o: &mut [u8]) {
+    let m = x.len();
+    let mut sidx = [0u8; 256];
+    match b.mode {
+        0 => {
+            o[0] = 0;
+            o[1] = b.value;
+        }
+        1 => {
+            o[0] = 1;
+            o[1..1 + m].copy_from_slice(x);
+        }
+        2 => {
+            for (v, s) in sidx.iter_mut().enumerate() {
+                *s = rank(mk, v, false) as u8;
+            }
+            o[0] = 2;
+            o[1] = b.k as u8;
+            o[2] = (b.d - 1) as u8;
+            for v in 0..256 {
+                if (mk[v >> 5] >> (v & 31)) & 1 != 0 {
+                    o[3 + usize::from(sidx[v])] = v as u8;
+                }
+            }
+            pack(x, &sidx, b.k, &mut o[3 + b.d..]);
+        }
+        _ => {
+            let bm = m.div_ceil(8);
+            o[0] = 3;
+            o[1 + bm] = (b.nz & 255) as u8;
+            o[2 + bm] = (b.nz >> 8) as u8;
+            o[3 + bm] = b.sub;
+            for q in 0..bm {
+                let mut by = 0u8;
+                for j in 0..8 {
+                    let i = q * 8 + j;
+                    if i < m && x[i] != 0 {
+                        by |= 1 << j;
+                    }
+                }
+                o[1 + q] = by;
+            }
+            let (head, r) = o.split_at_mut(4 + bm);
+            let bitmap = &head[1..1 + bm];
+            if b.sub == 0 {
+                r[0] = b.value;
+                return;
+            }
+            // Ranks as the device computes them: per-32-byte prefix, then the bytes before.
+            let mut pre = [0usize; 33];
+            for t in 0..32 {
+                let c: usize = (0..4)
+                    .map(|q| t * 4 + q)
+                    .filter(|&ix| ix < bm)
+                    .map(|ix| bitmap[ix].count_ones() as usize)
+                    .sum();
+                pre[t + 1] = pre[t] + c;
+            }
+            for (v, s) in sidx.iter_mut().enumerate() {
+                *s = rank(mk, v, true) as u8;
+            }
+            let mut nzv = [0u8; GROUP];
+            for (i, &xi) in x.iter().enumerate() {
+                if xi == 0 {
+                    continue;
+                }
+                let mut rk = pre[i >> 5];
+                for &byte in &bitmap[(i >> 5) * 4..i >> 3] {
+                    rk += byte.count_ones() as usize;
+                }
+                rk += (u32::from(bitmap[i >> 3]) & ((1u32 << (i & 7)) - 1)).count_ones() as usize;
+                if rk < GROUP {
+                    nzv[rk] = xi;
+                }
+            }
+            if b.sub == 1 {
+                r[..b.nz].copy_from_slice(&nzv[..b.nz]);
+                return;
+            }
+            r[0] = b.k as u8;
+            r[1] = (b.d - 1) as u8;
+            for v in 1..256 {
+                if (mk[v >> 5] >> (v & 31)) & 1 != 0 {
+                    r[2 + usize::from(sidx[v])] = v as u8;
+                }
+            }
+            pack(&nzv[..b.nz], &sidx, b.k, &mut r[2 + b.d..]);
+        }
+    }
+}
+
+/// Encodes one block of at most 1024 bytes the way the device does (presence mask, mode by
+/// [`bitplane::encode_block`]'s cost formulas, one output byte per thread); appends it to
+/// `dst`. Byte-identical to [`bitplane::encode_block`] (the tests check it).
+pub fn encode_block_as_device(data: &[u8], dst: &mut Vec<u8>) {
+    let (mk, z) = mask_of(data);
+    let b = plan(&mk, z, data.len());
+    let at = dst.len();
+    dst.resize(at + b.size, 0);
+    emit(data, &mk, &b, &mut dst[at..]);
+}
+
+// ---- host variants of the kernels ---------------------------------------------------------
+
+fn geom_ok(ps: u32, w: u32) -> bool {
+    matches!(w, 1 | 2 | 4) && (1024..=65536).contains(&ps) && ps.is_multiple_of(1024)
+}
+
+fn rd32(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+fn rd64(b: &[u8], at: usize) -> u64 {
+    u64::from(rd32(b, at)) | (u64::from(rd32(b, at + 4)) << 32)
+}
+
+fn wr32(b: &mut [u8], at: usize, v: u32) {
+    b[at..at + 4].copy_from_slice(&v.to_le_bytes());
+}
+
+/// The planes of group `g` (elements `e0..e0+m` of `w` bytes at `s`).
+fn group_planes(s: &[u8], e0: usize, m: usize, w: usize, pl: &mut [[u8; GROUP]; 4]) {
+    for (j, &v) in s[e0 * w..(e0 + m) * w].iter().enumerate() {
+        pl[j % w][j / w] = v;
+    }
+}
+
+fn host_enc_size(l: &mut HostLaunch<'_>) -> Result<()> {
+    let [Scalar::U64(src_len), Scalar::U32(npages), Scalar::U32(ps), Scalar::U32(w)] =
+        l.scalars[..]
+    else {
+        return Err(Error::invalid(
+            "hl_enc_size takes (src, src_len: u64, records, summary, npages: u32, page_size: u32, width: u32)",
+        ));
+    };
+    let [src, rec, sum] = &mut l.buffers[..] else {
+        return Err(Error::invalid(
+            "hl_enc_size takes three buffers: src, records, summary",
+        ));
+    };
+    let np = npages as usize;
+    if src_len > src.len() as u64 || rec.len() < np * REC * 4 || sum.len() < np * 8 {
+        return Err(Error::invalid(
+            "hl_enc_size: src_len exceeds src, or records/summary too small for npages",
+        ));
+    }
+    if !geom_ok(ps, w) {
+        return Ok(()); // as on the device: a bad geometry writes nothing
+    }
+    let (ps, w) = (ps as usize, w as usize);
+    let src = &src[..src_len as usize];
+    let mut pl = [[0u8; GROUP]; 4];
+    for page in 0..np {
+        let start = page * ps;
+        if start >= src.len() {
+            break;
+        }
+        let s = &src[start..(start + ps).min(src.len())];
+        let n = s.len() / w;
+        let groups = n.div_ceil(GROUP);
+        let mut tot = rd32(sum, 8 * page);
+        let mut nzf = rd32(sum, 8 * page + 4);
+        if s[n * w..].iter().any(|&b| b != 0) {
+            nzf |= 1;
+        }
+        for g in 0..groups {
+            let e0 = g * GROUP;
+            let m = (n - e0).min(GROUP);
+            group_planes(s, e0, m, w, &mut pl);
+            for (p, x) in pl.iter().enumerate().take(w) {
+                let (mk, z) = mask_of(&x[..m]);
+                let b = plan(&mk, z, m);
+                wr32(rec, 4 * (page * REC + g * w + p), b.size as u32);
+                tot = tot.wrapping_add(b.size as u32);
+                if z != m {
+                    nzf |= 1;
+                }
+            }
+        }
+        wr32(sum, 8 * page, tot);
+        wr32(sum, 8 * page + 4, nzf);
+    }
+    Ok(())
+}
+
+fn flag(status: &mut [u8], f: u32, page: usize) {
+    let old = rd32(status, 0);
+    wr32(status, 0, old | f);
+    let first = rd32(status, 4);
+    wr32(status, 4, first.min(page as u32));
+}
+
+fn host_enc_write(l: &mut HostLaunch<'_>) -> Result<()> {
+    let [Scalar::U64(src_len), Scalar::U64(out_len), Scalar::U32(npages), Scalar::U32(ps), Scalar::U32(w)] =
+        l.scalars[..]
+    else {
+        return Err(Error::invalid(
+            "hl_enc_write takes (src, src_len: u64, records, jobs, out, out_len: u64, status, npages: u32, page_size: u32, width: u32)",
+        ));
+    };
+    let [src, rec, jobs, out, status] = &mut l.buffers[..] else {
+        return Err(Error::invalid(
+            "hl_enc_write takes five buffers: src, records, jobs, out, status",
+        ));
+    };
+    let np = npages as usize;
+    if src_len > src.len() as u64
+        || out_len > out.len() as u64
+        || rec.len() < np * REC * 4
+        || jobs.len() < np * JOB_BYTES
+        || status.len() < 8
+    {
+        return Err(Error::invalid(
+            "hl_enc_write: src_len/out_len exceed their buffers, records/jobs too small for npages, or status < 8 bytes",
+        ));
+    }
+    let src = &src[..src_len as usize];
+    let out = &mut out[..out_len as usize];
+    let (ps64, w64) = (u64::from(ps), u64::from(w));
+    for page in 0..np {
+        let jb = &jobs[page * JOB_BYTES..(page + 1) * JOB_BYTES];
+        let coff = rd64(jb, 0);
+        let idx = u64::from(rd32(jb, 8));
+        let en = &jb[16..16 + ENTRY_BYTES];
+        let e = Entry::read(en, 0);
+        let (soff, slen, dlen, kind) = (e.src_off, u64::from(e.src_len), e.dst_len, e.kind);
+        let start = page as u64 * ps64;
+        let ok = geom_ok(ps, w)
+            && start < src_len
+            && e.dst_off == start
+            && u64::from(e.width) == w64
+            && u64::from(dlen) == (src_len - start).min(ps64)
+            && coff <= out_len
+            && idx * 32 + 32 <= out_len - coff
+            && soff <= out_len - coff
+            && soff % 16 == 0
+            && (soff + slen).next_multiple_of(16) <= out_len - coff
+            && match kind {
+                0 => slen == 0,
+                1 | 4 => slen == u64::from(dlen),
+                2 => true,
+                _ => false,
+            };
+        if !ok {
+            flag(status, FLAG_JOB, page);
+            continue;
+        }
+        let (w, dlen) = (w as usize, dlen as usize);
+        let n = dlen / w;
+        let groups = n.div_ceil(GROUP);
+        let tail = dlen % w;
+        let entries = groups * w + 1;
+        let hdr_end = HEADER + 4 * entries + tail;
+        let r: Vec<u32> = (0..REC).map(|j| rd32(rec, 4 * (page * REC + j))).collect();
+        if kind == 2 {
+            let sizes = &r[..entries - 1];
+            let tot: u64 = sizes.iter().map(|&x| u64::from(x)).sum();
+            if sizes.iter().any(|&x| !(2..=1025).contains(&x)) || hdr_end as u64 + tot != slen {
+                flag(status, FLAG_SIZE, page);
+                continue;
+            }
+        }
+        let o = &mut out[coff as usize..];
+        let at = idx as usize * 32;
+        o[at..at + 32].copy_from_slice(en);
+        let pend = (soff + slen) as usize;
+        o[pend..pend.next_multiple_of(16)].fill(0);
+        let s = &src[start as usize..start as usize + dlen];
+        let po = &mut o[soff as usize..pend];
+        match kind {
+            0 => continue,
+            1 | 4 => {
+                po.copy_from_slice(s);
+                continue;
+            }
+            _ => {}
+        }
+        po[0] = MAGIC;
+        po[1] = w as u8;
+        po[2..4].copy_from_slice(&(groups as u16).to_le_bytes());
+        po[4..8].copy_from_slice(&(dlen as u32).to_le_bytes());
+        // Entry j: the end of the header plus the sizes of the blocks before j.
+        let mut a = hdr_end as u32;
+        for (j, &size) in r.iter().enumerate().take(entries - 1) {
+            wr32(po, HEADER + 4 * j, a);
+            a += size;
+        }
+        wr32(po, HEADER + 4 * (entries - 1), a);
+        po[HEADER + 4 * entries..hdr_end].copy_from_slice(&s[n * w..]);
+        let mut pl = [[0u8; GROUP]; 4];
+        let mut ost = [0u8; 4 * (GROUP + 1)];
+        for g in 0..groups {
+            let e0 = g * GROUP;
+            let m = (n - e0).min(GROUP);
+            group_planes(s, e0, m, w, &mut pl);
+            let ga = hdr_end + r[..g * w].iter().map(|&x| x as usize).sum::<usize>();
+            let glen: usize = r[g * w..g * w + w].iter().map(|&x| x as usize).sum();
+            let mut at = 0;
+            let mut same = true;
+            for (p, x) in pl.iter().enumerate().take(w) {
+                let (mk, z) = mask_of(&x[..m]);
+                let b = plan(&mk, z, m);
+                if b.size != r[g * w + p] as usize {
+                    same = false;
+                    break;
+                }
+                emit(&x[..m], &mk, &b, &mut ost[at..at + b.size]);
+                at += b.size;
+            }
+            if !same {
+                flag(status, FLAG_SIZE, page);
+                continue;
+            }
+            po[ga..ga + glen].copy_from_slice(&ost[..glen]);
+        }
+    }
+    Ok(())
+}
+
+/// The two encoder kernels, each with its CUDA and host variants.
+#[derive(Debug)]
+pub struct Encoders {
+    /// Size pass (`hl_enc_size`).
+    pub size: Kernel,
+    /// Write pass (`hl_enc_write`).
+    pub write: Kernel,
+}
+
+/// The encoders, built once per process.
+pub fn encoders() -> &'static Encoders {
+    static E: std::sync::OnceLock<Encoders> = std::sync::OnceLock::new();
+    E.get_or_init(|| Encoders {
+        size: Kernel::new("hl_enc_size")
+            .with_cuda_source(CUDA_SOURCE, "hl_enc_size")
+            .with_host(host_enc_size),
+        write: Kernel::new("hl_enc_write")
+            .with_cuda_source(CUDA_SOURCE, "hl_enc_write")
+            .with_host(host_enc_write),
+    })
+}
+
+/// Launch geometry of both encoder kernels for `npages` pages of `page_size` bytes of
+/// `width`-byte elements (one block per group of a full page; the kernels stride over more).
+pub fn encode_grid(npages: u32, page_size: usize, width: ElemWidth) -> LaunchConfig {
+    let gy = (page_size / width.bytes() / GROUP).max(1) as u32;
+    LaunchConfig {
+        grid: [npages.max(1), gy, 1],
+        block: [256, 1, 1],
+        shared_mem_bytes: 0,
+    }
+}
+
+// ---- the encoder ----------------------------------------------------------------------------
+
+/// A buffer evicted by [`DeviceEncoder::evict`]: its chunk images in pinned host memory,
+/// ready to upload (see [`Evicted::pinned`]).
+#[derive(Debug)]
+pub struct Evicted {
+    pinned: PinnedCompressed,
+    layouts: Vec<ChunkLayout>,
+    summary: PlanSummary,
+    page_size: usize,
+    encode_time_s: f64,
+    device_encode_s: f64,
+}
+
+impl Evicted {
+    /// The chunk images, to upload with [`Uploader::upload_pinned`](crate::Uploader).
+    pub fn pinned(&self) -> &PinnedCompressed {
+        &self.pinned
+    }
+    /// Exact totals (bytes sent, page counts), as [`CompressedBuffer::summary`](crate::CompressedBuffer::summary).
+    pub fn summary(&self) -> &PlanSummary {
+        &self.summary
+    }
+    /// Bytes of the chunk images (what crossed the link on eviction, tables included).
+    pub fn stored_bytes(&self) -> u64 {
+        self.layouts.iter().map(|l| l.image_len as u64).sum()
+    }
+    /// Wall time of the eviction (encode and download, synchronised), seconds.
+    pub fn encode_time_s(&self) -> f64 {
+        self.encode_time_s
+    }
+    /// Wall time of the encoding alone (size pass, layout, write pass, synchronised), seconds:
+    /// for a [`Placement::Staging`] home the download is timed apart; for a mapped home the
+    /// write pass is the download, so this equals [`encode_time_s`](Self::encode_time_s).
+    pub fn device_encode_time_s(&self) -> f64 {
+        self.device_encode_s
+    }
+    /// Copies the chunk images out of pinned memory into a [`CompressedBuffer`](crate::CompressedBuffer)
+    /// (pageable, e.g. to keep in a store); `dev` is the device the eviction ran on.
+    pub fn to_compressed(&self, dev: &dyn DynDevice) -> Result<crate::CompressedBuffer> {
+        let (offs, _) = residency::chunk_offsets(self.layouts.iter().map(|l| l.image_len as u64));
+        let mut chunks: Vec<ChunkImage> = Vec::with_capacity(self.layouts.len());
+        for (l, off) in self.layouts.iter().zip(offs) {
+            let mut image = vec![0u8; l.image_len];
+            dev.read(self.pinned.buffer(), off, &mut image)?;
+            let mut c = l.meta.clone();
+            c.image = image;
+            chunks.push(c);
+        }
+        Ok(crate::CompressedBuffer::from_parts(
+            self.pinned.len(),
+            self.page_size,
+            self.pinned.width(),
+            chunks,
+            self.summary.clone(),
+            self.encode_time_s,
+        ))
+    }
+    /// Gives the pinned buffer back (see [`DeviceEncoder::recycle`]).
+    pub fn into_buffer(self) -> Box<dyn DynBuffer> {
+        self.pinned.into_buffer()
+    }
+}
+
+/// Compresses device buffers on the device and downloads the compressed bytes (eviction),
+/// with reusable scratch buffers (see the module docs).
+pub struct DeviceEncoder<'d> {
+    dev: &'d dyn DynDevice,
+    records: Option<Box<dyn DynBuffer>>,
+    sums: Option<Box<dyn DynBuffer>>,
+    jobs: Option<Box<dyn DynBuffer>>,
+    status: Option<Box<dyn DynBuffer>>,
+    scratch: Option<Box<dyn DynBuffer>>,
+    spare: Vec<(Placement, Box<dyn DynBuffer>)>,
+}
+
+impl std::fmt::Debug for DeviceEncoder<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceEncoder")
+            .field("device", &self.dev.info().name)
+            .field("spare_buffers", &self.spare.len())
+            .finish()
+    }
+}
+
+/// Returns `slot`'s buffer, (re)allocated in device memory when it is missing or smaller
+/// than `size`.
+fn grow<'a>(
+    dev: &dyn DynDevice,
+    slot: &'a mut Option<Box<dyn DynBuffer>>,
+    size: u64,
+) -> Result<&'a dyn DynBuffer> {
+    let size = size.max(1);
+    if slot.as_ref().is_none_or(|b| b.len() < size) {
+        *slot = None;
+        *slot = Some(dev.alloc(size, Placement::DeviceLocal)?);
+    }
+    slot.as_deref()
+        .ok_or_else(|| Error::invalid("scratch buffer missing"))
+}
+
+fn whole(b: &dyn DynBuffer, access: AccessMode) -> Arg<'_, dyn DynBuffer> {
+    Arg::Buffer {
+        buffer: b,
+        offset: 0,
+        len: b.len(),
+        access,
+    }
+}
+
+impl<'d> DeviceEncoder<'d> {
+    /// An encoder for `dev` (scratch buffers are allocated at first use and reused).
+    pub fn new(dev: &'d dyn DynDevice) -> Self {
+        DeviceEncoder {
+            dev,
+            records: None,
+            sums: None,
+            jobs: None,
+            status: None,
+            scratch: None,
+            spare: Vec::new(),
+        }
+    }
+
+    /// Keeps an evicted buffer's pinned memory for the next eviction to the same home.
+    pub fn recycle(&mut self, e: Evicted) {
+        let home = if e.pinned.is_mapped() {
+            Placement::HostMapped
+        } else {
+            Placement::Staging
+        };
+        self.spare.push((home, e.into_buffer()));
+    }
+
+    fn output(&mut self, home: Placement, size: u64) -> Result<Box<dyn DynBuffer>> {
+        if let Some(i) = self
+            .spare
+            .iter()
+            .position(|(p, b)| *p == home && b.len() >= size)
+        {
+            return Ok(self.spare.swap_remove(i).1);
+        }
+        self.dev.alloc(size, home)
+    }
+
+    /// Compresses `src[0..len]` (elements of `opts.plan.width`, pages of
+    /// `opts.plan.page_size`, chunks of `opts.chunk_bytes`) on the device and downloads the
+    /// chunk images into pinned host memory: [`Placement::Staging`] (encode into device
+    /// memory, then one copy) or [`Placement::HostMapped`] (the kernel writes across the
+    /// link). The images equal those of [`CompressedBuffer::compress`](crate::CompressedBuffer::compress)
+    /// with `force` = bitplane; `opts.force` must be `None` or the bitplane codec.
+    pub fn evict(
+        &mut self,
+        src: &dyn DynBuffer,
+        len: u64,
+        opts: &CompressOptions,
+        home: Placement,
+    ) -> Result<Evicted> {
+        let t0 = Instant::now();
+        if len == 0 {
+            return Err(Error::ZeroSize {
+                what: "evicted buffer",
+            });
+        }
+        if len > src.len() {
+            return Err(Error::OutOfRange {
+                offset: 0,
+                len,
+                size: src.len(),
+            });
+        }
+        if !matches!(home, Placement::Staging | Placement::HostMapped) {
+            return Err(Error::invalid(format!(
+                "evicted pages go to pinned host memory (staging or mapped), not {}",
+                home.as_str()
+            )));
+        }
+        if !self.dev.supports(home) {
+            return Err(Error::UnsupportedPlacement {
+                device: self.dev.info().name.clone(),
+                placement: home,
+            });
+        }
+        match opts.force {
+            None | Some(PageDecision::Codec(DeviceCodec::Bitplane)) => {}
+            Some(f) => {
+                return Err(Error::invalid(format!(
+                    "the device encoder codes bitplane pages only, not {}",
+                    f.name()
+                )))
+            }
+        }
+        let ps = opts.plan.page_size;
+        page::check_page_size(ps, MAX_DEVICE_PAGE_SIZE)?;
+        let width = opts.plan.width;
+        let w = width.bytes();
+        if !ps.is_multiple_of(w) {
+            return Err(Error::invalid(
+                "page size must be a multiple of the element width",
+            ));
+        }
+        if opts.chunk_bytes < ps {
+            return Err(Error::invalid(format!(
+                "chunk_bytes {} is smaller than the page size {ps}",
+                opts.chunk_bytes
+            )));
+        }
+        let data_len = usize::try_from(len).map_err(|_| Error::invalid("length exceeds usize"))?;
+        let npages = u32::try_from(data_len.div_ceil(ps))
+            .map_err(|_| Error::invalid("more than 2^32 pages"))?;
+        let np = npages as usize;
+        let dev = self.dev;
+        let grid = encode_grid(npages, ps, width);
+        let d = encoders();
+
+        // 1. Size pass.
+        let sums = grow(dev, &mut self.sums, 8 * np as u64)?;
+        dev.fill(sums, 0, 8 * np as u64, 0)?;
+        let records = grow(dev, &mut self.records, (np * REC * 4) as u64)?;
+        dev.launch(
+            &d.size,
+            &grid,
+            &[
+                Arg::Buffer {
+                    buffer: src,
+                    offset: 0,
+                    len,
+                    access: AccessMode::Read,
+                },
+                Arg::Scalar(Scalar::U64(len)),
+                whole(records, AccessMode::ReadWrite),
+                Arg::Buffer {
+                    buffer: sums,
+                    offset: 0,
+                    len: 8 * np as u64,
+                    access: AccessMode::ReadWrite,
+                },
+                Arg::Scalar(Scalar::U32(npages)),
+                Arg::Scalar(Scalar::U32(ps as u32)),
+                Arg::Scalar(Scalar::U32(w as u32)),
+            ],
+        )?;
+        let mut sum = vec![0u8; 8 * np];
+        dev.read(sums, 0, &mut sum)?;
+
+        // 2. Kinds and layout, as the host encoder does.
+        let mut kinds = Vec::with_capacity(np);
+        for p in 0..np {
+            let plen = (data_len - p * ps).min(ps);
+            let groups = bitplane::groups_of(plen, w);
+            let tot = rd32(&sum, 8 * p) as usize;
+            let nzf = rd32(&sum, 8 * p + 4);
+            if nzf > 1 || tot < 2 * groups * w || tot > (GROUP + 1) * groups * w {
+                return Err(Error::Kernel {
+                    kernel: "hl_enc_size".into(),
+                    reason: format!("page {p}: implausible sizes (total {tot}, flag {nzf})"),
+                });
+            }
+            let bp_len = HEADER + 4 * (groups * w + 1) + plen % w + tot;
+            kinds.push(if nzf == 0 {
+                (PageKind::Zero, 0)
+            } else if bp_len >= plen {
+                (PageKind::Raw, plen)
+            } else {
+                (PageKind::Bitplane, bp_len)
+            });
+        }
+        let mut summary = PlanSummary {
+            bytes_inspected: len,
+            ..PlanSummary::default()
+        };
+        let layouts = residency::layout(&kinds, data_len, opts, &mut summary);
+        let (offs, total) = residency::chunk_offsets(layouts.iter().map(|l| l.image_len as u64));
+        let mut job = vec![0u8; np * JOB_BYTES];
+        let mut p = 0;
+        for (l, &off) in layouts.iter().zip(&offs) {
+            for (i, e) in l.entries.iter().enumerate() {
+                let j = &mut job[p * JOB_BYTES..(p + 1) * JOB_BYTES];
+                j[0..8].copy_from_slice(&off.to_le_bytes());
+                j[8..12].copy_from_slice(&(i as u32).to_le_bytes());
+                j[16..48].copy_from_slice(&e.to_bytes());
+                p += 1;
+            }
+        }
+        let jobs = grow(dev, &mut self.jobs, job.len() as u64)?;
+        dev.write(jobs, 0, &job)?;
+
+        // 3. Write pass, into device memory then one copy, or straight into mapped memory.
+        let out = self.output(home, total)?;
+        let status = grow(dev, &mut self.status, 8)?;
+        let mut init = [0u8; 8];
+        init[4..].copy_from_slice(&u32::MAX.to_le_bytes());
+        dev.write(status, 0, &init)?;
+        let target: &dyn DynBuffer = if home == Placement::HostMapped {
+            out.as_ref()
+        } else {
+            grow(dev, &mut self.scratch, total)?
+        };
+        let (records, jobs) = (
+            self.records
+                .as_deref()
+                .ok_or_else(|| Error::invalid("records missing"))?,
+            self.jobs
+                .as_deref()
+                .ok_or_else(|| Error::invalid("jobs missing"))?,
+        );
+        dev.launch(
+            &d.write,
+            &grid,
+            &[
+                Arg::Buffer {
+                    buffer: src,
+                    offset: 0,
+                    len,
+                    access: AccessMode::Read,
+                },
+                Arg::Scalar(Scalar::U64(len)),
+                whole(records, AccessMode::Read),
+                Arg::Buffer {
+                    buffer: jobs,
+                    offset: 0,
+                    len: job.len() as u64,
+                    access: AccessMode::Read,
+                },
+                Arg::Buffer {
+                    buffer: target,
+                    offset: 0,
+                    len: total,
+                    access: AccessMode::ReadWrite,
+                },
+                Arg::Scalar(Scalar::U64(total)),
+                whole(status, AccessMode::ReadWrite),
+                Arg::Scalar(Scalar::U32(npages)),
+                Arg::Scalar(Scalar::U32(ps as u32)),
+                Arg::Scalar(Scalar::U32(w as u32)),
+            ],
+        )?;
+        let mut device_encode_s = 0.0;
+        if home == Placement::Staging {
+            // Synchronised apart, so that the device encode rate can be reported on its own.
+            dev.synchronize()?;
+            device_encode_s = t0.elapsed().as_secs_f64();
+            dev.copy(target, 0, out.as_ref(), 0, total)?;
+        }
+        let mut st = [0u8; 8];
+        dev.read(status, 0, &mut st)?;
+        let flags = rd32(&st, 0);
+        if flags != 0 {
+            return Err(Error::Kernel {
+                kernel: "hl_enc_write".into(),
+                reason: format!("encoder status {flags:#x}, first bad page {}", rd32(&st, 4)),
+            });
+        }
+        let pinned =
+            PinnedCompressed::from_layout(out, &layouts, len, width, home == Placement::HostMapped);
+        let encode_time_s = t0.elapsed().as_secs_f64();
+        Ok(Evicted {
+            pinned,
+            layouts,
+            summary,
+            page_size: ps,
+            encode_time_s,
+            device_encode_s: if home == Placement::Staging {
+                device_encode_s
+            } else {
+                encode_time_s
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::datasets::{self, Dataset, SplitMix64};
+    use crate::residency::{CompressedBuffer, Uploader};
+    use vuma_core::HostDevice;
+
+    /// Blocks of many shapes: constant, few values, sparse, dense, every value.
+    fn blocks() -> Vec<Vec<u8>> {
+        let mut r = SplitMix64::new(9);
+        let mut out = Vec::new();
+        for m in [
+            1usize, 2, 3, 7, 8, 9, 31, 33, 100, 255, 256, 511, 777, 1000, 1023, 1024,
+        ] {
+            for kind in 0..10 {
+                let v: Vec<u8> = (0..m)
+                    .map(|i| {
+                        let x = r.next_u64();
+                        match kind {
+                            0 => 0,
+                            1 => 0x3F,
+                            2 => (x % 2) as u8 * 200,
+                            3 => [0u8, 0, 0, 0, 0, 0, 0, 5][(x % 8) as usize],
+                            4 => {
+                                if x.is_multiple_of(3) {
+                                    (x >> 8) as u8 % 5 + 1
+                                } else {
+                                    0
+                                }
+                            }
+                            5 => {
+                                if x.is_multiple_of(2) {
+                                    (x >> 8) as u8
+                                } else {
+                                    0
+                                }
+                            }
+                            6 => (x % 128) as u8,
+                            7 => (x >> 16) as u8,
+                            8 => (i % 256) as u8,
+                            _ => {
+                                if x.is_multiple_of(5) {
+                                    0
+                                } else {
+                                    (x % 60) as u8 + 1
+                                }
+                            }
+                        }
+                    })
+                    .collect();
+                out.push(v);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn device_block_encoder_matches_the_host_encoder() {
+        for b in blocks() {
+            let mut a = Vec::new();
+            bitplane::encode_block(&b, &mut a);
+            let mut d = Vec::new();
+            encode_block_as_device(&b, &mut d);
+            assert_eq!(
+                a,
+                d,
+                "block of {} bytes starting {:?}",
+                b.len(),
+                &b[..b.len().min(8)]
+            );
+        }
+    }
+
+    #[test]
+    fn device_block_encoder_matches_on_dataset_planes() {
+        for ds in Dataset::ALL {
+            let data = ds.generate(256 << 10, 3);
+            let w = ds.width().bytes();
+            let n = data.len() / w;
+            for g in 0..n.div_ceil(GROUP) {
+                let m = (n - g * GROUP).min(GROUP);
+                for p in 0..w {
+                    let plane: Vec<u8> = (0..m).map(|i| data[(g * GROUP + i) * w + p]).collect();
+                    let (mut a, mut d) = (Vec::new(), Vec::new());
+                    bitplane::encode_block(&plane, &mut a);
+                    encode_block_as_device(&plane, &mut d);
+                    assert_eq!(a, d, "{} group {g} plane {p}", ds.name());
+                }
+            }
+        }
+    }
+
+    fn opts(width: ElemWidth, chunk: usize, direct: usize) -> CompressOptions {
+        let mut o = CompressOptions::with_width(width);
+        o.chunk_bytes = chunk;
+        o.direct_min_bytes = direct;
+        o
+    }
+
+    /// Evicts `data` from a HostDevice buffer to `home`; checks the images against the host
+    /// encoder and the upload round trip.
+    fn check(
+        enc: &mut DeviceEncoder<'_>,
+        host: &HostDevice,
+        data: &[u8],
+        o: &CompressOptions,
+        home: Placement,
+    ) {
+        let src = DynDevice::alloc(host, data.len() as u64 + 5, Placement::DeviceLocal).unwrap();
+        DynDevice::fill(host, src.as_ref(), 0, data.len() as u64 + 5, 0xEE).unwrap();
+        DynDevice::write(host, src.as_ref(), 0, data).unwrap();
+        let ev = enc.evict(src.as_ref(), data.len() as u64, o, home).unwrap();
+        let mut forced = o.clone();
+        forced.force = Some(PageDecision::Codec(DeviceCodec::Bitplane));
+        let want = CompressedBuffer::compress(data, &forced).unwrap();
+        let got = ev.to_compressed(host).unwrap();
+        assert_eq!(
+            got.chunks(),
+            want.chunks(),
+            "chunk images differ ({home:?})"
+        );
+        let (a, b) = (got.summary(), want.summary());
+        assert_eq!(
+            (
+                a.pages,
+                a.zero_pages,
+                a.raw_pages,
+                a.bitplane_pages,
+                a.bytes_in,
+                a.bytes_sent
+            ),
+            (
+                b.pages,
+                b.zero_pages,
+                b.raw_pages,
+                b.bitplane_pages,
+                b.bytes_in,
+                b.bytes_sent
+            )
+        );
+        assert_eq!(ev.stored_bytes(), want.stored_bytes());
+        let dst = DynDevice::alloc(host, data.len() as u64 + 64, Placement::DeviceLocal).unwrap();
+        DynDevice::fill(host, dst.as_ref(), 0, data.len() as u64 + 64, 0xCD).unwrap();
+        Uploader::new(host)
+            .upload_pinned(ev.pinned(), dst.as_ref())
+            .unwrap();
+        let mut back = vec![0u8; data.len() + 64];
+        DynDevice::read(host, dst.as_ref(), 0, &mut back).unwrap();
+        assert!(
+            back[data.len()..].iter().all(|&b| b == 0xCD),
+            "write past the data"
+        );
+        assert!(back[..data.len()] == *data, "round trip differs");
+        enc.recycle(ev);
+    }
+
+    #[test]
+    fn eviction_is_byte_identical_to_the_host_encoder() {
+        let host = HostDevice::new();
+        let mut enc = DeviceEncoder::new(&host);
+        let mut r = SplitMix64::new(4);
+        for ds in Dataset::ALL {
+            for extra in [0usize, 1, 3, 4099, 65535] {
+                let len = 5 * (64 << 10) + extra;
+                let data = ds.generate(len, 2);
+                for width in [ElemWidth::U8, ElemWidth::Bf16, ElemWidth::F32] {
+                    let direct = if r.next_u64().is_multiple_of(2) {
+                        64 << 10
+                    } else {
+                        1 << 20
+                    };
+                    let o = opts(width, 128 << 10, direct);
+                    for home in [Placement::Staging, Placement::HostMapped] {
+                        check(&mut enc, &host, &data, &o, home);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn eviction_of_tiny_and_mixed_buffers() {
+        let host = HostDevice::new();
+        let mut enc = DeviceEncoder::new(&host);
+        for len in [1usize, 2, 3, 5, 1023, 1024, 4097] {
+            let data = datasets::random_bytes(len, len as u64);
+            check(
+                &mut enc,
+                &host,
+                &data,
+                &opts(ElemWidth::F32, 64 << 10, 1 << 20),
+                Placement::Staging,
+            );
+            check(
+                &mut enc,
+                &host,
+                &vec![0u8; len],
+                &opts(ElemWidth::Bf16, 64 << 10, 1 << 20),
+                Placement::Staging,
+            );
+        }
+        // Zero, ReLU, random and constant pages mixed, small pages.
+        let mut data = vec![0u8; 8 << 10];
+        data.extend(datasets::relu_f32(12 << 10, 1));
+        data.extend(datasets::random_bytes(9 << 10, 2));
+        data.extend(vec![7u8; 3 << 10]);
+        data.extend(datasets::relu_f32(1 << 10, 3));
+        let mut o = opts(ElemWidth::F32, 8 << 10, 4 << 10);
+        o.plan.page_size = 2 << 10;
+        for home in [Placement::Staging, Placement::HostMapped] {
+            check(&mut enc, &host, &data, &o, home);
+        }
+    }
+
+    #[test]
+    fn eviction_rejects_bad_requests() {
+        let host = HostDevice::new();
+        let mut enc = DeviceEncoder::new(&host);
+        let src = DynDevice::alloc(&host, 4096, Placement::DeviceLocal).unwrap();
+        let o = CompressOptions::with_width(ElemWidth::F32);
+        let st = Placement::Staging;
+        assert!(matches!(
+            enc.evict(src.as_ref(), 0, &o, st),
+            Err(Error::ZeroSize { .. })
+        ));
+        assert!(matches!(
+            enc.evict(src.as_ref(), 4097, &o, st),
+            Err(Error::OutOfRange { .. })
+        ));
+        assert!(matches!(
+            enc.evict(src.as_ref(), 4096, &o, Placement::DeviceLocal),
+            Err(Error::InvalidArgument(_))
+        ));
+        let mut bad = o.clone();
+        bad.force = Some(PageDecision::Codec(DeviceCodec::Lz4));
+        assert!(matches!(
+            enc.evict(src.as_ref(), 4096, &bad, st),
+            Err(Error::InvalidArgument(_))
+        ));
+        let mut bad = o.clone();
+        bad.plan.page_size = 1000;
+        assert!(matches!(
+            enc.evict(src.as_ref(), 4096, &bad, st),
+            Err(Error::InvalidArgument(_))
+        ));
+        let mut bad = o.clone();
+        bad.chunk_bytes = 1024;
+        assert!(matches!(
+            enc.evict(src.as_ref(), 4096, &bad, st),
+            Err(Error::InvalidArgument(_))
+        ));
+    }
+
+    /// Runs `hl_enc_write` on the host over 3 pages of a 192 KiB buffer with `jobs`; returns
+    /// the status and the output.
+    fn write_pass(jobs: &[u8], out_len: u64, rec_tamper: &[(usize, u32)]) -> ([u8; 8], Vec<u8>) {
+        let host = HostDevice::new();
+        let data = datasets::relu_f32(3 << 16, 5);
+        let np = 3usize;
+        let src = DynDevice::alloc(&host, data.len() as u64, Placement::DeviceLocal).unwrap();
+        DynDevice::write(&host, src.as_ref(), 0, &data).unwrap();
+        let rec = DynDevice::alloc(&host, (np * REC * 4) as u64, Placement::DeviceLocal).unwrap();
+        let sums = DynDevice::alloc(&host, 8 * np as u64, Placement::DeviceLocal).unwrap();
+        DynDevice::fill(&host, sums.as_ref(), 0, 8 * np as u64, 0).unwrap();
+        let g = encode_grid(np as u32, 64 << 10, ElemWidth::F32);
+        let sc = |v: u32| Arg::Scalar(Scalar::U32(v));
+        DynDevice::launch(
+            &host,
+            &encoders().size,
+            &g,
+            &[
+                whole(src.as_ref(), AccessMode::Read),
+                Arg::Scalar(Scalar::U64(data.len() as u64)),
+                whole(rec.as_ref(), AccessMode::ReadWrite),
+                whole(sums.as_ref(), AccessMode::ReadWrite),
+                sc(np as u32),
+                sc(64 << 10),
+                sc(4),
+            ],
+        )
+        .unwrap();
+        for &(at, v) in rec_tamper {
+            DynDevice::write(&host, rec.as_ref(), 4 * at as u64, &v.to_le_bytes()).unwrap();
+        }
+        let jb = DynDevice::alloc(&host, jobs.len() as u64, Placement::DeviceLocal).unwrap();
+        DynDevice::write(&host, jb.as_ref(), 0, jobs).unwrap();
+        let out = DynDevice::alloc(&host, out_len + 4096, Placement::DeviceLocal).unwrap();
+        DynDevice::fill(&host, out.as_ref(), 0, out_len + 4096, 0xAB).unwrap();
+        let status = DynDevice::alloc(&host, 8, Placement::DeviceLocal).unwrap();
+        let mut init = [0u8; 8];
+        init[4..].copy_from_slice(&u32::MAX.to_le_bytes());
+        DynDevice::write(&host, status.as_ref(), 0, &init).unwrap();
+        DynDevice::launch(
+            &host,
+            &encoders().write,
+            &g,
+            &[
+                whole(src.as_ref(), AccessMode::Read),
+                Arg::Scalar(Scalar::U64(data.len() as u64)),
+                whole(rec.as_ref(), AccessMode::Read),
+                whole(jb.as_ref(), AccessMode::Read),
+                Arg::Buffer {
+                    buffer: out.as_ref(),
+                    offset: 0,
+                    len: out_len,
+                    access: AccessMode::ReadWrite,
+                },
+                Arg::Scalar(Scalar::U64(out_len)),
+                whole(status.as_ref(), AccessMode::ReadWrite),
+                sc(np as u32),
+                sc(64 << 10),
+                sc(4),
+            ],
+        )
+        .unwrap();
+        let mut st = [0u8; 8];
+        DynDevice::read(&host, status.as_ref(), 0, &mut st).unwrap();
+        let mut back = vec![0u8; (out_len + 4096) as usize];
+        DynDevice::read(&host, out.as_ref(), 0, &mut back).unwrap();
+        assert!(
+            back[out_len as usize..].iter().all(|&b| b == 0xAB),
+            "write past out_len"
+        );
+        (st, back)
+    }
+
+    fn job(chunk_off: u64, index: u32, e: Entry) -> Vec<u8> {
+        let mut j = vec![0u8; JOB_BYTES];
+        j[0..8].copy_from_slice(&chunk_off.to_le_bytes());
+        j[8..12].copy_from_slice(&index.to_le_bytes());
+        j[16..48].copy_from_slice(&e.to_bytes());
+        j
+    }
+
+    fn raw_entry(p: u64, src_off: u64) -> Entry {
+        Entry {
+            src_off,
+            src_len: 64 << 10,
+            dst_len: 64 << 10,
+            dst_off: p << 16,
+            kind: PageKind::Raw as u8,
+            width: 4,
+        }
+    }
+
+    #[test]
+    fn write_pass_flags_bad_jobs_and_never_writes_outside() {
+        let out_len = 3 * (64 << 10) + 96;
+        // A good job set: three raw pages.
+        let good: Vec<u8> = (0..3u64)
+            .flat_map(|p| job(0, p as u32, raw_entry(p, 96 + (p << 16))))
+            .collect();
+        let (st, out) = write_pass(&good, out_len, &[]);
+        assert_eq!(rd32(&st, 0), 0);
+        let data = datasets::relu_f32(3 << 16, 5);
+        assert!(out[96..96 + (3 << 16)] == data[..]);
+        // Page 1 past the output, page 2 with the wrong destination, page 0 a bad kind.
+        let mut bad = good.clone();
+        bad[JOB_BYTES..2 * JOB_BYTES].copy_from_slice(&job(0, 1, raw_entry(1, out_len - 16)));
+        let mut e = raw_entry(2, 96 + (2 << 16));
+        e.dst_off = 0;
+        bad[2 * JOB_BYTES..].copy_from_slice(&job(0, 2, e));
+        let mut e = raw_entry(0, 96);
+        e.kind = 9;
+        bad[..JOB_BYTES].copy_from_slice(&job(0, 0, e));
+        let (st, _) = write_pass(&bad, out_len, &[]);
+        assert_eq!((rd32(&st, 0), rd32(&st, 4)), (FLAG_JOB, 0));
+        // A misaligned page and an entry index past the output.
+        let mut bad = good.clone();
+        bad[..JOB_BYTES].copy_from_slice(&job(0, 0, raw_entry(0, 97)));
+        bad[JOB_BYTES..2 * JOB_BYTES].copy_from_slice(&job(out_len, 1, raw_entry(1, 0)));
+        let (st, _) = write_pass(&bad, out_len, &[]);
+        assert_eq!((rd32(&st, 0), rd32(&st, 4)), (FLAG_JOB, 0));
+    }
+
+    #[test]
+    fn write_pass_flags_sizes_that_disagree() {
+        // Page 0 as a bitplane page whose length the records do not give.
+        let e = Entry {
+            src_off: 96,
+            src_len: 1000,
+            dst_len: 64 << 10,
+            dst_off: 0,
+            kind: PageKind::Bitplane as u8,
+            width: 4,
+        };
+        let mut jobs = job(0, 0, e);
+        for p in 1..3u64 {
+            jobs.extend(job(
+                0,
+                p as u32,
+                Entry {
+                    kind: PageKind::Zero as u8,
+                    src_len: 0,
+                    ..raw_entry(p, 96 + 1008)
+                },
+            ));
+        }
+        let (st, out) = write_pass(&jobs, 4096, &[]);
+        assert_eq!((rd32(&st, 0), rd32(&st, 4)), (FLAG_SIZE, 0));
+        assert!(
+            out[96..1096].iter().all(|&b| b == 0xAB),
+            "flagged page written"
+        );
+        // The right length, but a record that disagrees with the data.
+        let data = datasets::relu_f32(64 << 10, 5);
+        let mut enc = Vec::new();
+        bitplane::encode_page(&data, ElemWidth::F32, &mut enc).unwrap();
+        let e = Entry {
+            src_len: enc.len() as u32,
+            ..e
+        };
+        let mut jobs = job(0, 0, e);
+        for p in 1..3u64 {
+            jobs.extend(job(
+                0,
+                p as u32,
+                Entry {
+                    kind: PageKind::Zero as u8,
+                    src_len: 0,
+                    ..raw_entry(p, 96)
+                },
+            ));
+        }
+        let (st, out) = write_pass(&jobs, 96 + enc.len() as u64 + 16, &[]);
+        assert_eq!(rd32(&st, 0), 0);
+        assert!(
+            out[96..96 + enc.len()] == enc[..],
+            "bitplane page differs from the host encoder"
+        );
+        // Swap two records: totals agree, per-block sizes do not.
+        let (a, b) = (0usize, 3usize);
+        let mut s = [0u32; 2];
+        for (k, i) in [a, b].into_iter().enumerate() {
+            s[k] = rd32(&enc, HEADER + 4 * (i + 1)) - rd32(&enc, HEADER + 4 * i);
+        }
+        assert_ne!(s[0], s[1], "pick two blocks of different sizes");
+        {
+            let (st, _) = write_pass(&jobs, 96 + enc.len() as u64 + 16, &[(a, s[1]), (b, s[0])]);
+            assert_eq!((rd32(&st, 0), rd32(&st, 4)), (FLAG_SIZE, 0));
+        }
+    }
+}
