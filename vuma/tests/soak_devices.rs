@@ -94,6 +94,7 @@ fn check(vuma: &UnifiedMemoryManager, l: &Live, what: &str) {
 #[derive(Default)]
 struct Totals {
     workloads: u64,
+    retries: u64,
     host_writes: u64,
     checks: u64,
     bytes_created: u64,
@@ -158,7 +159,21 @@ fn worker(vuma: &UnifiedMemoryManager, seed: u64, deadline: Instant, totals: &Mu
                     .scalar(Scalar::U32(mul))
                     .scalar(Scalar::U32(add))
                     .launch(kernels::launch_for(u64::from(n)));
-                let r = vuma.process_workload(&w).expect("workload");
+                // A full device (every resident copy leased by another thread's workload)
+                // is a transient error: the workload did not run and its data is intact;
+                // retry as a caller would.
+                let mut tries = 0u32;
+                let r = loop {
+                    match vuma.process_workload(&w) {
+                        Ok(r) => break r,
+                        Err(e) if e.is_transient() && tries < 10_000 => {
+                            tries += 1;
+                            t.retries += 1;
+                            std::thread::sleep(Duration::from_micros(200));
+                        }
+                        Err(e) => panic!("workload failed after {tries} retries: {e}"),
+                    }
+                };
                 for v in &mut l.model {
                     *v = v.wrapping_mul(mul).wrapping_add(add);
                 }
@@ -176,6 +191,7 @@ fn worker(vuma: &UnifiedMemoryManager, seed: u64, deadline: Instant, totals: &Mu
     }
     let mut all = totals.lock().unwrap();
     all.workloads += t.workloads;
+    all.retries += t.retries;
     all.host_writes += t.host_writes;
     all.checks += t.checks;
     all.bytes_created += t.bytes_created;
@@ -220,8 +236,9 @@ fn soak_on_every_device() {
     let st = vuma.stats();
     let t = totals.into_inner().unwrap();
     println!(
-        "soak: {elapsed:.1} s, {THREADS} threads, {} workloads, {} host writes, {} checks, {:.1} GiB created",
+        "soak: {elapsed:.1} s, {THREADS} threads, {} workloads ({} transient budget retries), {} host writes, {} checks, {:.1} GiB created",
         t.workloads,
+        t.retries,
         t.host_writes,
         t.checks,
         t.bytes_created as f64 / (1u64 << 30) as f64
