@@ -130,14 +130,27 @@ fn instance_extension_present(entry: &ash::Entry, layer: Option<&CStr>, name: &C
     }
 }
 
+/// The Vulkan loader, opened once per process and never closed: instances come and go (one
+/// per device, tests open many at once) but the loader — and the driver libraries it loads —
+/// are not unloaded and reloaded under other threads' feet. A failure is remembered too.
+fn loader() -> Result<ash::Entry> {
+    static LOADER: std::sync::OnceLock<std::result::Result<ash::Entry, String>> =
+        std::sync::OnceLock::new();
+    LOADER
+        .get_or_init(|| {
+            // SAFETY: loading the system's Vulkan loader runs its initialisers; this is the
+            // documented way to use ash's `loaded` feature and has no other preconditions.
+            unsafe { ash::Entry::load() }.map_err(|e| e.to_string())
+        })
+        .clone()
+        .map_err(|e| unavailable(format!("no Vulkan loader: {e}")))
+}
+
 impl Instance {
     /// Opens the loader and creates an instance (Vulkan 1.2). No loader or no driver is an
     /// [`Error::Unavailable`].
     pub fn new(options: &VulkanOptions) -> Result<Arc<Self>> {
-        // SAFETY: loading the system's Vulkan loader runs its initialisers; this is the
-        // documented way to use ash's `loaded` feature and has no other preconditions.
-        let entry = unsafe { ash::Entry::load() }
-            .map_err(|e| unavailable(format!("no Vulkan loader: {e}")))?;
+        let entry = loader()?;
 
         let mut validation = false;
         let mut validation_note = None;

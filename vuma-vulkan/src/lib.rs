@@ -34,7 +34,8 @@
 //! ([`VulkanOptions::validation`], or `VUMA_VK_VALIDATION=1`).
 //!
 //! # Vulkan internals
-//! - **Loader and instance.** `ash::Entry::load()`; no loader, or `vkCreateInstance` failing
+//! - **Loader and instance.** `ash::Entry::load()`, once per process (the loader is never
+//!   unloaded while instances come and go); no loader, or `vkCreateInstance` failing
 //!   (no ICD), is `Error::Unavailable`. With validation, `VK_LAYER_KHRONOS_validation` is
 //!   enabled with synchronization validation (`VK_EXT_validation_features`, unless
 //!   `VK_LAYER_ENABLES` is set) and a `VK_EXT_debug_utils` messenger counts errors and
