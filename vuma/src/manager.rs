@@ -43,6 +43,7 @@ pub struct Builder {
     extra: Vec<Arc<dyn DynDevice>>,
     memory: MemoryConfig,
     sched: SchedConfig,
+    budget_wait: Duration,
 }
 
 impl Default for Builder {
@@ -55,6 +56,7 @@ impl Default for Builder {
             extra: Vec::new(),
             memory: MemoryConfig::default(),
             sched: SchedConfig::default(),
+            budget_wait: Duration::from_secs(5),
         }
     }
 }
@@ -94,6 +96,14 @@ impl Builder {
     /// [`UnifiedMemoryManager::devices`] lists them).
     pub fn memory(mut self, m: MemoryConfig) -> Self {
         self.memory = m;
+        self
+    }
+    /// How long a workload waits for room when its device's budget is full of copies that
+    /// other workloads hold (default 5 s; zero: fail at once with the transient
+    /// [`Error::BudgetExceeded`]). Waiting holds no lease, so it cannot deadlock; a workload
+    /// whose own buffers exceed the budget fails at once.
+    pub fn budget_wait(mut self, d: Duration) -> Self {
+        self.budget_wait = d;
         self
     }
     /// Sets the scheduler's configuration.
@@ -147,6 +157,7 @@ impl Builder {
             backends,
             memory,
             scheduler,
+            budget_wait: self.budget_wait,
         })
     }
 }
@@ -228,6 +239,7 @@ pub struct UnifiedMemoryManager {
     backends: Vec<BackendStatus>,
     memory: MemoryManager,
     scheduler: Arc<Scheduler>,
+    budget_wait: Duration,
 }
 
 impl std::fmt::Debug for UnifiedMemoryManager {
@@ -396,21 +408,9 @@ impl UnifiedMemoryManager {
             .map_err(|e| e.error.into())
     }
 
-    /// Places, runs and records `w` on the chosen device (no scheduler bookkeeping).
-    fn execute(
-        &self,
-        w: &GpuWorkload,
-        classified: Tier,
-        choice: &Choice,
-        t_sched: Duration,
-    ) -> Result<WorkloadReport> {
-        let index = self.memory.device_index(choice.device).ok_or_else(|| {
-            Error::invalid("internal: the scheduler chose a device the memory manager lacks")
-        })?;
-        let device = self.devices[index].clone();
-
-        // Place and make resident.
-        let t1 = Instant::now();
+    /// Acquires every buffer argument of `w` on device `index`; on failure, releases what
+    /// it took as [`Outcome::Failed`] and returns the error.
+    fn acquire_all(&self, w: &GpuWorkload, index: usize) -> Result<Vec<Lease>> {
         let mut leases: Vec<Lease> = Vec::new();
         for a in &w.args {
             if let WorkloadArg::Buffer {
@@ -432,6 +432,40 @@ impl UnifiedMemoryManager {
                 }
             }
         }
+        Ok(leases)
+    }
+
+    /// Places, runs and records `w` on the chosen device (no scheduler bookkeeping).
+    fn execute(
+        &self,
+        w: &GpuWorkload,
+        classified: Tier,
+        choice: &Choice,
+        t_sched: Duration,
+    ) -> Result<WorkloadReport> {
+        let index = self.memory.device_index(choice.device).ok_or_else(|| {
+            Error::invalid("internal: the scheduler chose a device the memory manager lacks")
+        })?;
+        let device = self.devices[index].clone();
+
+        // Place and make resident; wait (holding nothing) while the device's budget is
+        // full of copies that other workloads hold.
+        let t1 = Instant::now();
+        let deadline = t1 + self.budget_wait;
+        let mut backoff = Duration::from_micros(50);
+        let leases = loop {
+            match self.acquire_all(w, index) {
+                Ok(l) => break l,
+                Err(Error::BudgetExceeded { budget, .. })
+                    if w.working_set() <= budget && Instant::now() + backoff <= deadline =>
+                {
+                    tracing::debug!(workload = %w.id, ?backoff, "device budget full: waiting for leases to be released");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_millis(5));
+                }
+                Err(e) => return Err(e),
+            }
+        };
         let t_place = t1.elapsed();
 
         // Run (tiled when the workload allows it and its working set exceeds the L2).

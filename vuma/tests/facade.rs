@@ -205,3 +205,77 @@ fn tiled_multipass_matches_untiled() {
     ));
     assert!(vuma.to_vec(&a).unwrap() == va);
 }
+
+/// A workload that finds its device's budget full of copies another caller holds waits for
+/// them to be released (holding nothing itself), instead of failing; with no wait allowed
+/// it fails at once with the transient `BudgetExceeded`, its data intact.
+#[test]
+fn a_full_budget_waits_for_leases_held_elsewhere() {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+    use vuma_core::{AccessMode, HostDevice, Outcome};
+    let build = |wait: Duration| {
+        UnifiedMemoryManager::builder()
+            .cuda(false)
+            .vulkan(false)
+            .host(false)
+            .device(Arc::new(HostDevice::with_budget("small", 1 << 20)))
+            .budget_wait(wait)
+            .build()
+            .unwrap()
+    };
+    let job = |b: &Arc<vuma::UnifiedBuffer>| {
+        let n = (b.len() / 4) as u32;
+        GpuWorkload::new("waits", WorkloadKind::LightCompute, kernels::scale_u32())
+            .read_write(b, 1)
+            .scalar(Scalar::U32(n))
+            .scalar(Scalar::U32(2))
+            .scalar(Scalar::U32(1))
+            .launch(kernels::launch_for(u64::from(n)))
+    };
+    let size = 640 << 10; // two of these do not fit the 1 MiB budget
+
+    // No wait: a transient error, data untouched.
+    let vuma = build(Duration::ZERO);
+    let held = vuma.create_buffer_from(&vec![1u8; size]).unwrap();
+    let b = vuma.create_buffer_from(&vec![3u8; size]).unwrap();
+    let lease = vuma
+        .memory()
+        .acquire(&held, 0, AccessMode::Read, 1)
+        .unwrap();
+    let e = vuma.process_workload(&job(&b)).unwrap_err();
+    assert!(matches!(e, Error::BudgetExceeded { .. }), "{e}");
+    assert!(e.is_transient());
+    assert_eq!(vuma.to_vec(&b).unwrap(), vec![3u8; size]);
+    vuma.memory().release(lease, Outcome::Completed);
+
+    // With a wait: the workload runs once the other lease is released.
+    let vuma = build(Duration::from_secs(10));
+    let held = vuma.create_buffer_from(&vec![1u8; size]).unwrap();
+    let b = vuma.create_buffer_from(&vec![3u8; size]).unwrap();
+    let lease = vuma
+        .memory()
+        .acquire(&held, 0, AccessMode::Read, 1)
+        .unwrap();
+    let t = Instant::now();
+    let r = std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(100));
+            vuma.memory().release(lease, Outcome::Completed);
+        });
+        vuma.process_workload(&job(&b))
+    })
+    .expect("the workload waits for room and runs");
+    assert!(t.elapsed() >= Duration::from_millis(100));
+    assert!(
+        r.times.place >= Duration::from_millis(90),
+        "{:?}",
+        r.times.place
+    );
+    let want = u32::from_le_bytes([3; 4]).wrapping_mul(2).wrapping_add(1);
+    let v = vuma.to_vec(&b).unwrap();
+    assert!(v
+        .chunks_exact(4)
+        .all(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) == want));
+    assert_eq!(vuma.to_vec(&held).unwrap(), vec![1u8; size]);
+}

@@ -159,9 +159,9 @@ fn worker(vuma: &UnifiedMemoryManager, seed: u64, deadline: Instant, totals: &Mu
                     .scalar(Scalar::U32(mul))
                     .scalar(Scalar::U32(add))
                     .launch(kernels::launch_for(u64::from(n)));
-                // A full device (every resident copy leased by another thread's workload)
-                // is a transient error: the workload did not run and its data is intact;
-                // retry as a caller would.
+                // The manager waits (up to its `budget_wait`) while the device's budget is
+                // full of copies other threads hold; past that a full device is a transient
+                // error (the workload did not run, its data is intact): retry as a caller would.
                 let mut tries = 0u32;
                 let r = loop {
                     match vuma.process_workload(&w) {
