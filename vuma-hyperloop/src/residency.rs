@@ -3,8 +3,11 @@
 //! to-send *chunk images* (a page table and the coded pages packed contiguously — the
 //! *head* — then the raw pages, see [`crate::kernels`]); an [`Uploader`] sends each chunk's
 //! head in one large copy and decodes it on the device, double-buffered: the copy of chunk
-//! i+1 is issued before the decode of chunk i, so a backend with a separate copy stream
-//! overlaps them. Runs of raw pages of at least [`CompressOptions::direct_min_bytes`] go
+//! i+1 is issued before the decode of chunk i. (They do not overlap yet: `Device::copy` is
+//! ordered after all work issued before it — `vuma-cuda` joins its copy streams into the
+//! compute stream — so the pinned path runs copy, decode, copy, …; on the H200 it
+//! delivers ReLU f32 at 1.16× a raw pinned copy where the mapped path reaches 1.33×.
+//! Overlap needs a copy that waits only for the decode that last read its buffer.) Runs of raw pages of at least [`CompressOptions::direct_min_bytes`] go
 //! straight to the destination in one copy each: incompressible data costs what a plain
 //! copy costs.
 //!
