@@ -17,14 +17,16 @@
 //!   printed as a table and drawn as `target/bench/results.svg`.
 //!
 //! Commands:
-//! - `cargo xtask ci [--quick] [-p PKG]…`: fmt, clippy (plus feature combinations unless
-//!   `--quick`), tests, docs with `-D warnings`, the architecture check; a summary table.
+//! - `cargo xtask ci [--quick] [-p PKG]… [--fuzz-seconds N] [--fuzz]`: fmt, clippy (plus
+//!   feature combinations unless `--quick`), tests, docs with `-D warnings`, the
+//!   architecture check; a summary table; then a short fuzz run (every target 8 s, plain-test
+//!   harness; `--fuzz` for libFuzzer; skipped with `--quick` or `--fuzz-seconds 0`).
 //! - `cargo xtask test-hw [--bundle DIR] [--features F] [-p PKG]…`: release test binaries run
 //!   here with `VUMA_REQUIRE_HW=1`, or a self-contained bundle (`DIR/run.sh`) for a GPU
 //!   machine with no Rust.
 //! - `cargo xtask bench [--quick] [--filter X] [--from FILE]`: run benches, table and SVG.
 //! - `cargo xtask fuzz [--seconds N] [--target T]… [--plain]`: the fuzz targets of `fuzz/`
-//!   N seconds each (libFuzzer through cargo-fuzz, or plain tests); `ci --fuzz` adds it.
+//!   N seconds each (libFuzzer through cargo-fuzz, or plain tests).
 //!
 //! ## Feature flags
 //! None.
@@ -64,9 +66,14 @@ enum Cmd {
         /// Stop at the first failing step.
         #[arg(long)]
         fail_fast: bool,
-        /// Also run every fuzz target for 10 s (`cargo xtask fuzz`) after the steps.
+        /// Fuzz with libFuzzer (cargo-fuzz, when installed) instead of the plain-test
+        /// harness in the short fuzz run after the steps.
         #[arg(long)]
         fuzz: bool,
+        /// Seconds per fuzz target in the short fuzz run after the steps (default 8: about a
+        /// minute for all targets; 0 skips it, as does `--quick`).
+        #[arg(long, value_name = "N", default_value_t = 8)]
+        fuzz_seconds: u64,
     },
     /// Build release test (and bench) binaries; run them here with VUMA_REQUIRE_HW=1, or bundle them.
     TestHw {
@@ -132,15 +139,23 @@ fn main() -> ExitCode {
             packages,
             fail_fast,
             fuzz,
-        } => ci::run(&ci::CiOptions {
-            quick,
-            packages,
-            fail_fast,
-        })
-        .and_then(|ok| match fuzz {
-            true => fuzz::run(&fuzz::FuzzOptions::default()).map(|f| ok && f),
-            false => Ok(ok),
-        }),
+            fuzz_seconds,
+        } => {
+            let short_fuzz = (fuzz_seconds > 0 && !quick).then(|| fuzz::FuzzOptions {
+                seconds: fuzz_seconds,
+                plain: !fuzz,
+                ..fuzz::FuzzOptions::default()
+            });
+            ci::run(&ci::CiOptions {
+                quick,
+                packages,
+                fail_fast,
+            })
+            .and_then(|ok| match short_fuzz {
+                Some(o) if ok || !fail_fast => fuzz::run(&o).map(|f| ok && f),
+                _ => Ok(ok),
+            })
+        }
         Cmd::Fuzz {
             seconds,
             targets,
@@ -202,6 +217,23 @@ mod tests {
         assert!(
             matches!(c.command, Cmd::Ci { quick: true, ref packages, .. } if packages.len() == 2)
         );
+        let c = Cli::try_parse_from(["xtask", "ci"]).unwrap();
+        assert!(matches!(
+            c.command,
+            Cmd::Ci {
+                fuzz_seconds: 8,
+                fuzz: false,
+                ..
+            }
+        ));
+        let c = Cli::try_parse_from(["xtask", "ci", "--fuzz-seconds", "0"]).unwrap();
+        assert!(matches!(
+            c.command,
+            Cmd::Ci {
+                fuzz_seconds: 0,
+                ..
+            }
+        ));
         let c = Cli::try_parse_from([
             "xtask",
             "test-hw",
