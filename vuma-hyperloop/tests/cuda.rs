@@ -6,6 +6,8 @@
 //! Without a CUDA device these tests print a SKIP line and pass; with `VUMA_REQUIRE_CUDA=1`
 //! (or `VUMA_REQUIRE_HW=1`) they fail instead.
 
+mod common;
+
 use vuma_core::conformance::skip_or_fail;
 use vuma_core::{DynDevice, HostDevice, Placement};
 use vuma_hyperloop::datasets::{self, Dataset, SplitMix64};
@@ -36,39 +38,26 @@ const GUARD: u64 = 64 << 10;
 
 /// Decodes `cb` on `dev` through every home; returns the output (guard checked) per home.
 fn all_homes(dev: &dyn DynDevice, cb: &CompressedBuffer) -> Vec<(&'static str, Vec<u8>)> {
-    let len = cb.len();
-    let dst = dev.alloc(len + GUARD, Placement::DeviceLocal).unwrap();
-    let mut up = Uploader::new(dev);
-    let mut out = Vec::new();
-    let mut run =
-        |name: &'static str, f: &mut dyn FnMut(&mut Uploader<'_>, &dyn vuma_core::DynBuffer)| {
-            dev.fill(dst.as_ref(), 0, len + GUARD, 0xCD).unwrap();
-            f(&mut up, dst.as_ref());
-            let mut back = vec![0u8; (len + GUARD) as usize];
-            dev.read(dst.as_ref(), 0, &mut back).unwrap();
-            assert!(
-                back[len as usize..].iter().all(|&b| b == 0xCD),
-                "{name}: write past the data"
-            );
-            back.truncate(len as usize);
-            out.push((name, back));
-        };
-    run("pageable", &mut |u, d| {
-        u.upload(cb, d).unwrap();
-    });
+    let run = |name: &'static str,
+               f: &mut dyn FnMut(
+        &mut Uploader<'_>,
+        &dyn vuma_core::DynBuffer,
+    ) -> vuma_core::Result<()>| {
+        let out = common::decode_into(dev, cb.len(), GUARD, name, f)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        (name, out)
+    };
     let pinned = PinnedCompressed::pin(dev, cb).unwrap();
-    run("pinned", &mut |u, d| {
-        u.upload_pinned(&pinned, d).unwrap();
-    });
     let mapped = PinnedCompressed::map(dev, cb).unwrap();
-    run("mapped", &mut |u, d| {
-        u.upload_pinned(&mapped, d).unwrap();
-    });
     let resident = DeviceCompressed::new(dev, cb).unwrap();
-    run("resident", &mut |u, d| {
-        u.decode_resident(&resident, d).unwrap();
-    });
-    out
+    vec![
+        run("pageable", &mut |u, d| u.upload(cb, d).map(drop)),
+        run("pinned", &mut |u, d| u.upload_pinned(&pinned, d).map(drop)),
+        run("mapped", &mut |u, d| u.upload_pinned(&mapped, d).map(drop)),
+        run("resident", &mut |u, d| {
+            u.decode_resident(&resident, d).map(drop)
+        }),
+    ]
 }
 
 #[test]
@@ -104,21 +93,9 @@ fn cuda_decoders_match_the_host_on_every_dataset() {
 
 /// Runs `cb` on `dev`: the error text (status flags and first bad page) or the output.
 fn outcome(dev: &dyn DynDevice, cb: &CompressedBuffer) -> Result<Vec<u8>, String> {
-    let len = cb.len();
-    let dst = dev.alloc(len + GUARD, Placement::DeviceLocal).unwrap();
-    dev.fill(dst.as_ref(), 0, len + GUARD, 0xCD).unwrap();
-    let r = Uploader::new(dev).upload(cb, dst.as_ref());
-    let mut back = vec![0u8; (len + GUARD) as usize];
-    dev.read(dst.as_ref(), 0, &mut back).unwrap();
-    assert!(
-        back[len as usize..].iter().all(|&b| b == 0xCD),
-        "write past the data"
-    );
-    back.truncate(len as usize);
-    match r {
-        Ok(_) => Ok(back),
-        Err(e) => Err(e.to_string()),
-    }
+    common::decode_into(dev, cb.len(), GUARD, "upload", &mut |u, d| {
+        u.upload(cb, d).map(drop)
+    })
 }
 
 #[test]
@@ -225,21 +202,7 @@ fn cuda_decode_rates_are_measured() {
     let mut m = prior.clone();
     measure_device_decode(&dev, &mut m, 64 << 20, 5).unwrap();
     eprintln!("measured cost model:\n{}", m.to_text());
-    assert!(m.decode_measured);
-    // Measured, finite and positive; no speed threshold (a timed test claims no
-    // performance, and under compute-sanitizer kernels run orders of magnitude slower).
-    for (what, v, before) in [
-        (
-            "bitplane decode",
-            m.bitplane.device_decode,
-            prior.bitplane.device_decode,
-        ),
-        ("lz4 decode", m.lz4.device_decode, prior.lz4.device_decode),
-        ("mapped h2d", m.mapped_h2d, prior.mapped_h2d),
-    ] {
-        assert!(v.is_finite() && v > 0.0, "{what} rate not measured: {v}");
-        assert_ne!(v, before, "{what} still holds its prior value");
-    }
+    common::assert_rates_measured(&prior, &m);
 }
 
 #[test]
@@ -266,24 +229,11 @@ fn evict_on(
         .evict(src.as_ref(), data.len() as u64, opts, home)
         .unwrap();
     // Back up through the uploader, from the pinned images themselves.
-    let dst = dev
-        .alloc(data.len() as u64 + GUARD, Placement::DeviceLocal)
-        .unwrap();
-    dev.fill(dst.as_ref(), 0, data.len() as u64 + GUARD, 0xCD)
-        .unwrap();
-    Uploader::new(dev)
-        .upload_pinned(ev.pinned(), dst.as_ref())
-        .unwrap();
-    let mut back = vec![0u8; data.len() + GUARD as usize];
-    dev.read(dst.as_ref(), 0, &mut back).unwrap();
-    assert!(
-        back[data.len()..].iter().all(|&b| b == 0xCD),
-        "write past the data"
-    );
-    assert!(
-        back[..data.len()] == *data,
-        "{home:?}: eviction round trip differs"
-    );
+    let back = common::decode_into(dev, data.len() as u64, GUARD, "eviction", &mut |u, d| {
+        u.upload_pinned(ev.pinned(), d).map(drop)
+    })
+    .unwrap();
+    assert!(back == *data, "{home:?}: eviction round trip differs");
     let cb = ev.to_compressed(dev).unwrap();
     enc.recycle(ev);
     cb

@@ -8,6 +8,8 @@
 //! Without a Vulkan device these tests print a SKIP line and pass; with
 //! `VUMA_REQUIRE_VULKAN=1` (or `VUMA_REQUIRE_HW=1`) they fail instead.
 
+mod common;
+
 use vuma_core::conformance::skip_or_fail;
 use vuma_core::{DynBuffer, DynDevice, HostDevice, Placement};
 use vuma_hyperloop::datasets::{Dataset, SplitMix64};
@@ -61,19 +63,7 @@ fn decode_into(
     what: &str,
     f: &mut dyn FnMut(&mut Uploader<'_>, &dyn DynBuffer) -> vuma_core::Result<()>,
 ) -> Result<Vec<u8>, String> {
-    let len = cb.len();
-    let dst = dev.alloc(len + GUARD, Placement::DeviceLocal).unwrap();
-    dev.fill(dst.as_ref(), 0, len + GUARD, PATTERN).unwrap();
-    let mut up = Uploader::new(dev);
-    let r = f(&mut up, dst.as_ref());
-    let mut back = vec![0u8; (len + GUARD) as usize];
-    dev.read(dst.as_ref(), 0, &mut back).unwrap();
-    assert!(
-        back[len as usize..].iter().all(|&b| b == PATTERN),
-        "{what}: write past the data"
-    );
-    back.truncate(len as usize);
-    r.map(|_| back).map_err(|e| e.to_string())
+    common::decode_into(dev, cb.len(), GUARD, what, f)
 }
 
 /// Decodes `cb` on `dev` through every home Vulkan supports; returns the output per home.
@@ -580,20 +570,6 @@ fn vulkan_decode_rates_are_measured() {
     vuma_hyperloop::residency::measure_device_decode(&dev, &mut m, sample, if gpu { 5 } else { 1 })
         .unwrap();
     eprintln!("measured cost model:\n{}", m.to_text());
-    assert!(m.decode_measured);
-    // Measured, finite and positive; no speed threshold (a timed test claims no
-    // performance; the benchmark does).
-    for (what, v, before) in [
-        (
-            "bitplane decode",
-            m.bitplane.device_decode,
-            prior.bitplane.device_decode,
-        ),
-        ("lz4 decode", m.lz4.device_decode, prior.lz4.device_decode),
-        ("mapped h2d", m.mapped_h2d, prior.mapped_h2d),
-    ] {
-        assert!(v.is_finite() && v > 0.0, "{what} rate not measured: {v}");
-        assert_ne!(v, before, "{what} still holds its prior value");
-    }
+    common::assert_rates_measured(&prior, &m);
     assert_clean(&dev);
 }
