@@ -6,7 +6,7 @@
 //! Every check panics with a message on failure: it is test code.
 
 use crate::buffer::DynBuffer;
-use crate::device::DynDevice;
+use crate::device::{DynDevice, Fence};
 use crate::error::Error;
 use crate::kernel::{Arg, Kernel, LaunchConfig, Scalar};
 use crate::placement::{AccessMode, Placement};
@@ -199,6 +199,108 @@ pub fn launch_increment(dev: &dyn DynDevice, kernel: &Kernel) {
     }
 }
 
+/// [`Device::copy_concurrent`](crate::Device::copy_concurrent) and
+/// [`Device::wait_for`](crate::Device::wait_for): a pipelined loop (copy chunk i+1 into one
+/// of two bounce buffers while chunk i is incremented in the other, then copied out) gives
+/// exact results; copies see the writes issued before them; `synchronize` covers a copy
+/// nobody waited for; buffers dropped while their copy is in flight are safe; bad ranges
+/// and foreign fences are typed errors.
+pub fn concurrent_copies(dev: &dyn DynDevice, kernel: &Kernel) {
+    let chunk: u64 = 1 << 20;
+    let chunks = 7u64;
+    let total = chunk * chunks;
+    let src_place = if dev.supports(Placement::Staging) {
+        Placement::Staging
+    } else {
+        Placement::DeviceLocal
+    };
+    let src = dev.alloc(total, src_place).expect("alloc src");
+    let words: Vec<u8> = (0..total / 4)
+        .flat_map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes())
+        .collect();
+    dev.write(&*src, 0, &words).expect("write src");
+    let bounce = [
+        dev.alloc(chunk, Placement::DeviceLocal).expect("alloc bounce"),
+        dev.alloc(chunk, Placement::DeviceLocal).expect("alloc bounce"),
+    ];
+    let dst = dev.alloc(total, Placement::DeviceLocal).expect("alloc dst");
+    let n = (chunk / 4) as u32;
+    let cfg = LaunchConfig::for_elements(u64::from(n), 64);
+    let copy_in = |i: u64| {
+        dev.copy_concurrent(&*src, i * chunk, &*bounce[(i % 2) as usize], 0, chunk)
+            .expect("copy_concurrent")
+    };
+    let mut ready = vec![copy_in(0)];
+    for i in 0..chunks {
+        if i + 1 < chunks {
+            ready.push(copy_in(i + 1));
+        }
+        let b = &*bounce[(i % 2) as usize];
+        dev.wait_for(&ready[i as usize]).expect("wait_for");
+        let args = [
+            Arg::whole(b, AccessMode::ReadWrite),
+            Arg::Scalar(Scalar::U32(n)),
+            Arg::Scalar(Scalar::U32(i as u32 + 1)),
+        ];
+        dev.launch(kernel, &cfg, &args).expect("launch");
+        dev.copy(b, 0, &*dst, i * chunk, chunk).expect("copy out");
+    }
+    let mut back = vec![0u8; total as usize];
+    dev.read(&*dst, 0, &mut back).expect("read");
+    for (w, c) in back.chunks_exact(4).enumerate() {
+        let v = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        let i = w as u64 * 4 / chunk;
+        let want = (w as u32).wrapping_mul(2_654_435_761).wrapping_add(i as u32 + 1);
+        assert_eq!(v, want, "word {w} (chunk {i}) of the pipelined copy + increment");
+    }
+
+    // A copy sees the writes issued before it; `synchronize` completes it.
+    let again = pattern(total as usize, 77);
+    dev.write(&*src, 0, &again).expect("write src");
+    let f = dev
+        .copy_concurrent(&*src, 0, &*dst, 0, total)
+        .expect("copy_concurrent");
+    dev.synchronize().expect("synchronize");
+    dev.read(&*dst, 0, &mut back).expect("read");
+    assert!(back == again, "copy_concurrent then synchronize");
+    dev.wait_for(&f).expect("waiting for a completed fence");
+
+    // Buffers dropped while their copy is in flight.
+    for _ in 0..3 {
+        let a = dev.alloc(total, Placement::DeviceLocal).expect("alloc");
+        let b = dev.alloc(total, Placement::DeviceLocal).expect("alloc");
+        let _f = dev.copy_concurrent(&*a, 0, &*b, 0, total).expect("copy");
+        drop(a);
+        drop(b);
+    }
+    dev.synchronize().expect("synchronize after drops");
+
+    // Bad input.
+    assert!(
+        matches!(
+            dev.copy_concurrent(&*src, total - 1, &*dst, 0, 2),
+            Err(Error::OutOfRange { .. })
+        ),
+        "source range past the end"
+    );
+    assert!(
+        matches!(
+            dev.copy_concurrent(&*src, 0, &*dst, 1, total),
+            Err(Error::OutOfRange { .. })
+        ),
+        "destination range past the end"
+    );
+    assert!(
+        matches!(
+            dev.wait_for(&Fence::new(0u32)),
+            Err(Error::WrongDevice { .. })
+        ),
+        "a fence that is not this device's"
+    );
+    dev.wait_for(&Fence::done()).expect("a done fence");
+    dev.synchronize().expect("synchronize");
+}
+
 /// A kernel without a variant for the device's backend is a typed error.
 pub fn launch_without_variant(dev: &dyn DynDevice) {
     let k = Kernel::new("nothing-here");
@@ -300,6 +402,12 @@ macro_rules! conformance_suite {
             fn launch_increment() {
                 if let Some(d) = dev() {
                     $crate::conformance::launch_increment(&*d, &($kernel)())
+                }
+            }
+            #[test]
+            fn concurrent_copies() {
+                if let Some(d) = dev() {
+                    $crate::conformance::concurrent_copies(&*d, &($kernel)())
                 }
             }
             #[test]

@@ -2,6 +2,9 @@
 //! [`DynDevice`], implemented once for every `Device` by a blanket impl, so that one manager
 //! can hold devices of several backends as `Arc<dyn DynDevice>`.
 
+use std::any::Any;
+use std::sync::Arc;
+
 use crate::buffer::{Buffer, DynBuffer};
 use crate::error::{Error, Result};
 use crate::info::DeviceInfo;
@@ -56,6 +59,40 @@ pub trait Device: Send + Sync + 'static {
         args: &[Arg<'_, Self::Buffer>],
     ) -> Result<()>;
 
+    /// Copies like [`Device::copy`] — ordered after every operation issued before it — but
+    /// operations issued *after* it are not ordered after it: they may run while the copy
+    /// is in flight, until one of them is preceded by [`Device::wait_for`] on the returned
+    /// [`Fence`]. This is how a copy overlaps kernels (copy chunk i+1 while chunk i is
+    /// decoded). Until that wait, later operations must neither write `src`'s range nor
+    /// touch `dst`'s range; [`Device::synchronize`] and dropping a buffer wait for the copy.
+    ///
+    /// The default runs an ordered [`Device::copy`] and returns [`Fence::done`]: always
+    /// correct, never overlapped. Backends with a separate copy queue override it.
+    fn copy_concurrent(
+        &self,
+        src: &Self::Buffer,
+        src_offset: u64,
+        dst: &Self::Buffer,
+        dst_offset: u64,
+        len: u64,
+    ) -> Result<Fence> {
+        self.copy(src, src_offset, dst, dst_offset, len)?;
+        Ok(Fence::done())
+    }
+
+    /// Orders every operation issued after this call after the work `fence` stands for.
+    /// A fence of another device is [`Error::WrongDevice`]; [`Fence::done`] is a no-op.
+    fn wait_for(&self, fence: &Fence) -> Result<()> {
+        if fence.is_done() {
+            Ok(())
+        } else {
+            Err(Error::WrongDevice {
+                expected: self.info().name.clone(),
+                found: "a fence of another device".into(),
+            })
+        }
+    }
+
     /// Waits until every operation issued so far has completed, and reports any error that
     /// an asynchronous operation (or a `Drop`) recorded.
     fn synchronize(&self) -> Result<()>;
@@ -92,8 +129,57 @@ pub trait DynDevice: Send + Sync {
         config: &LaunchConfig,
         args: &[Arg<'_, dyn DynBuffer>],
     ) -> Result<()>;
+    /// See [`Device::copy_concurrent`].
+    fn copy_concurrent(
+        &self,
+        src: &dyn DynBuffer,
+        src_offset: u64,
+        dst: &dyn DynBuffer,
+        dst_offset: u64,
+        len: u64,
+    ) -> Result<Fence>;
+    /// See [`Device::wait_for`].
+    fn wait_for(&self, fence: &Fence) -> Result<()>;
     /// See [`Device::synchronize`].
     fn synchronize(&self) -> Result<()>;
+}
+
+/// A point in a device's work that other work can be ordered after (see
+/// [`Device::copy_concurrent`] and [`Device::wait_for`]). Cheap to clone; holds whatever
+/// the backend needs (a CUDA event, …) and keeps it alive while any clone lives.
+#[derive(Clone, Default)]
+pub struct Fence(Option<Arc<dyn Any + Send + Sync>>);
+
+impl Fence {
+    /// A fence that is already reached (waiting for it is a no-op).
+    pub fn done() -> Self {
+        Fence(None)
+    }
+
+    /// A backend's fence carrying `payload` (which the backend downcasts in `wait_for`).
+    pub fn new<T: Any + Send + Sync>(payload: T) -> Self {
+        Fence(Some(Arc::new(payload)))
+    }
+
+    /// Whether this is [`Fence::done`].
+    pub fn is_done(&self) -> bool {
+        self.0.is_none()
+    }
+
+    /// The backend payload, when it is a `T`.
+    pub fn payload<T: Any>(&self) -> Option<&T> {
+        self.0.as_deref().and_then(|p| p.downcast_ref::<T>())
+    }
+}
+
+impl std::fmt::Debug for Fence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.is_done() {
+            "Fence(done)"
+        } else {
+            "Fence(pending)"
+        })
+    }
 }
 
 fn downcast<'a, D: Device>(dev: &D, b: &'a dyn DynBuffer) -> Result<&'a D::Buffer> {
@@ -166,6 +252,26 @@ impl<D: Device> DynDevice for D {
             });
         }
         Device::launch(self, kernel, config, &typed)
+    }
+    fn copy_concurrent(
+        &self,
+        src: &dyn DynBuffer,
+        src_offset: u64,
+        dst: &dyn DynBuffer,
+        dst_offset: u64,
+        len: u64,
+    ) -> Result<Fence> {
+        Device::copy_concurrent(
+            self,
+            downcast(self, src)?,
+            src_offset,
+            downcast(self, dst)?,
+            dst_offset,
+            len,
+        )
+    }
+    fn wait_for(&self, fence: &Fence) -> Result<()> {
+        Device::wait_for(self, fence)
     }
     fn synchronize(&self) -> Result<()> {
         Device::synchronize(self)

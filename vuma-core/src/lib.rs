@@ -63,7 +63,7 @@ pub mod storage;
 
 pub use buffer::{Buffer, DynBuffer};
 pub use codec::Codec;
-pub use device::{check_launch_args, Device, DynDevice};
+pub use device::{check_launch_args, Device, DynDevice, Fence};
 pub use error::{check_range, Error, Result};
 pub use host::{HostBuffer, HostDevice};
 pub use info::{Backend, DeviceId, DeviceInfo, DeviceKind, LinkInfo, MemoryHeap};

@@ -8,7 +8,7 @@ use std::time::Instant;
 use cudarc::driver::sys;
 use vuma_core::{
     check_launch_args, check_range, Arg, Backend, Buffer, CudaCode, Device, DeviceId, DeviceInfo,
-    DeviceKind, Error, Kernel, KernelVariant, LaunchConfig, LinkInfo, MemoryHeap, Placement,
+    DeviceKind, Error, Fence, Kernel, KernelVariant, LaunchConfig, LinkInfo, MemoryHeap, Placement,
     Result,
 };
 
@@ -77,6 +77,10 @@ pub(crate) struct Inner {
     pub(crate) compute: sys::CUstream,
     h2d: sys::CUstream,
     d2h: sys::CUstream,
+    /// The stream of [`Device::copy_concurrent`]: ordered after the compute stream at each
+    /// issue, joined back only by `wait_for`, buffer drops and synchronisation.
+    side: sys::CUstream,
+    side_state: Mutex<Side>,
     ring: Mutex<Ring>,
     modules: Mutex<HashMap<u128, Module>>,
     deferred: Mutex<Vec<Error>>,
@@ -92,6 +96,39 @@ pub(crate) struct Inner {
 unsafe impl Send for Inner {}
 // SAFETY: see `Send`.
 unsafe impl Sync for Inner {}
+
+/// The events of the side stream (behind a mutex: record-then-wait pairs must not
+/// interleave between threads).
+struct Side {
+    /// Recorded on the compute stream before a side copy (the side stream waits on it).
+    ev_start: sys::CUevent,
+    /// Recorded on the side stream when the compute stream must catch up with it.
+    ev_join: sys::CUevent,
+    /// Whether side copies were issued since the compute stream last waited for all of them.
+    pending: bool,
+}
+
+/// The payload of a CUDA [`Fence`]: an event recorded after a side copy. Destroying an
+/// event whose work is still pending is allowed (the driver releases it on completion).
+struct CudaFence {
+    inner: Arc<Inner>,
+    event: sys::CUevent,
+}
+
+// SAFETY: CUDA events are driver objects usable from any thread.
+unsafe impl Send for CudaFence {}
+// SAFETY: see `Send`; `wait_for` only passes the handle to the driver.
+unsafe impl Sync for CudaFence {}
+
+impl Drop for CudaFence {
+    fn drop(&mut self) {
+        if self.inner.bind().is_ok() {
+            // SAFETY: the event was created in this context by `copy_concurrent` and is
+            // destroyed once; pending work on it completes normally.
+            unsafe { sys::cuEventDestroy_v2(self.event) };
+        }
+    }
+}
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -111,6 +148,7 @@ impl Inner {
 
     fn sync_compute(&self) -> Result<()> {
         self.bind()?;
+        self.join_side()?;
         // SAFETY: valid stream of this context.
         check("cuStreamSynchronize", unsafe {
             sys::cuStreamSynchronize(self.compute)
@@ -125,6 +163,18 @@ impl Inner {
             unsafe { sys::cuStreamSynchronize(stream) };
         }
         r
+    }
+
+    /// Makes the compute stream wait for every side copy issued so far (no-op when none
+    /// is pending). The context must be bound.
+    fn join_side(&self) -> Result<()> {
+        let mut side = lock(&self.side_state);
+        if !side.pending {
+            return Ok(());
+        }
+        self.join(side.ev_join, self.side, self.compute)?;
+        side.pending = false;
+        Ok(())
     }
 
     /// Makes `to` wait for everything issued on `from` so far, through `event`.
@@ -150,9 +200,15 @@ impl Drop for Inner {
         // is destroyed exactly once here (null handles are skipped), and no buffer is left
         // (buffers hold an `Arc<Inner>`), so nothing uses them any more.
         unsafe {
-            for s in [self.compute, self.h2d, self.d2h] {
+            for s in [self.compute, self.h2d, self.d2h, self.side] {
                 if !s.is_null() {
                     sys::cuStreamSynchronize(s);
+                }
+            }
+            let side = self.side_state.get_mut().unwrap_or_else(|e| e.into_inner());
+            for e in [side.ev_start, side.ev_join] {
+                if !e.is_null() {
+                    sys::cuEventDestroy_v2(e);
                 }
             }
             let ring = self.ring.get_mut().unwrap_or_else(|e| e.into_inner());
@@ -176,7 +232,7 @@ impl Drop for Inner {
             for (_, m) in modules.drain() {
                 sys::cuModuleUnload(m.module);
             }
-            for s in [self.compute, self.h2d, self.d2h] {
+            for s in [self.compute, self.h2d, self.d2h, self.side] {
                 if !s.is_null() {
                     sys::cuStreamDestroy_v2(s);
                 }
@@ -265,6 +321,12 @@ impl Drop for CudaBuffer {
         if let Err(e) = inner.bind() {
             inner.defer(e);
             return;
+        }
+        // A side copy may still read or write this buffer: order the free after it.
+        if let Err(e) = inner.join_side() {
+            inner.defer(e);
+            // SAFETY: valid stream; waiting is the fallback that keeps the free safe.
+            unsafe { sys::cuStreamSynchronize(inner.side) };
         }
         match self.placement {
             Placement::DeviceLocal => {
@@ -385,6 +447,12 @@ impl CudaDevice {
             compute: std::ptr::null_mut(),
             h2d: std::ptr::null_mut(),
             d2h: std::ptr::null_mut(),
+            side: std::ptr::null_mut(),
+            side_state: Mutex::new(Side {
+                ev_start: std::ptr::null_mut(),
+                ev_join: std::ptr::null_mut(),
+                pending: false,
+            }),
             ring: Mutex::new(Ring {
                 slots: Vec::new(),
                 slot_bytes: RING_SLOT_BYTES,
@@ -489,6 +557,12 @@ impl CudaDevice {
         inner.compute = new_stream()?;
         inner.h2d = new_stream()?;
         inner.d2h = new_stream()?;
+        inner.side = new_stream()?;
+        {
+            let side = inner.side_state.get_mut().unwrap_or_else(|e| e.into_inner());
+            side.ev_start = new_event()?;
+            side.ev_join = new_event()?;
+        }
         {
             let ring = inner.ring.get_mut().unwrap_or_else(|e| e.into_inner());
             ring.ev_start = new_event()?;
@@ -1072,11 +1146,80 @@ impl Device for CudaDevice {
         })
     }
 
+    fn copy_concurrent(
+        &self,
+        src: &CudaBuffer,
+        src_offset: u64,
+        dst: &CudaBuffer,
+        dst_offset: u64,
+        len: u64,
+    ) -> Result<Fence> {
+        let (src, dst) = (self.own(src)?, self.own(dst)?);
+        check_range(src_offset, len, src.len)?;
+        check_range(dst_offset, len, dst.len)?;
+        if std::ptr::eq(src, dst) && src_offset < dst_offset + len && dst_offset < src_offset + len
+        {
+            return Err(Error::invalid(
+                "copy within one buffer with overlapping ranges",
+            ));
+        }
+        if len == 0 {
+            return Ok(Fence::done());
+        }
+        let inner = &*self.inner;
+        inner.bind()?;
+        let event = new_event()?;
+        let fence = Fence::new(CudaFence {
+            inner: self.inner.clone(),
+            event,
+        });
+        let mut side = lock(&inner.side_state);
+        // Ordered after everything issued on the compute stream so far (which also makes
+        // stream-ordered allocations of `src` and `dst` visible to the side stream).
+        inner.join(side.ev_start, inner.compute, inner.side)?;
+        // SAFETY: both ranges are in bounds of live allocations of this context; the
+        // buffers cannot be freed before the side stream is joined (`CudaBuffer::drop`
+        // joins it first).
+        let r = check("cuMemcpyAsync", unsafe {
+            sys::cuMemcpyAsync(
+                dst.dptr + dst_offset,
+                src.dptr + src_offset,
+                len as usize,
+                inner.side,
+            )
+        });
+        side.pending = true;
+        r?;
+        // SAFETY: valid event and stream of this context.
+        check("cuEventRecord", unsafe { sys::cuEventRecord(event, inner.side) })?;
+        Ok(fence)
+    }
+
+    fn wait_for(&self, fence: &Fence) -> Result<()> {
+        if fence.is_done() {
+            return Ok(());
+        }
+        let f = fence
+            .payload::<CudaFence>()
+            .filter(|f| Arc::ptr_eq(&f.inner, &self.inner))
+            .ok_or_else(|| Error::WrongDevice {
+                expected: self.info.name.clone(),
+                found: "a fence of another device".into(),
+            })?;
+        self.inner.bind()?;
+        // SAFETY: valid event (kept alive by `fence`) and stream of this context; flags 0.
+        check("cuStreamWaitEvent", unsafe {
+            sys::cuStreamWaitEvent(self.inner.compute, f.event, 0)
+        })
+    }
+
     fn synchronize(&self) -> Result<()> {
         let inner = &*self.inner;
         inner.bind()?;
         // Every copy-stream transfer is joined into the compute stream (uploads) or waited
-        // for before returning (downloads), so the compute stream's completion covers all.
+        // for before returning (downloads), side copies are joined here, so the compute
+        // stream's completion covers all.
+        inner.join_side()?;
         // SAFETY: valid stream of this context.
         let r = check("cuStreamSynchronize", unsafe {
             sys::cuStreamSynchronize(inner.compute)

@@ -13,7 +13,8 @@
 //! device decode rate of each device codec (from device memory) vs the raw pinned link rate;
 //! the eviction round trip of ReLU activations resident on the device (device encode +
 //! download + upload + decode, through staging copies and through mapped memory) vs a raw
-//! pinned download + upload, and the device encode rate vs the raw pinned download.
+//! pinned download + upload, and the rate of the eviction to staging alone (device encode
+//! and download, overlapped per chunk: `evict_to_staging`) vs the raw pinned download.
 
 use std::time::Instant;
 
@@ -215,9 +216,9 @@ fn device_bench(
         t.elapsed().as_secs_f64()
     });
     drop(staging);
-    // Each home gets the plan its cost model calls for: pinned and pageable uploads copy,
-    // then decode on one stream (serialised); mapped uploads decode while the bytes cross
-    // the link (overlapped).
+    // Each home gets the plan its cost model calls for: pinned uploads copy, then decode
+    // (overlapped on backends with concurrent copies, `model.concurrent_copies`, else
+    // serialised); mapped uploads decode while the bytes cross the link (overlapped).
     let compress = |overlap: bool| {
         let mut opts = CompressOptions::with_width(ds.width());
         opts.model = CostModel {
@@ -268,6 +269,18 @@ fn device_bench(
     });
     verify("mapped upload")?;
     drop(mapped);
+    // Mapped pinned memory, copied by DMA chunk by chunk (like staging) instead of read in
+    // place: the same plan as the pinned upload.
+    let mapped = PinnedCompressed::map(dev, &cb)?;
+    up.set_mapped_in_place(false);
+    let eff_mapped_dma = time_gbps(n, iters, || {
+        up.upload_pinned(&mapped, dst.as_ref())
+            .expect("upload")
+            .time_s
+    });
+    up.set_mapped_in_place(true);
+    verify("mapped upload by DMA")?;
+    drop(mapped);
     let eff_pageable = time_gbps(n, iters, || {
         up.upload(&cb, dst.as_ref()).expect("upload").time_s
     });
@@ -282,6 +295,12 @@ fn device_bench(
     rec(
         format!("hyperloop/{backend}/h2d_compressed_mapped/{d}"),
         eff_mapped,
+        "raw pinned copy",
+        raw_pinned,
+    );
+    rec(
+        format!("hyperloop/{backend}/h2d_compressed_mapped_dma/{d}"),
+        eff_mapped_dma,
         "raw pinned copy",
         raw_pinned,
     );
@@ -360,15 +379,18 @@ fn eviction_bench(dev: &dyn DynDevice, data: &[u8], iters: usize) -> vuma_core::
     let mut enc = DeviceEncoder::new(dev);
     let mut up = Uploader::new(dev);
     let mut back = vec![0u8; data.len()];
-    for (home, what) in [
-        (Placement::Staging, "evict_roundtrip_staged"),
-        (Placement::HostMapped, "evict_roundtrip_mapped"),
+    for (home, what, in_place) in [
+        (Placement::Staging, "evict_roundtrip_staged", true),
+        (Placement::HostMapped, "evict_roundtrip_mapped", true),
+        (Placement::HostMapped, "evict_roundtrip_mapped_dma", false),
     ] {
+        up.set_mapped_in_place(in_place);
         if !dev.supports(home) {
             println!("SKIP: {what}: {name} has no {} memory", home.as_str());
             continue;
         }
         let mut enc_t = Vec::new();
+        let mut phases = Vec::new();
         let mut summary = None;
         let eff = time_gbps(n, iters, || {
             let t = Instant::now();
@@ -376,6 +398,7 @@ fn eviction_bench(dev: &dyn DynDevice, data: &[u8], iters: usize) -> vuma_core::
             up.upload_pinned(ev.pinned(), dst.as_ref()).expect("upload");
             let el = t.elapsed().as_secs_f64();
             enc_t.push(ev.device_encode_time_s());
+            phases.push((ev.phase_times_s(), ev.encode_time_s(), el));
             summary.get_or_insert_with(|| ev.summary().clone());
             enc.recycle(ev);
             el
@@ -391,10 +414,20 @@ fn eviction_bench(dev: &dyn DynDevice, data: &[u8], iters: usize) -> vuma_core::
         if let Some(s) = summary {
             println!("  {what} on {name}: {s}");
         }
+        if let Some(([a, b, c], e, el)) = phases.last() {
+            println!(
+                "  {what}: size pass {:.2} ms, layout {:.2} ms, write pass {:.2} ms, eviction {:.2} ms, round trip {:.2} ms (last run)",
+                a * 1e3,
+                (b - a) * 1e3,
+                (c - b) * 1e3,
+                e * 1e3,
+                el * 1e3
+            );
+        }
         rec(what, eff, "raw pinned d2h + h2d", raw_rt);
         if home == Placement::Staging {
             let enc_gbps = n as f64 / median(&mut enc_t) / 1e9;
-            rec("evict_encode", enc_gbps, "raw pinned d2h", raw_d2h);
+            rec("evict_to_staging", enc_gbps, "raw pinned d2h", raw_d2h);
         }
     }
     Ok(())

@@ -152,7 +152,8 @@ fn run(dev: &dyn DynDevice, seg: usize, iters: usize) -> Result<()> {
         .collect::<Result<_>>()?;
     // Compressed: each segment compressed once on the host, then pinned / mapped.
     let t = Instant::now();
-    let opts = CompressOptions::with_width(ElemWidth::F32);
+    let mut opts = CompressOptions::with_width(ElemWidth::F32);
+    opts.model = vuma_hyperloop::planner::CostModel::for_device(dev.info());
     let compressed: Vec<CompressedBuffer> = segments
         .iter()
         .map(|d| CompressedBuffer::compress(d, &opts))

@@ -24,9 +24,10 @@
 //!    memory and stores them with 16-byte vector stores; block 0 of a page writes its
 //!    entry, header, offset table, tail and the zero padding to the next 16-byte boundary;
 //!    raw pages are copied. The images land in one buffer at the offsets of the upload's
-//!    layout: in device memory followed by **one** copy into pinned staging memory
-//!    ([`Placement::Staging`]), or straight into mapped pinned memory
-//!    ([`Placement::HostMapped`]), so that encoding and the transfer overlap.
+//!    layout: in device memory, one launch and one concurrent copy into pinned staging
+//!    memory ([`Placement::Staging`]) per chunk, so that the copy of chunk c overlaps the
+//!    write pass of chunk c+1 ([`DynDevice::copy_concurrent`]); or straight into mapped
+//!    pinned memory ([`Placement::HostMapped`]), so that encoding and the transfer overlap.
 //!
 //! Every write of `hl_enc_write` is checked against the output buffer and the page's slot;
 //! a job or record that does not fit sets a flag in a status word (`[flags, first bad
@@ -313,7 +314,7 @@ extern "C" __global__ void __launch_bounds__(256) hl_enc_size(const u8* src, u64
 
 extern "C" __global__ void __launch_bounds__(256) hl_enc_write(const u8* src, u64 src_len, const u32* rec,
                                                                const u8* jobs, u8* out, u64 out_len, u32* status,
-                                                               u32 npages, u32 ps, u32 w) {
+                                                               u32 npages, u32 ps, u32 w, u32 page0) {
     __shared__ __align__(16) u8 pl[4096];
     __shared__ __align__(16) u8 ost[HE_OSTAGE];
     __shared__ u8 nzv[1024];
@@ -321,8 +322,8 @@ extern "C" __global__ void __launch_bounds__(256) hl_enc_write(const u8* src, u6
     __shared__ u32 smk[32];
     __shared__ u32 szero[4];
     __shared__ u32 pre[33];
-    u32 page = blockIdx.x;
-    if (page >= npages) return;
+    u32 page = page0 + blockIdx.x;
+    if (page < page0 || page >= npages) return;
     bool lead = blockIdx.y == 0u && threadIdx.x == 0u;
     const u8* jb = jobs + (u64)page * HE_JOB;
     u64 coff = he_rd64(jb);
@@ -764,11 +765,11 @@ fn flag(status: &mut [u8], f: u32, page: usize) {
 }
 
 fn host_enc_write(l: &mut HostLaunch<'_>) -> Result<()> {
-    let [Scalar::U64(src_len), Scalar::U64(out_len), Scalar::U32(npages), Scalar::U32(ps), Scalar::U32(w)] =
+    let [Scalar::U64(src_len), Scalar::U64(out_len), Scalar::U32(npages), Scalar::U32(ps), Scalar::U32(w), Scalar::U32(page0)] =
         l.scalars[..]
     else {
         return Err(Error::invalid(
-            "hl_enc_write takes (src, src_len: u64, records, jobs, out, out_len: u64, status, npages: u32, page_size: u32, width: u32)",
+            "hl_enc_write takes (src, src_len: u64, records, jobs, out, out_len: u64, status, npages: u32, page_size: u32, width: u32, page0: u32)",
         ));
     };
     let [src, rec, jobs, out, status] = &mut l.buffers[..] else {
@@ -790,7 +791,9 @@ fn host_enc_write(l: &mut HostLaunch<'_>) -> Result<()> {
     let src = &src[..src_len as usize];
     let out = &mut out[..out_len as usize];
     let (ps64, w64) = (u64::from(ps), u64::from(w));
-    for page in 0..np {
+    // Pages page0..npages, one block row each on the device (the grid covers the rest).
+    let last = np.min(page0 as usize + l.config.grid[0] as usize);
+    for page in (page0 as usize).min(last)..last {
         let jb = &jobs[page * JOB_BYTES..(page + 1) * JOB_BYTES];
         let coff = rd64(jb, 0);
         let idx = u64::from(rd32(jb, 8));
@@ -935,6 +938,7 @@ pub struct Evicted {
     page_size: usize,
     encode_time_s: f64,
     device_encode_s: f64,
+    phases_s: [f64; 3],
 }
 
 impl Evicted {
@@ -954,11 +958,17 @@ impl Evicted {
     pub fn encode_time_s(&self) -> f64 {
         self.encode_time_s
     }
-    /// Wall time of the encoding alone (size pass, layout, write pass, synchronised), seconds:
-    /// for a [`Placement::Staging`] home the download is timed apart; for a mapped home the
-    /// write pass is the download, so this equals [`encode_time_s`](Self::encode_time_s).
+    /// Wall time of the device part of the eviction (size pass, layout, write pass and the
+    /// download, synchronised), seconds: for a [`Placement::Staging`] home the per-chunk
+    /// downloads overlap the write pass of the next chunk; for a mapped home the write pass
+    /// is the download. Equals [`encode_time_s`](Self::encode_time_s) up to bookkeeping.
     pub fn device_encode_time_s(&self) -> f64 {
         self.device_encode_s
+    }
+    /// Where the time of the eviction went, seconds since its start: `[size pass and its
+    /// readback, host layout and job upload, write pass and download]`.
+    pub fn phase_times_s(&self) -> [f64; 3] {
+        self.phases_s
     }
     /// Copies the chunk images out of pinned memory into a [`CompressedBuffer`](crate::CompressedBuffer)
     /// (pageable, e.g. to keep in a store); `dev` is the device the eviction ran on.
@@ -1167,6 +1177,7 @@ impl<'d> DeviceEncoder<'d> {
         )?;
         let mut sum = vec![0u8; 8 * np];
         dev.read(sums, 0, &mut sum)?;
+        let size_s = t0.elapsed().as_secs_f64();
 
         // 2. Kinds and layout, as the host encoder does.
         let mut kinds = Vec::with_capacity(np);
@@ -1209,6 +1220,7 @@ impl<'d> DeviceEncoder<'d> {
         }
         let jobs = grow(dev, &mut self.jobs, job.len() as u64)?;
         dev.write(jobs, 0, &job)?;
+        let layout_s = t0.elapsed().as_secs_f64();
 
         // 3. Write pass, into device memory then one copy, or straight into mapped memory.
         let out = self.output(home, total)?;
@@ -1229,43 +1241,72 @@ impl<'d> DeviceEncoder<'d> {
                 .as_deref()
                 .ok_or_else(|| Error::invalid("jobs missing"))?,
         );
-        dev.launch(
-            &d.write,
-            &grid,
-            &[
-                Arg::Buffer {
-                    buffer: src,
-                    offset: 0,
-                    len,
-                    access: AccessMode::Read,
-                },
-                Arg::Scalar(Scalar::U64(len)),
-                whole(records, AccessMode::Read),
-                Arg::Buffer {
-                    buffer: jobs,
-                    offset: 0,
-                    len: job.len() as u64,
-                    access: AccessMode::Read,
-                },
-                Arg::Buffer {
-                    buffer: target,
-                    offset: 0,
-                    len: total,
-                    access: AccessMode::ReadWrite,
-                },
-                Arg::Scalar(Scalar::U64(total)),
-                whole(status, AccessMode::ReadWrite),
-                Arg::Scalar(Scalar::U32(npages)),
-                Arg::Scalar(Scalar::U32(ps as u32)),
-                Arg::Scalar(Scalar::U32(w as u32)),
-            ],
-        )?;
+        // One write launch per chunk (its pages, at their offsets in the sources): to
+        // staging, the copy of chunk c's image is concurrent with the write of chunk c+1.
+        let write = |p0: usize, pn: usize| -> Result<()> {
+            dev.launch(
+                &d.write,
+                &encode_grid(pn as u32, ps, width),
+                &[
+                    Arg::Buffer {
+                        buffer: src,
+                        offset: 0,
+                        len,
+                        access: AccessMode::Read,
+                    },
+                    Arg::Scalar(Scalar::U64(len)),
+                    whole(records, AccessMode::Read),
+                    Arg::Buffer {
+                        buffer: jobs,
+                        offset: 0,
+                        len: job.len() as u64,
+                        access: AccessMode::Read,
+                    },
+                    Arg::Buffer {
+                        buffer: target,
+                        offset: 0,
+                        len: total,
+                        access: AccessMode::ReadWrite,
+                    },
+                    Arg::Scalar(Scalar::U64(total)),
+                    whole(status, AccessMode::ReadWrite),
+                    Arg::Scalar(Scalar::U32(npages)),
+                    Arg::Scalar(Scalar::U32(ps as u32)),
+                    Arg::Scalar(Scalar::U32(w as u32)),
+                    Arg::Scalar(Scalar::U32(p0 as u32)),
+                ],
+            )
+        };
         let mut device_encode_s = 0.0;
         if home == Placement::Staging {
-            // Synchronised apart, so that the device encode rate can be reported on its own.
+            let mut fences = Vec::with_capacity(layouts.len());
+            let mut p0 = 0;
+            for (l, &off) in layouts.iter().zip(&offs) {
+                let pn = l.entries.len();
+                if pn > 0 {
+                    write(p0, pn)?;
+                    fences.push(dev.copy_concurrent(
+                        target,
+                        off,
+                        out.as_ref(),
+                        off,
+                        l.image_len as u64,
+                    )?);
+                }
+                p0 += pn;
+            }
+            if p0 != np {
+                return Err(Error::invalid(format!(
+                    "chunk layouts cover {p0} pages of {np}"
+                )));
+            }
+            for f in &fences {
+                dev.wait_for(f)?;
+            }
             dev.synchronize()?;
             device_encode_s = t0.elapsed().as_secs_f64();
-            dev.copy(target, 0, out.as_ref(), 0, total)?;
+        } else {
+            write(0, np)?;
         }
         let mut st = [0u8; 8];
         dev.read(status, 0, &mut st)?;
@@ -1290,6 +1331,15 @@ impl<'d> DeviceEncoder<'d> {
             } else {
                 encode_time_s
             },
+            phases_s: [
+                size_s,
+                layout_s,
+                if home == Placement::Staging {
+                    device_encode_s
+                } else {
+                    encode_time_s
+                },
+            ],
         })
     }
 }
@@ -1606,6 +1656,7 @@ mod tests {
                 sc(np as u32),
                 sc(64 << 10),
                 sc(4),
+                sc(0),
             ],
         )
         .unwrap();

@@ -16,7 +16,9 @@
 //! codec  n / (ratio · link) ⊕ n / device_decode  + encode
 //! ```
 //! where `⊕` is `+` when the copy and the decode are serialised on one stream (what a plain
-//! `Device::copy` + `launch` sequence gets), and `max` when the decoders read the compressed
+//! `Device::copy` + `launch` sequence gets), and `max` when they overlap: either the copies
+//! are concurrent with the decodes ([`CostModel::concurrent_copies`]: the device's
+//! `copy_concurrent` runs on its own queue, as on CUDA), or the decoders read the compressed
 //! bytes in place from mapped host memory ([`CostModel::overlap`]) — then the copy term uses
 //! [`CostModel::mapped_h2d`], the rate the decoders actually pull compressed bytes over the
 //! link, instead of `link`.
@@ -99,6 +101,10 @@ pub struct CostModel {
     /// Whether codec pages are decoded in place from mapped host memory, overlapping the
     /// transfer (see the module docs; default false: copy, then decode).
     pub overlap: bool,
+    /// Whether copies from pinned memory overlap the decodes (the device runs
+    /// `copy_concurrent` on its own queue: CUDA; default false). Set by
+    /// [`measure_device_decode`](crate::residency::measure_device_decode).
+    pub concurrent_copies: bool,
     /// Compressed bytes per second the decoders pull from mapped host memory (default
     /// 38 GB/s, measured on the H100: 35–39 GB/s; [`measure_device_decode`](crate::residency::measure_device_decode)
     /// measures it).
@@ -126,6 +132,7 @@ impl Default for CostModel {
                 host_encode: 1.76e9,
             },
             overlap: false,
+            concurrent_copies: false,
             mapped_h2d: 38e9,
             link_measured: false,
             decode_measured: false,
@@ -143,6 +150,8 @@ impl CostModel {
                 m.link_measured = l.measured;
             }
         }
+        // The CUDA backend runs `copy_concurrent` on a side stream (see the field).
+        m.concurrent_copies = info.backend == vuma_core::Backend::Cuda;
         m
     }
 
@@ -204,7 +213,7 @@ impl CostModel {
     /// The model as `key value` lines (for caching).
     pub fn to_text(&self) -> String {
         format!(
-            "link_h2d {}\ndevice_fill {}\nmapped_h2d {}\nbitplane.device_decode {}\nbitplane.host_encode {}\nlz4.device_decode {}\nlz4.host_encode {}\noverlap {}\nlink_measured {}\ndecode_measured {}\n",
+            "link_h2d {}\ndevice_fill {}\nmapped_h2d {}\nbitplane.device_decode {}\nbitplane.host_encode {}\nlz4.device_decode {}\nlz4.host_encode {}\noverlap {}\nconcurrent_copies {}\nlink_measured {}\ndecode_measured {}\n",
             self.link_h2d,
             self.device_fill,
             self.mapped_h2d,
@@ -213,6 +222,7 @@ impl CostModel {
             self.lz4.device_decode,
             self.lz4.host_encode,
             self.overlap,
+            self.concurrent_copies,
             self.link_measured,
             self.decode_measured
         )
@@ -244,6 +254,7 @@ impl CostModel {
                 "lz4.device_decode" => m.lz4.device_decode = num()?,
                 "lz4.host_encode" => m.lz4.host_encode = num()?,
                 "overlap" => m.overlap = flag()?,
+                "concurrent_copies" => m.concurrent_copies = flag()?,
                 "link_measured" => m.link_measured = flag()?,
                 "decode_measured" => m.decode_measured = flag()?,
                 _ => return Err(Error::invalid(format!("unknown cost model key `{k}`"))),
@@ -272,7 +283,7 @@ impl CostModel {
                     EncodeCost::Host { uses } => n / r.host_encode / uses.max(1.0),
                 };
                 let decode = n / r.device_decode;
-                if self.overlap {
+                if self.overlap || self.concurrent_copies {
                     copy.max(decode) + enc
                 } else {
                     copy + decode + enc

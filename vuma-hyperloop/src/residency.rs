@@ -3,11 +3,11 @@
 //! to-send *chunk images* (a page table and the coded pages packed contiguously — the
 //! *head* — then the raw pages, see [`crate::kernels`]); an [`Uploader`] sends each chunk's
 //! head in one large copy and decodes it on the device, double-buffered: the copy of chunk
-//! i+1 is issued before the decode of chunk i. (They do not overlap yet: `Device::copy` is
-//! ordered after all work issued before it — `vuma-cuda` joins its copy streams into the
-//! compute stream — so the pinned path runs copy, decode, copy, …; on the H200 it
-//! delivers ReLU f32 at 1.16× a raw pinned copy where the mapped path reaches 1.33×.
-//! Overlap needs a copy that waits only for the decode that last read its buffer.) Runs of raw pages of at least [`CompressOptions::direct_min_bytes`] go
+//! i+1 is issued before the decode of chunk i. From pinned staging the copies are
+//! [`DynDevice::copy_concurrent`]: on CUDA they run on a side stream and overlap the
+//! decode of the previous chunk (each decode waits only for its own chunk's copy); on
+//! backends without a separate copy queue they are ordered copies (copy, decode, copy, …).
+//! Runs of raw pages of at least [`CompressOptions::direct_min_bytes`] go
 //! straight to the destination in one copy each: incompressible data costs what a plain
 //! copy costs.
 //!
@@ -22,7 +22,9 @@
 
 use std::time::Instant;
 
-use vuma_core::{AccessMode, Arg, Backend, DynBuffer, DynDevice, Error, Placement, Result, Scalar};
+use vuma_core::{
+    AccessMode, Arg, Backend, DynBuffer, DynDevice, Error, Fence, Placement, Result, Scalar,
+};
 
 use crate::bitplane;
 use crate::codecs::corrupt;
@@ -540,6 +542,7 @@ pub struct Uploader<'d> {
     bufs: Vec<Box<dyn DynBuffer>>,
     cap: u64,
     status: Option<Box<dyn DynBuffer>>,
+    mapped_in_place: bool,
 }
 
 impl std::fmt::Debug for Uploader<'_> {
@@ -771,7 +774,17 @@ impl<'d> Uploader<'d> {
             bufs: Vec::new(),
             cap: 0,
             status: None,
+            mapped_in_place: true,
         }
+    }
+
+    /// How images in mapped pinned memory ([`PinnedCompressed::map`]) are uploaded: read
+    /// in place by the decoders (`true`, the default), or copied chunk by chunk by DMA into
+    /// device memory and decoded there, like staged images (`false`; with concurrent copies
+    /// the copy of chunk i+1 overlaps the decode of chunk i, which beats in-place reads
+    /// over the link when the decoders are faster than the link).
+    pub fn set_mapped_in_place(&mut self, in_place: bool) {
+        self.mapped_in_place = in_place;
     }
 
     fn ensure(&mut self, cap: u64) -> Result<()> {
@@ -875,7 +888,7 @@ impl<'d> Uploader<'d> {
         }
         let in_place = match &src {
             Source::Device(_) => true,
-            Source::Staging(p) => p.mapped,
+            Source::Staging(p) => p.mapped && self.mapped_in_place,
             Source::Host(_) => false,
         };
         let cap = if in_place {
@@ -897,32 +910,40 @@ impl<'d> Uploader<'d> {
             chunks: placed.len(),
             ..UploadReport::default()
         };
-        // Issues the copy of chunk `i`'s head into its double buffer.
-        let stage = |i: usize, bufs: &[Box<dyn DynBuffer>]| -> Result<()> {
+        // Issues the copy of chunk `i`'s head into its double buffer. From pinned staging
+        // it is a concurrent copy: ordered after everything issued so far (so after the
+        // decode of chunk i-2, the last reader of that buffer) but not before the decode
+        // of chunk i-1, which it overlaps; the decode of chunk i waits for its fence.
+        let stage = |i: usize, bufs: &[Box<dyn DynBuffer>]| -> Result<Fence> {
             let p = &placed[i];
             if p.kernel_pages == 0 {
-                return Ok(());
+                return Ok(Fence::done());
             }
             let h = p.head_len as usize;
             match &src {
-                Source::Host(c) => dev.write(bufs[i % 2].as_ref(), 0, &c.chunks[i].image[..h]),
-                Source::Staging(s) if !s.mapped => dev.copy(
+                Source::Host(c) => dev
+                    .write(bufs[i % 2].as_ref(), 0, &c.chunks[i].image[..h])
+                    .map(|()| Fence::done()),
+                Source::Staging(s) if !in_place => dev.copy_concurrent(
                     s.staging.as_ref(),
                     p.off,
                     bufs[i % 2].as_ref(),
                     0,
                     p.head_len,
                 ),
-                Source::Staging(_) | Source::Device(_) => Ok(()),
+                Source::Staging(_) | Source::Device(_) => Ok(Fence::done()),
             }
         };
+        let mut ready = [Fence::done(), Fence::done()];
+        // Fences of direct runs copied concurrently (waited for before the status read).
+        let mut direct = Vec::new();
         if !placed.is_empty() {
-            stage(0, &self.bufs)?;
+            ready[0] = stage(0, &self.bufs)?;
         }
         let d = kernels::decoders();
         for (i, p) in placed.iter().enumerate() {
             if i + 1 < placed.len() {
-                stage(i + 1, &self.bufs)?;
+                ready[(i + 1) % 2] = stage(i + 1, &self.bufs)?;
             }
             for r in &p.runs {
                 match &src {
@@ -933,9 +954,13 @@ impl<'d> Uploader<'d> {
                             .ok_or_else(|| Error::invalid("direct run outside its chunk"))?;
                         dev.write(dst, r.dst, bytes)?;
                     }
-                    Source::Staging(s) => {
-                        dev.copy(s.staging.as_ref(), p.off + r.src, dst, r.dst, r.len)?
-                    }
+                    Source::Staging(s) => direct.push(dev.copy_concurrent(
+                        s.staging.as_ref(),
+                        p.off + r.src,
+                        dst,
+                        r.dst,
+                        r.len,
+                    )?),
                     Source::Device(s) => {
                         dev.copy(s.buf.as_ref(), p.off + r.src, dst, r.dst, r.len)?
                     }
@@ -946,9 +971,10 @@ impl<'d> Uploader<'d> {
                 continue;
             }
             report.bytes_sent += p.head_len;
+            dev.wait_for(&ready[i % 2])?;
             let (chunk, off): (&dyn DynBuffer, u64) = match &src {
                 Source::Device(s) => (s.buf.as_ref(), p.off),
-                Source::Staging(s) if s.mapped => (s.staging.as_ref(), p.off),
+                Source::Staging(s) if in_place => (s.staging.as_ref(), p.off),
                 _ => (self.bufs[i % 2].as_ref(), 0),
             };
             let kinds = [
@@ -999,6 +1025,9 @@ impl<'d> Uploader<'d> {
                 report.launches += 1;
             }
         }
+        for f in &direct {
+            dev.wait_for(f)?;
+        }
         let mut st = [0u8; 8];
         dev.read(status, 0, &mut st)?;
         report.time_s = t0.elapsed().as_secs_f64();
@@ -1030,7 +1059,8 @@ fn check_status(st: [u8; 8]) -> Result<()> {
 /// Measures, on `dev`, the device decode rate of each device codec from a sample of
 /// `sample_len` bytes of ReLU activations (decoding from device memory), and the rate at
 /// which the decoders pull compressed bytes from mapped host memory
-/// ([`CostModel::mapped_h2d`]); stores them in `model` (medians of `iters`).
+/// ([`CostModel::mapped_h2d`]); stores them in `model` (medians of `iters`), and sets
+/// [`CostModel::concurrent_copies`] for backends whose concurrent copies overlap decodes.
 pub fn measure_device_decode(
     dev: &dyn DynDevice,
     model: &mut CostModel,
@@ -1056,6 +1086,9 @@ pub fn measure_device_decode(
         .map(|_| up.upload_pinned(&mapped, dst.as_ref()).map(|r| r.time_s))
         .collect::<Result<_>>()?;
     model.mapped_h2d = cb.stored_bytes() as f64 / vuma_core::bench::median(&mut t);
+    // `copy_concurrent` overlaps decodes where the backend runs it on its own queue: the
+    // CUDA backend does (a side stream); the others order it like any copy.
+    model.concurrent_copies = dev.info().backend == Backend::Cuda;
     model.decode_measured = true;
     model.validate()
 }

@@ -214,20 +214,24 @@ fn upload_and_check(dev: &dyn DynDevice, data: &[u8], cb: &CompressedBuffer) {
     let mut back = vec![0u8; data.len()];
     dev.read(dst.as_ref(), 0, &mut back).unwrap();
     assert!(back == data, "pageable upload differs");
-    // Pinned staging and mapped homes, and decoding from device memory.
-    for pinned in [
-        PinnedCompressed::pin(dev, cb).unwrap(),
-        PinnedCompressed::map(dev, cb).unwrap(),
+    // Pinned staging and mapped homes (mapped read in place, and copied by DMA), and
+    // decoding from device memory.
+    for (pinned, in_place) in [
+        (PinnedCompressed::pin(dev, cb).unwrap(), true),
+        (PinnedCompressed::map(dev, cb).unwrap(), true),
+        (PinnedCompressed::map(dev, cb).unwrap(), false),
     ] {
         dev.fill(dst.as_ref(), 0, data.len() as u64, 0xCD).unwrap();
+        up.set_mapped_in_place(in_place);
         up.upload_pinned(&pinned, dst.as_ref()).unwrap();
         dev.read(dst.as_ref(), 0, &mut back).unwrap();
         assert!(
             back == data,
-            "pinned upload differs (mapped {})",
+            "pinned upload differs (mapped {}, in place {in_place})",
             pinned.is_mapped()
         );
     }
+    up.set_mapped_in_place(true);
     let resident = DeviceCompressed::new(dev, cb).unwrap();
     dev.fill(dst.as_ref(), 0, data.len() as u64, 0xCD).unwrap();
     up.decode_resident(&resident, dst.as_ref()).unwrap();
