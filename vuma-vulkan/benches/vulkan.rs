@@ -2,8 +2,13 @@
 //! `VUMA_BENCH_QUICK=1` shrinks sizes and iterations. Validation layers stay off.
 //!
 //! - `vulkan/h2d_staged/<size>`: `Device::write` of a pageable host buffer into device-local
-//!   memory (staging ring, pipelined) vs one raw `vkCmdCopyBuffer` from host-visible memory
-//!   (a `Staging` buffer) into device-local memory, in the same run;
+//!   memory (staging ring, pipelined; `H2dStrategy::Staging` whatever `VUMA_VK_H2D` says) vs
+//!   one raw `vkCmdCopyBuffer` from host-visible memory (a `Staging` buffer) into
+//!   device-local memory, in the same run;
+//! - `vulkan/h2d_bar/<size>`: the same write with `H2dStrategy::Bar` (copy threads write
+//!   into BAR slots, then VRAM→VRAM copies) vs the same raw copy, measured again right after;
+//!   a line says how many bytes really went through the BAR ring (0: the device has no BAR
+//!   upload type and the row measured the staging fallback);
 //! - `vulkan/d2h_staged/<size>`: `Device::read` vs one raw `vkCmdCopyBuffer` into host-visible
 //!   memory;
 //! - `vulkan/zero_copy_read/<size>`: a kernel reading host memory in place (`HostMapped`)
@@ -14,7 +19,7 @@ use std::time::Instant;
 
 use vuma_core::bench::{median, Record};
 use vuma_core::{AccessMode, Arg, Device, LaunchConfig, Placement, Scalar};
-use vuma_vulkan::{VulkanDevice, VulkanOptions};
+use vuma_vulkan::{H2dStrategy, VulkanDevice, VulkanOptions};
 
 fn gbps(bytes: u64, secs: f64) -> f64 {
     bytes as f64 / secs / 1e9
@@ -59,6 +64,8 @@ fn main() {
         dev.write(&stg, 0, &host)?;
 
         // H2D
+        let from_env = dev.h2d_strategy();
+        dev.set_h2d_strategy(H2dStrategy::Staging);
         let vuma = time(iters, || dev.write(&dl, 0, &host).expect("write"));
         let raw = time(iters, || dev.copy(&stg, 0, &dl, 0, size).expect("copy"));
         Record {
@@ -71,6 +78,33 @@ fn main() {
             higher_is_better: true,
         }
         .emit();
+
+        // H2D through the BAR.
+        dev.set_h2d_strategy(H2dStrategy::Bar);
+        let bar_before = dev.bar_bytes_written();
+        let vuma = time(iters, || dev.write(&dl, 0, &host).expect("write"));
+        let bar_bytes = dev.bar_bytes_written() - bar_before;
+        dev.read(&dl, 0, &mut back)?;
+        assert!(back == host, "BAR upload mismatch");
+        back.fill(0);
+        let raw = time(iters, || dev.copy(&stg, 0, &dl, 0, size).expect("copy"));
+        println!(
+            "  (BAR upload type {:?}: {} of {} bytes written through the BAR ring)",
+            dev.bar_upload_type(),
+            bar_bytes,
+            size * (iters as u64 + 1)
+        );
+        Record {
+            bench: format!("vulkan/h2d_bar/{label}"),
+            device: name.clone(),
+            value: gbps(size, vuma),
+            unit: "GB/s".into(),
+            baseline: "vkCmdCopyBuffer host-visible->device-local".into(),
+            baseline_value: gbps(size, raw),
+            higher_is_better: true,
+        }
+        .emit();
+        dev.set_h2d_strategy(from_env);
 
         // D2H
         let vuma = time(iters, || dev.read(&dl, 0, &mut back).expect("read"));

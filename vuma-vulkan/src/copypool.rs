@@ -161,20 +161,28 @@ impl CopyPool {
 /// Copies `src` into `dst`. With `stream` (x86-64), the bulk is written with non-temporal
 /// stores: no read-for-ownership of the destination and no cache pollution, which saves a
 /// third of the memory traffic when the destination is staging memory a DMA engine reads
-/// next (or a large buffer the caller reads later). The stores are fenced before return.
+/// next (or a large buffer the caller reads later). The body is written in whole, 64-byte
+/// aligned lines (one write-combining buffer each), so the same routine suits BAR memory
+/// (write-combined VRAM behind PCIe): `dst` is only ever written, never read. With `stream`
+/// the stores, the unaligned edges included, are fenced (`sfence`) before return, which
+/// drains the write-combining buffers before the caller signals completion or submits.
 fn copy_piece(dst: &mut [u8], src: &[u8], stream: bool) {
     #[cfg(target_arch = "x86_64")]
-    if stream && dst.len() >= 4096 {
+    if stream {
         use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_sfence, _mm_stream_si128};
         let len = dst.len();
-        let head = dst.as_ptr().align_offset(16).min(len);
+        let head = if len >= 4096 {
+            dst.as_ptr().align_offset(64).min(len)
+        } else {
+            len
+        };
         let body_end = head + (len - head) / 64 * 64;
         dst[..head].copy_from_slice(&src[..head]);
         let (d, s) = (dst.as_mut_ptr(), src.as_ptr());
         let mut i = head;
         while i < body_end {
             // SAFETY: `i + 64 <= body_end <= len`, both slices have `len` bytes, `d + i`
-            // is 16-byte aligned (`head` aligns it, steps are 64) and the loads are
+            // is 64-byte aligned (`head` aligns it, steps are 64) and the loads are
             // unaligned loads; SSE2 is part of the x86-64 baseline.
             unsafe {
                 let a = _mm_loadu_si128(s.add(i).cast::<__m128i>());
@@ -188,10 +196,10 @@ fn copy_piece(dst: &mut [u8], src: &[u8], stream: bool) {
             }
             i += 64;
         }
-        // SAFETY: a store fence has no preconditions; it orders the streaming stores
-        // before the completion signal that follows.
-        unsafe { _mm_sfence() };
         dst[body_end..].copy_from_slice(&src[body_end..]);
+        // SAFETY: a store fence has no preconditions; it orders the streaming (and
+        // write-combined) stores before the completion signal or submission that follows.
+        unsafe { _mm_sfence() };
         return;
     }
     let _ = stream;

@@ -3,7 +3,7 @@
 
 use std::ffi::CStr;
 use std::mem::ManuallyDrop;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use ash::{ext, vk};
@@ -13,7 +13,7 @@ use gpu_allocator::vulkan::{
 use gpu_allocator::{AllocationSizes, AllocatorDebugSettings, MemoryLocation};
 use vuma_core::{
     check_launch_args, check_range, Arg, Backend, Device, DeviceId, DeviceInfo, DeviceKind, Error,
-    Kernel, KernelVariant, LaunchConfig, MemoryHeap, Placement, Result,
+    Kernel, KernelVariant, LaunchConfig, LinkInfo, MemoryHeap, Placement, Result,
 };
 
 use crate::buffer::{MappedPtr, VulkanBuffer};
@@ -125,7 +125,13 @@ struct Ctx {
     /// The queue of the last submission: a submission on the same queue needs no timeline
     /// wait (submission order plus the leading full barrier order it).
     last_queue: vk::Queue,
+    /// The staging ring (system memory; CPU writes and reads it).
     ring: Vec<Slot>,
+    /// The BAR upload ring (device-local, host-visible VRAM; the CPU only writes it).
+    bar_ring: Vec<Slot>,
+    /// Why the BAR ring could not be created (BAR uploads fall back to staging until
+    /// [`VulkanDevice::set_h2d_strategy`] is called again).
+    bar_failed: Option<String>,
     pipelines: Pipelines,
 }
 
@@ -138,6 +144,145 @@ pub(crate) struct Limits {
     pub max_push_constants: u32,
     pub max_storage_per_stage: u32,
     pub max_allocation: u64,
+}
+
+/// How [`Device::write`] moves host bytes into *device-local* buffers (`VUMA_VK_H2D`).
+///
+/// Writes into host-mapped and staging buffers always go straight through their mapping;
+/// reads never use the BAR (the CPU reads BAR memory at 0.007 GB/s on the H100).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum H2dStrategy {
+    /// The copy threads fill slots of cached *system* memory (the staging ring) and the
+    /// transfer queue DMAs each slot across the link into the destination. The CPU reads
+    /// the source and writes the slot in DRAM, and the DMA reads the slot from DRAM again.
+    /// The default.
+    #[default]
+    Staging,
+    /// The copy threads write the bytes straight into slots of `DEVICE_LOCAL|HOST_VISIBLE`
+    /// memory (the BAR ring: VRAM mapped through the PCIe BAR), with 64-byte aligned
+    /// non-temporal stores and never a read of the slot; a `vkCmdCopyBuffer` then moves each
+    /// slot into the destination inside VRAM. The DRAM sees only the source read. Needs a
+    /// BAR memory type (see [`VulkanDevice::bar_upload_type`]); without one, or when the
+    /// BAR ring cannot be allocated, writes fall back to [`H2dStrategy::Staging`].
+    Bar,
+    /// [`H2dStrategy::Bar`] for writes of at least [`H2dStrategy::AUTO_BAR_MIN`] bytes on a
+    /// discrete GPU with a *large* BAR ([`MemoryTable::has_large_bar`]); staging otherwise.
+    Auto,
+}
+
+impl H2dStrategy {
+    /// The smallest write [`H2dStrategy::Auto`] sends through the BAR (1 MiB).
+    pub const AUTO_BAR_MIN: u64 = 1 << 20;
+
+    /// Its name, as `VUMA_VK_H2D` spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            H2dStrategy::Staging => "staging",
+            H2dStrategy::Bar => "bar",
+            H2dStrategy::Auto => "auto",
+        }
+    }
+
+    fn to_u8(self) -> u8 {
+        match self {
+            H2dStrategy::Staging => 0,
+            H2dStrategy::Bar => 1,
+            H2dStrategy::Auto => 2,
+        }
+    }
+
+    fn from_u8(v: u8) -> Self {
+        match v {
+            1 => H2dStrategy::Bar,
+            2 => H2dStrategy::Auto,
+            _ => H2dStrategy::Staging,
+        }
+    }
+
+    /// Whether a device-local write of `len` bytes goes through the BAR ring, given whether
+    /// the device has a BAR upload type at all (`bar_type`), is a discrete GPU, and has a
+    /// large BAR. A pure function (tested against memory tables).
+    pub fn uses_bar(self, len: u64, bar_type: bool, discrete: bool, large_bar: bool) -> bool {
+        match self {
+            H2dStrategy::Staging => false,
+            H2dStrategy::Bar => bar_type,
+            H2dStrategy::Auto => bar_type && discrete && large_bar && len >= Self::AUTO_BAR_MIN,
+        }
+    }
+}
+
+impl std::fmt::Display for H2dStrategy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for H2dStrategy {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "staging" | "staged" => Ok(H2dStrategy::Staging),
+            "bar" => Ok(H2dStrategy::Bar),
+            "auto" => Ok(H2dStrategy::Auto),
+            other => Err(Error::invalid(format!(
+                "VUMA_VK_H2D: unknown host-to-device strategy `{other}` (staging, bar or auto)"
+            ))),
+        }
+    }
+}
+
+/// The BAR upload memory type: the `Upload` type when it is `DEVICE_LOCAL|HOST_VISIBLE`
+/// (on a discrete GPU [`select_memory_type`] picks it only for a large BAR, never for a
+/// small window; on unified devices all memory is host memory anyway).
+pub(crate) fn bar_upload_type(table: &MemoryTable, upload: Option<u32>) -> Option<u32> {
+    let t = upload?;
+    let flags = table.types.get(t as usize)?.flags;
+    flags
+        .contains(vk::MemoryPropertyFlags::DEVICE_LOCAL | vk::MemoryPropertyFlags::HOST_VISIBLE)
+        .then_some(t)
+}
+
+/// The PCIe generation of a sysfs link speed such as `32.0 GT/s PCIe`.
+pub(crate) fn pcie_generation(speed: &str) -> Option<u32> {
+    let gts: f64 = speed.split_whitespace().next()?.parse().ok()?;
+    [
+        (2.5, 1),
+        (5.0, 2),
+        (8.0, 3),
+        (16.0, 4),
+        (32.0, 5),
+        (64.0, 6),
+        (128.0, 7),
+    ]
+    .iter()
+    .find(|(s, _)| (gts - s).abs() < 0.01)
+    .map(|&(_, g)| g)
+}
+
+/// The PCIe link of the device at `bdf` (`dddd:bb:dd.f`) from Linux sysfs: the maximum
+/// generation and width (an idle NVIDIA GPU trains its link down, so the current figures
+/// understate it), else the current ones. `None` where sysfs does not say.
+fn sysfs_pcie_link(bdf: &str) -> Option<(u32, u32, String)> {
+    let dir = std::path::Path::new("/sys/bus/pci/devices").join(bdf);
+    let read = |f: &str| {
+        std::fs::read_to_string(dir.join(f))
+            .ok()
+            .map(|s| s.trim().to_string())
+    };
+    let gen_of = |f: &str| read(f).as_deref().and_then(pcie_generation);
+    let width_of = |f: &str| {
+        read(f)
+            .and_then(|w| w.parse::<u32>().ok())
+            .filter(|&w| w > 0)
+    };
+    let (cg, cw) = (gen_of("current_link_speed"), width_of("current_link_width"));
+    let g = gen_of("max_link_speed").or(cg)?;
+    let w = width_of("max_link_width").or(cw)?;
+    let current = match (cg, cw) {
+        (Some(g), Some(w)) => format!("gen{g} x{w}"),
+        _ => "unknown".into(),
+    };
+    Some((g, w, current))
 }
 
 /// A Vulkan device opened by VUMA.
@@ -164,6 +309,12 @@ pub struct VulkanDevice {
     /// Import the page-aligned middle of host slices of at least this many bytes instead
     /// of staging them (`u64::MAX`: never; `VUMA_VK_IMPORT_MIN_MIB`).
     import_min: u64,
+    /// The [`H2dStrategy`] of device-local writes (`VUMA_VK_H2D`), as `H2dStrategy::to_u8`.
+    h2d: AtomicU8,
+    /// The memory type of the BAR upload ring, when the device has one.
+    bar_type: Option<u32>,
+    /// Bytes written into device-local buffers through the BAR ring so far.
+    bar_bytes: AtomicU64,
     ctx: ManuallyDrop<Mutex<Ctx>>,
 }
 
@@ -237,6 +388,16 @@ fn env_u64(name: &str) -> Option<u64> {
         .ok()
         .and_then(|v| v.trim().parse::<u64>().ok())
         .filter(|&v| v > 0)
+}
+
+/// Cuts a transfer of `total` bytes into chunks of `slot` bytes, the last one shorter.
+fn flat_plan(total: usize, slot: usize) -> Vec<usize> {
+    let slot = slot.max(1);
+    let mut plan = vec![slot; total / slot];
+    if !total.is_multiple_of(slot) {
+        plan.push(total % slot);
+    }
+    plan
 }
 
 /// Cuts a transfer of `total` bytes into chunks of at most `slot` bytes. Long transfers
@@ -346,6 +507,47 @@ impl VulkanDevice {
         self.limits.max_group_count
     }
 
+    /// How [`Device::write`] moves host bytes into device-local buffers (from `VUMA_VK_H2D`
+    /// at open, else [`H2dStrategy::Staging`]).
+    pub fn h2d_strategy(&self) -> H2dStrategy {
+        H2dStrategy::from_u8(self.h2d.load(Ordering::Relaxed))
+    }
+
+    /// Chooses how [`Device::write`] moves host bytes into device-local buffers from now on
+    /// (overrides `VUMA_VK_H2D`; tests and benchmarks use it instead of the environment).
+    /// It also forgets an earlier failure to allocate the BAR ring, so the next BAR write
+    /// tries again.
+    pub fn set_h2d_strategy(&self, strategy: H2dStrategy) {
+        let mut ctx = self.lock();
+        self.h2d.store(strategy.to_u8(), Ordering::Relaxed);
+        ctx.bar_failed = None;
+    }
+
+    /// The memory type of the BAR upload ring (`DEVICE_LOCAL|HOST_VISIBLE`), if the device
+    /// has one that VUMA may use for uploads: a large BAR on a discrete GPU, any host-visible
+    /// device-local type on integrated and CPU devices (lavapipe). `None`: BAR writes fall
+    /// back to staging.
+    pub fn bar_upload_type(&self) -> Option<u32> {
+        self.bar_type
+    }
+
+    /// Whether a device-local write of `len` bytes would go through the BAR ring under the
+    /// current strategy (before any fallback when the ring cannot be allocated).
+    pub fn h2d_uses_bar(&self, len: u64) -> bool {
+        self.h2d_strategy().uses_bar(
+            len,
+            self.bar_type.is_some(),
+            self.info.kind == DeviceKind::Discrete,
+            self.table.has_large_bar(),
+        )
+    }
+
+    /// Bytes written into device-local buffers through the BAR ring since the device was
+    /// opened (tests and benchmarks check that the BAR path really ran).
+    pub fn bar_bytes_written(&self) -> u64 {
+        self.bar_bytes.load(Ordering::Relaxed)
+    }
+
     /// The persistent copy threads (started on first use).
     fn pool(&self) -> &CopyPool {
         self.pool.get_or_init(|| CopyPool::new(self.copy_threads))
@@ -389,6 +591,55 @@ impl VulkanDevice {
             unsafe { inst.get_physical_device_properties2(pd, &mut p2) };
         }
         let import_align = emh_props.min_imported_host_pointer_alignment;
+        // Compute units and the PCI address, from extensions that report them (each
+        // structure is chained only when the physical device supports its extension;
+        // property queries need no enabled extension). No Vulkan API reports the L2 size.
+        let has_sm = has_ext(&exts, ash::nv::shader_sm_builtins::NAME);
+        let has_amd_core = has_ext(&exts, ash::amd::shader_core_properties::NAME);
+        let has_amd_core2 = has_ext(&exts, ash::amd::shader_core_properties2::NAME);
+        let has_pci = has_ext(&exts, ext::pci_bus_info::NAME);
+        let mut sm_props = vk::PhysicalDeviceShaderSMBuiltinsPropertiesNV::default();
+        let mut amd_props = vk::PhysicalDeviceShaderCorePropertiesAMD::default();
+        let mut amd2_props = vk::PhysicalDeviceShaderCoreProperties2AMD::default();
+        let mut pci_props = vk::PhysicalDevicePCIBusInfoPropertiesEXT::default();
+        if has_sm || has_amd_core || has_amd_core2 || has_pci {
+            let mut p2 = vk::PhysicalDeviceProperties2::default();
+            if has_sm {
+                p2 = p2.push_next(&mut sm_props);
+            }
+            if has_amd_core {
+                p2 = p2.push_next(&mut amd_props);
+            }
+            if has_amd_core2 {
+                p2 = p2.push_next(&mut amd2_props);
+            }
+            if has_pci {
+                p2 = p2.push_next(&mut pci_props);
+            }
+            // SAFETY: as above; every chained structure's extension is supported by `pd`.
+            unsafe { inst.get_physical_device_properties2(pd, &mut p2) };
+        }
+        let compute_units = if has_sm && sm_props.shader_sm_count > 0 {
+            sm_props.shader_sm_count
+        } else if has_amd_core2 && amd2_props.active_compute_unit_count > 0 {
+            amd2_props.active_compute_unit_count
+        } else if has_amd_core {
+            amd_props
+                .shader_engine_count
+                .saturating_mul(amd_props.shader_arrays_per_engine_count)
+                .saturating_mul(amd_props.compute_units_per_shader_array)
+        } else {
+            0
+        };
+        let pci_bdf = has_pci.then(|| {
+            format!(
+                "{:04x}:{:02x}:{:02x}.{:x}",
+                pci_props.pci_domain,
+                pci_props.pci_bus,
+                pci_props.pci_device,
+                pci_props.pci_function
+            )
+        });
         // SAFETY: as above.
         let families = unsafe { inst.get_physical_device_queue_family_properties(pd) };
         let Some(compute_family) = families
@@ -466,6 +717,21 @@ impl VulkanDevice {
             MemoryPurpose::HostMapped,
         ]
         .map(|p| select_memory_type(&table, p, unified, u32::MAX));
+        let bar_type = bar_upload_type(&table, types[purpose_index(MemoryPurpose::Upload)]);
+        let h2d = match std::env::var("VUMA_VK_H2D") {
+            Ok(v) => v.parse::<H2dStrategy>().unwrap_or_else(|e| {
+                tracing::warn!("{e}; using staging");
+                H2dStrategy::Staging
+            }),
+            Err(_) => H2dStrategy::Staging,
+        };
+        // The host link: PCIe generation and width of a discrete GPU from sysfs, at the
+        // PCI address VK_EXT_pci_bus_info reports (no link for unified devices).
+        let pcie = match (&pci_bdf, kind) {
+            (Some(bdf), DeviceKind::Discrete) => sysfs_pcie_link(bdf),
+            _ => None,
+        };
+        let host_link = pcie.as_ref().map(|&(g, w, _)| LinkInfo::from_pcie(g, w));
 
         let name = props
             .device_name_as_c_str()
@@ -536,7 +802,7 @@ impl VulkanDevice {
             .map(|(i, t)| format!("{i}:heap{} {:?}", t.heap, t.flags))
             .collect();
         let id = DeviceId::fresh();
-        let extra = vec![
+        let mut extra = vec![
             ("vulkan.api".into(), version_str(props.api_version)),
             ("vulkan.queue_families".into(), qf_desc.join(", ")),
             (
@@ -568,10 +834,37 @@ impl VulkanDevice {
                 ),
             ),
             ("vulkan.large_bar".into(), table.has_large_bar().to_string()),
+            (
+                "vulkan.h2d".into(),
+                format!(
+                    "{h2d} (BAR upload type {})",
+                    bar_type.map_or("none".into(), |t| t.to_string())
+                ),
+            ),
             ("vulkan.memory_budget_ext".into(), has_budget.to_string()),
             ("vulkan.external_memory_host".into(), has_emh.to_string()),
             ("vulkan.validation".into(), instance.validation.to_string()),
+            (
+                "vulkan.l2_bytes".into(),
+                "unknown (no Vulkan API reports it)".into(),
+            ),
         ];
+        if let Some(bdf) = &pci_bdf {
+            extra.push(("vulkan.pci_bus_id".into(), bdf.clone()));
+        }
+        if let Some((g, w, current)) = &pcie {
+            extra.push(("vulkan.pcie_max".into(), format!("gen{g} x{w}")));
+            extra.push(("vulkan.pcie_current".into(), current.clone()));
+        }
+        if has_sm {
+            extra.push((
+                "vulkan.sm_count".into(),
+                format!(
+                    "{} ({} warps per SM)",
+                    sm_props.shader_sm_count, sm_props.shader_warps_per_sm
+                ),
+            ));
+        }
         let info = DeviceInfo {
             id,
             backend: Backend::Vulkan,
@@ -583,8 +876,8 @@ impl VulkanDevice {
             memory_budget,
             max_allocation,
             l2_bytes: 0,
-            compute_units: 0,
-            host_link: None,
+            compute_units,
+            host_link,
             can_map_host_memory: types[3].is_some(),
             unified_memory: unified,
             copy_engines: transfer_family.map_or(0, |t| families[t].queue_count),
@@ -720,6 +1013,9 @@ impl VulkanDevice {
             stream_copies: std::env::var("VUMA_VK_STREAM_COPY").map_or(true, |v| v != "0"),
             emh,
             import_min,
+            h2d: AtomicU8::new(h2d.to_u8()),
+            bar_type,
+            bar_bytes: AtomicU64::new(0),
             ctx: ManuallyDrop::new(Mutex::new(Ctx {
                 compute,
                 transfer,
@@ -727,6 +1023,8 @@ impl VulkanDevice {
                 value: 0,
                 last_queue: vk::Queue::null(),
                 ring: Vec::new(),
+                bar_ring: Vec::new(),
+                bar_failed: None,
                 pipelines: Pipelines::default(),
             })),
             shared,
@@ -886,6 +1184,15 @@ impl VulkanDevice {
 impl Ctx {
     fn transfer_queue(&self) -> &QueueCtx {
         self.transfer.as_ref().unwrap_or(&self.compute)
+    }
+
+    /// The BAR ring (`bar`) or the staging ring.
+    fn slots(&mut self, bar: bool) -> &mut Vec<Slot> {
+        if bar {
+            &mut self.bar_ring
+        } else {
+            &mut self.ring
+        }
     }
 
     /// Waits until the timeline reaches `value`.
@@ -1144,69 +1451,177 @@ impl VulkanDevice {
                 placement: Placement::Staging,
             }
         })?;
-        let dev = &self.shared.device;
-        let q = ctx.transfer_queue();
-        let (pool, family) = (q.pool, q.family);
-        for _ in 0..self.ring_slots {
-            let mut b =
-                self.create_buffer(self.ring_slot_size, ty, Placement::Staging, Some(family))?;
-            let cai = vk::CommandBufferAllocateInfo::default()
-                .command_pool(pool)
-                .level(vk::CommandBufferLevel::PRIMARY)
-                .command_buffer_count(1);
-            // SAFETY: `pool` belongs to `dev`.
-            let cmd = unsafe { dev.allocate_command_buffers(&cai) }
-                .map_err(|e| vk_err("vkAllocateCommandBuffers", e))?[0];
-            let ptr = b.mapped.ok_or_else(|| Error::Backend {
-                backend: Backend::Vulkan,
-                op: "vkMapMemory",
-                message: "staging memory is not mapped".into(),
-                transient: false,
-            })?;
-            // Take the buffer apart: the ring owns the handle and allocation from now on.
-            let alloc = b.alloc.take();
-            let buffer = b.raw;
-            b.raw = vk::Buffer::null();
-            drop(b);
-            ctx.ring.push(Slot {
-                buffer,
-                alloc,
-                ptr,
-                cmd,
-                busy_until: 0,
-            });
-        }
+        ctx.ring = self.make_slots(ctx, ty)?;
         Ok(())
     }
 
-    /// Host → device-local through the staging ring, pipelined: the CPU fills slot i+1
-    /// while the transfer queue copies slot i.
+    /// Creates the BAR upload ring on first use. Its memory is `DEVICE_LOCAL|HOST_VISIBLE`
+    /// (VRAM behind the BAR on a discrete GPU): the CPU only ever *writes* it, the transfer
+    /// queue reads it. Fails with a typed error (no BAR type: `Error::Backend`; no room:
+    /// `Error::OutOfMemory`, ...) that the caller answers by staging instead; a failure is
+    /// remembered until the strategy is set again.
+    fn ensure_bar_ring(&self, ctx: &mut Ctx) -> Result<()> {
+        if !ctx.bar_ring.is_empty() {
+            return Ok(());
+        }
+        if let Some(why) = &ctx.bar_failed {
+            return Err(Error::Backend {
+                backend: Backend::Vulkan,
+                op: "BAR upload ring",
+                message: format!("unavailable earlier: {why}"),
+                transient: false,
+            });
+        }
+        let r = match self.bar_type {
+            Some(ty) => self.make_slots(ctx, ty),
+            None => Err(Error::Backend {
+                backend: Backend::Vulkan,
+                op: "BAR upload ring",
+                message: format!(
+                    "{} has no DEVICE_LOCAL|HOST_VISIBLE memory type VUMA may write (no large BAR)",
+                    self.info.name
+                ),
+                transient: false,
+            }),
+        };
+        match r {
+            Ok(slots) => {
+                ctx.bar_ring = slots;
+                Ok(())
+            }
+            Err(e) => {
+                ctx.bar_failed = Some(e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    /// Creates the ring's slots in memory type `ty`: mapped buffers of `ring_slot_size`
+    /// bytes used by the transfer queue family only, each with its own command buffer. On
+    /// failure, the slots made so far are destroyed.
+    fn make_slots(&self, ctx: &Ctx, ty: u32) -> Result<Vec<Slot>> {
+        let q = ctx.transfer_queue();
+        let (pool, family) = (q.pool, q.family);
+        let mut slots = Vec::with_capacity(self.ring_slots);
+        for _ in 0..self.ring_slots {
+            match self.make_slot(pool, family, ty) {
+                Ok(slot) => slots.push(slot),
+                Err(e) => {
+                    self.destroy_slots(pool, slots);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(slots)
+    }
+
+    fn make_slot(&self, pool: vk::CommandPool, family: u32, ty: u32) -> Result<Slot> {
+        let dev = &self.shared.device;
+        let mut b =
+            self.create_buffer(self.ring_slot_size, ty, Placement::Staging, Some(family))?;
+        let ptr = b.mapped.ok_or_else(|| Error::Backend {
+            backend: Backend::Vulkan,
+            op: "vkMapMemory",
+            message: "ring memory is not mapped".into(),
+            transient: false,
+        })?;
+        let cai = vk::CommandBufferAllocateInfo::default()
+            .command_pool(pool)
+            .level(vk::CommandBufferLevel::PRIMARY)
+            .command_buffer_count(1);
+        // SAFETY: `pool` belongs to `dev`; we hold the device lock (pools are externally
+        // synchronised).
+        let cmd = unsafe { dev.allocate_command_buffers(&cai) }
+            .map_err(|e| vk_err("vkAllocateCommandBuffers", e))?[0];
+        // Take the buffer apart: the ring owns the handle and allocation from now on.
+        let alloc = b.alloc.take();
+        let buffer = b.raw;
+        b.raw = vk::Buffer::null();
+        drop(b);
+        Ok(Slot {
+            buffer,
+            alloc,
+            ptr,
+            cmd,
+            busy_until: 0,
+        })
+    }
+
+    /// Destroys slots that no pending work uses (never submitted, or waited for).
+    fn destroy_slots(&self, pool: vk::CommandPool, slots: Vec<Slot>) {
+        let dev = &self.shared.device;
+        for s in slots {
+            // SAFETY: the command buffer came from `pool` and is not pending; the buffer
+            // and its memory are unused (caller's contract).
+            unsafe { dev.free_command_buffers(pool, &[s.cmd]) };
+            self.shared.destroy_buffer(s.buffer, s.alloc);
+        }
+    }
+
+    /// Host → device-local through a ring, pipelined: the CPU fills slot i+1 while the
+    /// transfer queue copies slot i into `dst`.
+    ///
+    /// `bar: false` uses the staging ring (system memory; streaming stores unless
+    /// `VUMA_VK_STREAM_COPY=0`). `bar: true` uses the BAR ring, which must exist
+    /// ([`Self::ensure_bar_ring`]): the copy threads write each chunk into VRAM through the
+    /// BAR with 64-byte aligned non-temporal stores (always: BAR memory is write-combined)
+    /// and never read it, and the `vkCmdCopyBuffer` is a VRAM→VRAM copy.
+    ///
+    /// Synchronisation, the same for both rings: a slot is written by the host only after
+    /// the timeline value of its previous copy has been waited for (the copy that read it
+    /// finished: write-after-read); host writes before `vkQueueSubmit` are visible to the
+    /// device without a barrier (every mapping is host-coherent and the stores are fenced);
+    /// each submission opens with a full barrier after earlier work (write-after-write on
+    /// `dst`) and closes with one to the host; the call waits for its last submission.
     fn staged_write(
         &self,
         ctx: &mut Ctx,
         dst: &VulkanBuffer,
         offset: u64,
         src: &[u8],
+        bar: bool,
     ) -> Result<()> {
-        self.ensure_ring(ctx)?;
+        if bar {
+            if ctx.bar_ring.is_empty() {
+                return Err(Error::Backend {
+                    backend: Backend::Vulkan,
+                    op: "BAR upload ring",
+                    message: "not created".into(),
+                    transient: false,
+                });
+            }
+        } else {
+            self.ensure_ring(ctx)?;
+        }
         let dev = &self.shared.device;
         let slot_size = self.ring_slot_size as usize;
         let queue = ctx.transfer_queue().queue;
         let pool = self.pool();
+        let stream = bar || self.stream_copies;
         let mut result = Ok(());
         let mut pos = 0usize;
-        for (k, len) in chunk_plan(src.len(), slot_size).into_iter().enumerate() {
+        // The BAR ring needs no ramp: its VRAM→VRAM copies take microseconds, so nothing
+        // waits for the first or the last chunk; full slots use every copy thread.
+        let plan = if bar {
+            flat_plan(src.len(), slot_size)
+        } else {
+            chunk_plan(src.len(), slot_size)
+        };
+        for (k, len) in plan.into_iter().enumerate() {
             let chunk = &src[pos..pos + len];
-            let s = k % ctx.ring.len();
-            if let Err(e) = ctx.wait(dev, ctx.ring[s].busy_until) {
+            let s = k % ctx.slots(bar).len();
+            let busy = ctx.slots(bar)[s].busy_until;
+            if let Err(e) = ctx.wait(dev, busy) {
                 result = Err(e);
                 break;
             }
-            let slot = &ctx.ring[s];
+            let slot = &ctx.slots(bar)[s];
             // SAFETY: the slot's mapping covers `slot_size >= len` bytes and its last copy
-            // has completed (waited above); we hold the device lock.
+            // has completed (waited above); we hold the device lock. The slice is only
+            // written (`CopyPool::copy` never reads its destination), which matters for
+            // BAR memory: CPU reads of it crawl.
             let host = unsafe { std::slice::from_raw_parts_mut(slot.ptr.0.as_ptr(), len) };
-            pool.copy(host, chunk, self.stream_copies);
+            pool.copy(host, chunk, stream);
             let (buf, cmd) = (slot.buffer, slot.cmd);
             let region = vk::BufferCopy {
                 src_offset: 0,
@@ -1221,7 +1636,7 @@ impl VulkanDevice {
                 end_and_submit(dev, ctx, queue, cmd)
             });
             match r {
-                Ok(v) => ctx.ring[s].busy_until = v,
+                Ok(v) => ctx.slots(bar)[s].busy_until = v,
                 Err(e) => {
                     result = Err(e);
                     break;
@@ -1230,10 +1645,15 @@ impl VulkanDevice {
         }
         let last = ctx.value;
         let w = ctx.wait(dev, last);
-        for s in &mut ctx.ring {
+        for s in ctx.slots(bar) {
             s.busy_until = 0;
         }
-        result.and(w)
+        let r = result.and(w);
+        if bar && r.is_ok() {
+            self.bar_bytes
+                .fetch_add(src.len() as u64, Ordering::Relaxed);
+        }
+        r
     }
 
     /// Device-local → host through the staging ring, pipelined: the transfer queue copies
@@ -1457,7 +1877,7 @@ impl Drop for VulkanDevice {
         unsafe {
             let _ = dev.device_wait_idle();
             ctx.pipelines.destroy(dev);
-            for s in ctx.ring.drain(..) {
+            for s in ctx.ring.drain(..).chain(ctx.bar_ring.drain(..)) {
                 self.shared.destroy_buffer(s.buffer, s.alloc);
             }
             dev.destroy_semaphore(ctx.timeline, None);
@@ -1513,6 +1933,12 @@ impl Device for VulkanDevice {
                 return Ok(());
             }
         }
+        if dst.placement == Placement::DeviceLocal && self.h2d_uses_bar(src.len() as u64) {
+            match self.ensure_bar_ring(&mut ctx) {
+                Ok(()) => return self.staged_write(&mut ctx, dst, offset, src, true),
+                Err(e) => tracing::debug!("vulkan: BAR upload unavailable, staging instead: {e}"),
+            }
+        }
         if let Some((a, b)) = self.import_range(src.as_ptr() as usize, src.len()) {
             // SAFETY: `src[a..b]` is borrowed for this call and only read by the device
             // (the import API takes a mutable pointer); `a` and `b` are aligned.
@@ -1528,15 +1954,15 @@ impl Device for VulkanDevice {
             };
             if done {
                 if a > 0 {
-                    self.staged_write(&mut ctx, dst, offset, &src[..a])?;
+                    self.staged_write(&mut ctx, dst, offset, &src[..a], false)?;
                 }
                 if b < src.len() {
-                    self.staged_write(&mut ctx, dst, offset + b as u64, &src[b..])?;
+                    self.staged_write(&mut ctx, dst, offset + b as u64, &src[b..], false)?;
                 }
                 return Ok(());
             }
         }
-        self.staged_write(&mut ctx, dst, offset, src)
+        self.staged_write(&mut ctx, dst, offset, src, false)
     }
 
     fn read(&self, src: &VulkanBuffer, offset: u64, dst: &mut [u8]) -> Result<()> {
@@ -1644,11 +2070,11 @@ impl Device for VulkanDevice {
         }
         if mid_start > offset {
             let head = vec![value; (mid_start - offset) as usize];
-            self.staged_write(&mut ctx, dst, offset, &head)?;
+            self.staged_write(&mut ctx, dst, offset, &head, false)?;
         }
         if end > mid_end {
             let tail = vec![value; (end - mid_end) as usize];
-            self.staged_write(&mut ctx, dst, mid_end, &tail)?;
+            self.staged_write(&mut ctx, dst, mid_end, &tail, false)?;
         }
         Ok(())
     }
@@ -1689,13 +2115,179 @@ impl Device for VulkanDevice {
 
 #[cfg(test)]
 mod tests {
-    use super::chunk_plan;
+    use super::{bar_upload_type, chunk_plan, flat_plan, pcie_generation, H2dStrategy};
+    use crate::memory::MemoryTypeDesc;
+    use crate::memory::{select_memory_type, MemoryHeapDesc, MemoryPurpose, MemoryTable};
+    use ash::vk::{MemoryHeapFlags as HF, MemoryPropertyFlags as F};
+
+    fn table(heaps: &[(u64, bool)], types: &[(F, u32)]) -> MemoryTable {
+        MemoryTable {
+            heaps: heaps
+                .iter()
+                .map(|&(size, dl)| MemoryHeapDesc {
+                    size,
+                    flags: if dl { HF::DEVICE_LOCAL } else { HF::empty() },
+                })
+                .collect(),
+            types: types
+                .iter()
+                .map(|&(flags, heap)| MemoryTypeDesc { flags, heap })
+                .collect(),
+        }
+    }
+
+    fn bar_of(t: &MemoryTable, unified: bool) -> Option<u32> {
+        bar_upload_type(
+            t,
+            select_memory_type(t, MemoryPurpose::Upload, unified, u32::MAX),
+        )
+    }
+
+    #[test]
+    fn bar_type_only_for_large_bar_or_unified_memory() {
+        const GIB: u64 = 1 << 30;
+        let (dl, hv, hc, c) = (
+            F::DEVICE_LOCAL,
+            F::HOST_VISIBLE,
+            F::HOST_COHERENT,
+            F::HOST_CACHED,
+        );
+        // The H100/H200: all of VRAM behind the BAR (type 4).
+        let h100 = table(
+            &[(80 * GIB, true), (94 * GIB, false)],
+            &[
+                (F::empty(), 1),
+                (dl, 0),
+                (hv | hc, 1),
+                (hv | hc | c, 1),
+                (dl | hv | hc, 0),
+            ],
+        );
+        assert_eq!(bar_of(&h100, false), Some(4));
+        // A 256 MiB BAR window is left alone.
+        let small = table(
+            &[(8 * GIB, true), (32 * GIB, false), (GIB / 4, true)],
+            &[(dl, 0), (hv | hc, 1), (hv | hc | c, 1), (dl | hv | hc, 2)],
+        );
+        assert_eq!(bar_of(&small, false), None);
+        // No host-visible device-local memory at all.
+        let no_bar = table(
+            &[(8 * GIB, true), (32 * GIB, false)],
+            &[(dl, 0), (hv | hc, 1)],
+        );
+        assert_eq!(bar_of(&no_bar, false), None);
+        // lavapipe: one type with every flag.
+        let lvp = table(&[(2 * GIB, true)], &[(dl | hv | hc | c, 0)]);
+        assert_eq!(bar_of(&lvp, true), Some(0));
+        assert_eq!(bar_upload_type(&lvp, None), None);
+        assert_eq!(bar_upload_type(&lvp, Some(7)), None);
+    }
+
+    #[test]
+    fn h2d_strategy_choice() {
+        use H2dStrategy::*;
+        let min = H2dStrategy::AUTO_BAR_MIN;
+        for len in [1, min - 1, min, 1 << 30] {
+            assert!(!Staging.uses_bar(len, true, true, true));
+            assert!(Bar.uses_bar(len, true, false, false));
+            assert!(!Bar.uses_bar(len, false, true, true), "no BAR type");
+            assert_eq!(Auto.uses_bar(len, true, true, true), len >= min);
+            assert!(!Auto.uses_bar(len, true, false, true), "not discrete");
+            assert!(!Auto.uses_bar(len, true, true, false), "small BAR");
+            assert!(!Auto.uses_bar(len, false, true, true), "no BAR type");
+        }
+        for s in [Staging, Bar, Auto] {
+            assert_eq!(s.as_str().parse::<H2dStrategy>().ok(), Some(s));
+            assert_eq!(H2dStrategy::from_u8(s.to_u8()), s);
+        }
+        assert_eq!(" BAR ".parse::<H2dStrategy>().ok(), Some(Bar));
+        assert!(matches!(
+            "fast".parse::<H2dStrategy>(),
+            Err(vuma_core::Error::InvalidArgument(_))
+        ));
+        assert_eq!(H2dStrategy::default(), Staging);
+    }
+
+    /// The BAR ring unavailable (no BAR type, or its allocation failed): a typed error
+    /// inside, and device-local writes fall back to staging with the right bytes.
+    #[test]
+    fn bar_failure_falls_back_to_staging() {
+        use vuma_core::{Device, Placement};
+        let mut dev = match super::VulkanDevice::open_with(0, &crate::VulkanOptions::validated()) {
+            Ok(d) => d,
+            Err(e) => return vuma_core::conformance::skip_or_fail("vulkan", &e.to_string()),
+        };
+        let buf = dev.alloc(3 << 20, Placement::DeviceLocal).expect("alloc");
+        let data: Vec<u8> = (0..(3 << 20) - 5).map(|i| (i % 253) as u8).collect();
+        let mut back = vec![0u8; data.len()];
+        // An allocation that failed earlier (simulated): staged, not BAR.
+        dev.set_h2d_strategy(H2dStrategy::Bar);
+        dev.lock().bar_failed = Some("simulated allocation failure".into());
+        dev.write(&buf, 5, &data).expect("write falls back");
+        assert_eq!(dev.bar_bytes_written(), 0);
+        dev.read(&buf, 5, &mut back).expect("read");
+        assert!(back == data);
+        // Setting the strategy again forgets the failure.
+        dev.set_h2d_strategy(H2dStrategy::Bar);
+        dev.write(&buf, 0, &data[..4096]).expect("write");
+        assert_eq!(
+            dev.bar_bytes_written(),
+            if dev.bar_type.is_some() { 4096 } else { 0 }
+        );
+        // No BAR type at all: a typed error from the ring, and writes stage.
+        dev.bar_type = None;
+        let r = {
+            let mut ctx = dev.lock();
+            let slots = std::mem::take(&mut ctx.bar_ring);
+            let pool = ctx.transfer_queue().pool;
+            // Nothing uses the slots: every write waited for its copies.
+            dev.destroy_slots(pool, slots);
+            dev.ensure_bar_ring(&mut ctx)
+        };
+        assert!(
+            matches!(
+                r,
+                Err(vuma_core::Error::Backend {
+                    op: "BAR upload ring",
+                    ..
+                })
+            ),
+            "{r:?}"
+        );
+        assert!(!dev.h2d_uses_bar(1 << 30));
+        dev.write(&buf, 1, &data).expect("write without a BAR type");
+        dev.read(&buf, 1, &mut back).expect("read");
+        assert!(back == data);
+        dev.synchronize().expect("synchronize");
+        assert_eq!(
+            dev.validation_errors(),
+            0,
+            "{:#?}",
+            dev.validation_messages()
+        );
+    }
+
+    #[test]
+    fn pcie_speeds() {
+        assert_eq!(pcie_generation("32.0 GT/s PCIe"), Some(5));
+        assert_eq!(pcie_generation("16.0 GT/s PCIe"), Some(4));
+        assert_eq!(pcie_generation("8.0 GT/s PCIe"), Some(3));
+        assert_eq!(pcie_generation("2.5 GT/s PCIe"), Some(1));
+        assert_eq!(pcie_generation("64.0 GT/s PCIe"), Some(6));
+        assert_eq!(pcie_generation("Unknown"), None);
+        assert_eq!(pcie_generation(""), None);
+        assert_eq!(pcie_generation("3.0 GT/s"), None);
+    }
 
     #[test]
     fn chunk_plan_covers_and_ramps() {
         let m = 1usize << 20;
         for total in [0, 1, m, 16 * m, 33 * m, 256 * m + 12345, 1000 * m + 7] {
             for slot in [8 * m, 16 * m, 64 * m] {
+                let f = flat_plan(total, slot);
+                assert_eq!(f.iter().sum::<usize>(), total);
+                assert!(f.iter().all(|&c| c > 0 && c <= slot));
+                assert_eq!(f.len(), total.div_ceil(slot));
                 let p = chunk_plan(total, slot);
                 assert_eq!(p.iter().sum::<usize>(), total);
                 assert!(p.iter().all(|&c| c > 0 && c <= slot));

@@ -16,7 +16,12 @@
 //! - [`vuma_core::KernelVariant::SpirV`] → a compute pipeline (see the ABI below);
 //! - [`vuma_core::DeviceInfo`] → physical-device type, deviceUUID (equal to CUDA's UUID for
 //!   the same GPU), heaps with `VK_EXT_memory_budget` budgets, limits and queue families in
-//!   `extra`.
+//!   `extra`; `compute_units` from `VK_NV_shader_sm_builtins` (`shaderSMCount`) or
+//!   `VK_AMD_shader_core_properties(2)` where supported (else 0); `host_link` of a discrete
+//!   GPU from its PCIe generation and width in Linux sysfs, found at the address
+//!   `VK_EXT_pci_bus_info` reports (maximum link figures, as the CUDA backend does: an idle
+//!   GPU trains its link down; `None` where either is missing); `l2_bytes` stays 0 (unknown):
+//!   no Vulkan API or extension reports the L2 size.
 //!
 //! ```no_run
 //! use vuma_core::{AccessMode, Arg, Device, LaunchConfig, Placement, Scalar};
@@ -68,7 +73,23 @@
 //!   turns them off) while the transfer queue copies slot i, and reads run the other way
 //!   round. Consecutive submissions on one queue skip the timeline wait (submission order and
 //!   the leading barrier order them). Host-mapped and staging buffers are read and written
-//!   directly through their mapping. Importing the caller's page-aligned middle with
+//!   directly through their mapping.
+//! - **BAR uploads** ([`H2dStrategy`], `VUMA_VK_H2D=staging|bar|auto`, default `staging`;
+//!   [`VulkanDevice::set_h2d_strategy`] overrides it at run time). The staged write costs the
+//!   DRAM three passes (the copy threads read the source and write the slot, the DMA reads
+//!   the slot), which caps it below the link on the H200 (36.8–40.4 vs 48–49 GB/s). With
+//!   `bar`, device-local writes go through a second ring of the same geometry in the BAR
+//!   memory type ([`VulkanDevice::bar_upload_type`]: `DEVICE_LOCAL|HOST_VISIBLE`, a large BAR
+//!   on discrete GPUs, never a small window): the copy threads write each chunk straight
+//!   into VRAM through the BAR (64-byte aligned non-temporal stores, fenced; BAR memory is
+//!   never read by the CPU) and a `vkCmdCopyBuffer` moves it VRAM→VRAM on the transfer
+//!   queue while the threads fill the next slot; synchronisation is the staging ring's
+//!   (timeline wait before a slot is rewritten, host-coherent memory, leading and trailing
+//!   barriers). `auto` takes the BAR for writes of at least 1 MiB on discrete GPUs with a
+//!   large BAR. Without a BAR type, or when the ring (`VUMA_VK_STAGING_SLOTS` x
+//!   `VUMA_VK_STAGING_SLOT_MIB` of VRAM, allocated on first use) cannot be allocated, writes
+//!   fall back to staging (a `tracing` debug line says why). Reads and fills never use it;
+//!   a BAR write takes precedence over the external-memory import below. Importing the caller's page-aligned middle with
 //!   `VK_EXT_external_memory_host` is implemented but off by default
 //!   (`VUMA_VK_IMPORT_MIN_MIB`): on the H100 the per-call import (page pinning) made 256 MiB
 //!   transfers 3x slower than staging.
@@ -97,7 +118,7 @@ pub mod kernels;
 pub mod memory;
 
 pub use buffer::VulkanBuffer;
-pub use device::VulkanDevice;
+pub use device::{H2dStrategy, VulkanDevice};
 pub use instance::VulkanOptions;
 pub use kernels::{increment_2d_kernel, increment_kernel, read_sum_kernel};
 pub use memory::{select_memory_type, MemoryPurpose, MemoryTable};

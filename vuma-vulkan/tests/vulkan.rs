@@ -83,6 +83,24 @@ fn info_is_complete_and_memory_types_follow_the_bar_rule() {
     for (k, v) in &i.extra {
         eprintln!("{k} = {v}");
     }
+    eprintln!(
+        "compute_units = {}, l2_bytes = {}, host_link = {:?}",
+        i.compute_units, i.l2_bytes, i.host_link
+    );
+    if i.extra.iter().any(|(k, _)| k == "vulkan.sm_count") {
+        assert!(
+            i.compute_units > 0,
+            "VK_NV_shader_sm_builtins reported no SMs"
+        );
+    }
+    if let Some(l) = &i.host_link {
+        assert_eq!(
+            i.kind,
+            DeviceKind::Discrete,
+            "a host link only for discrete GPUs"
+        );
+        assert!(l.h2d_bytes_per_s > 0.0 && l.pcie_generation.is_some());
+    }
     let table = dev.memory_table();
     for p in [MemoryPurpose::Readback, MemoryPurpose::HostMapped] {
         let t = dev.memory_type_for(p).expect("host memory type");
@@ -390,4 +408,130 @@ fn validation_counter_sees_a_deliberate_error() {
         dev.validation_errors() > before,
         "the layer must report the push-constant mismatch"
     );
+}
+
+/// The BAR upload path (`VUMA_VK_H2D=bar`, forced through `set_h2d_strategy` rather than
+/// the environment): exact bytes for odd sizes and offsets, sizes spanning several slots
+/// and more writes than the ring has slots, interleaved with staged writes, a kernel and
+/// reads; the BAR ring must really have been used where the device has a BAR type
+/// (lavapipe: its one host-visible device-local type), and validation stays clean.
+#[test]
+fn bar_uploads_write_exact_bytes() {
+    use vuma_vulkan::H2dStrategy;
+    let Some(dev) = open() else { return };
+    let bar_type = dev.bar_upload_type();
+    eprintln!(
+        "BAR upload type: {bar_type:?}, strategy from the environment: {}",
+        dev.h2d_strategy()
+    );
+    dev.set_h2d_strategy(H2dStrategy::Bar);
+    assert_eq!(dev.h2d_strategy(), H2dStrategy::Bar);
+    assert_eq!(dev.h2d_uses_bar(1), bar_type.is_some());
+    if let Some(t) = bar_type {
+        let f = dev.memory_table().types[t as usize].flags;
+        assert!(f.contains(
+            ash::vk::MemoryPropertyFlags::DEVICE_LOCAL
+                | ash::vk::MemoryPropertyFlags::HOST_VISIBLE
+                | ash::vk::MemoryPropertyFlags::HOST_COHERENT
+        ));
+    }
+    let mib = 1usize << 20;
+    let size = 40 * mib + 4096;
+    let buf = dev
+        .alloc(size as u64, Placement::DeviceLocal)
+        .expect("alloc");
+    let mut expect: Vec<u8> = (0..size).map(|i| (i * 31 % 241) as u8).collect();
+    dev.write(&buf, 0, &expect).expect("initial write");
+    let before = dev.bar_bytes_written();
+    if bar_type.is_some() {
+        assert!(before >= size as u64, "the BAR ring was not used");
+    }
+    // (offset, len): odd sizes and offsets, one byte, less than a line, more than one slot
+    // (8 MiB on lavapipe, 16 MiB on discrete GPUs), and past the end of the buffer.
+    let cases = [
+        (0usize, 1usize),
+        (1, 3),
+        (63, 65),
+        (4095, 4097),
+        (12_345, 1_000_003),
+        (7, 17 * mib + 11),
+        (3 * mib + 1, 33 * mib + 5),
+        (size - 9, 9),
+        (0, size),
+    ];
+    let mut seed = 1u32;
+    let mut via_bar = 0u64;
+    for (round, &(off, len)) in cases.iter().enumerate() {
+        let data: Vec<u8> = (0..len)
+            .map(|_| {
+                seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (seed >> 24) as u8
+            })
+            .collect();
+        // Every third write goes through the staging ring, to interleave the two rings.
+        let bar = round % 3 != 2;
+        dev.set_h2d_strategy(if bar {
+            H2dStrategy::Bar
+        } else {
+            H2dStrategy::Staging
+        });
+        if bar {
+            via_bar += len as u64;
+        }
+        dev.write(&buf, off as u64, &data).expect("write");
+        expect[off..off + len].copy_from_slice(&data);
+        let mut back = vec![0u8; len];
+        dev.read(&buf, off as u64, &mut back).expect("read range");
+        assert!(back == data, "range {off}+{len} (round {round})");
+    }
+    dev.set_h2d_strategy(H2dStrategy::Bar);
+    // A kernel between BAR writes: write, increment the first 1024 words, read.
+    let words_in: Vec<u8> = (0..1024u32).flat_map(|i| i.to_le_bytes()).collect();
+    dev.write(&buf, 0, &words_in).expect("write words");
+    via_bar += words_in.len() as u64;
+    dev.launch(
+        &vuma_vulkan::increment_kernel(),
+        &LaunchConfig::for_elements(1024, 64),
+        &[
+            Arg::Buffer {
+                buffer: &buf,
+                offset: 0,
+                len: 4096,
+                access: AccessMode::ReadWrite,
+            },
+            Arg::Scalar(Scalar::U32(1024)),
+            Arg::Scalar(Scalar::U32(5)),
+        ],
+    )
+    .expect("launch");
+    expect[..4096].copy_from_slice(
+        &(0..1024u32)
+            .flat_map(|i| (i + 5).to_le_bytes())
+            .collect::<Vec<u8>>(),
+    );
+    let mut all = vec![0u8; size];
+    dev.read(&buf, 0, &mut all).expect("read all");
+    assert!(all == expect, "whole buffer after BAR writes and a kernel");
+    assert_eq!(words(&all[..16]), vec![5, 6, 7, 8]);
+    if bar_type.is_some() {
+        assert_eq!(dev.bar_bytes_written(), before + via_bar);
+    }
+    // Writes into host-visible buffers never touch the BAR ring.
+    let n = dev.bar_bytes_written();
+    let hm = dev.alloc(4096, Placement::HostMapped).expect("alloc");
+    dev.write(&hm, 5, &[9u8; 100]).expect("host-mapped write");
+    assert_eq!(dev.bar_bytes_written(), n);
+    // Auto: BAR only for large writes on discrete GPUs with a large BAR.
+    dev.set_h2d_strategy(H2dStrategy::Auto);
+    let large_bar = dev.memory_table().has_large_bar();
+    let discrete = dev.info().kind == DeviceKind::Discrete;
+    assert_eq!(
+        dev.h2d_uses_bar(H2dStrategy::AUTO_BAR_MIN),
+        bar_type.is_some() && discrete && large_bar
+    );
+    assert!(!dev.h2d_uses_bar(H2dStrategy::AUTO_BAR_MIN - 1));
+    dev.write(&buf, 0, &expect[..2 * mib]).expect("auto write");
+    dev.set_h2d_strategy(H2dStrategy::Staging);
+    assert!(!dev.h2d_uses_bar(u64::MAX));
+    assert_clean(&dev);
 }
