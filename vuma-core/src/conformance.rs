@@ -220,8 +220,10 @@ pub fn concurrent_copies(dev: &dyn DynDevice, kernel: &Kernel) {
         .collect();
     dev.write(&*src, 0, &words).expect("write src");
     let bounce = [
-        dev.alloc(chunk, Placement::DeviceLocal).expect("alloc bounce"),
-        dev.alloc(chunk, Placement::DeviceLocal).expect("alloc bounce"),
+        dev.alloc(chunk, Placement::DeviceLocal)
+            .expect("alloc bounce"),
+        dev.alloc(chunk, Placement::DeviceLocal)
+            .expect("alloc bounce"),
     ];
     let dst = dev.alloc(total, Placement::DeviceLocal).expect("alloc dst");
     let n = (chunk / 4) as u32;
@@ -250,8 +252,13 @@ pub fn concurrent_copies(dev: &dyn DynDevice, kernel: &Kernel) {
     for (w, c) in back.chunks_exact(4).enumerate() {
         let v = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
         let i = w as u64 * 4 / chunk;
-        let want = (w as u32).wrapping_mul(2_654_435_761).wrapping_add(i as u32 + 1);
-        assert_eq!(v, want, "word {w} (chunk {i}) of the pipelined copy + increment");
+        let want = (w as u32)
+            .wrapping_mul(2_654_435_761)
+            .wrapping_add(i as u32 + 1);
+        assert_eq!(
+            v, want,
+            "word {w} (chunk {i}) of the pipelined copy + increment"
+        );
     }
 
     // A copy sees the writes issued before it; `synchronize` completes it.

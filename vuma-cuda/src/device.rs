@@ -559,7 +559,10 @@ impl CudaDevice {
         inner.d2h = new_stream()?;
         inner.side = new_stream()?;
         {
-            let side = inner.side_state.get_mut().unwrap_or_else(|e| e.into_inner());
+            let side = inner
+                .side_state
+                .get_mut()
+                .unwrap_or_else(|e| e.into_inner());
             side.ev_start = new_event()?;
             side.ev_join = new_event()?;
         }
@@ -1191,7 +1194,9 @@ impl Device for CudaDevice {
         side.pending = true;
         r?;
         // SAFETY: valid event and stream of this context.
-        check("cuEventRecord", unsafe { sys::cuEventRecord(event, inner.side) })?;
+        check("cuEventRecord", unsafe {
+            sys::cuEventRecord(event, inner.side)
+        })?;
         Ok(fence)
     }
 

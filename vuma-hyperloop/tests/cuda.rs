@@ -5,6 +5,12 @@
 //!
 //! Without a CUDA device these tests print a SKIP line and pass; with `VUMA_REQUIRE_CUDA=1`
 //! (or `VUMA_REQUIRE_HW=1`) they fail instead.
+//!
+//! Under compute-sanitizer (`VUMA_UNDER_SANITIZER=1`, set by the bundle's `run.sh` in its
+//! sanitizer passes) the data sets, chunks and the decode-rate sample shrink 16-fold (see
+//! `common::scaled`): still several chunks per upload, every page kind, odd tails and guard
+//! bytes, but the run fits the sanitizer's time (racecheck did not finish in 420 s at full
+//! size on an H200).
 
 mod common;
 
@@ -63,22 +69,38 @@ fn all_homes(dev: &dyn DynDevice, cb: &CompressedBuffer) -> Vec<(&'static str, V
 #[test]
 fn cuda_decoders_match_the_host_on_every_dataset() {
     let Some(dev) = cuda() else { return };
-    eprintln!("device: {}", DynDevice::info(&dev).name);
+    eprintln!(
+        "device: {}{}",
+        DynDevice::info(&dev).name,
+        if common::under_sanitizer() {
+            " (sanitizer scale: data and chunks / 16)"
+        } else {
+            ""
+        }
+    );
     for ds in Dataset::ALL {
-        let len = (8 << 20)
-            + if ds.width() == ElemWidth::U8 {
-                4099
-            } else {
-                4096
-            };
+        let len = common::scaled(
+            (8 << 20)
+                + if ds.width() == ElemWidth::U8 {
+                    4099
+                } else {
+                    4096
+                },
+        );
         let data = ds.generate(len, 5);
         let mut forced = vec![None];
         forced.extend(DeviceCodec::ALL.map(|c| Some(PageDecision::Codec(c))));
         for force in forced {
             let mut opts = CompressOptions::with_width(ds.width());
-            opts.chunk_bytes = 2 << 20;
+            opts.chunk_bytes = common::scaled_chunk(2 << 20);
+            opts.direct_min_bytes = common::scaled_chunk(opts.direct_min_bytes);
             opts.force = force;
             let cb = CompressedBuffer::compress(&data, &opts).unwrap();
+            assert!(
+                cb.chunks().len() >= 2,
+                "{} {force:?}: one chunk only (the uploads must span several)",
+                ds.name()
+            );
             for (home, out) in all_homes(&dev, &cb) {
                 assert!(
                     out == data,
@@ -112,7 +134,7 @@ fn cuda_flags_exactly_what_the_host_flags() {
         ),
         (Dataset::ReluF32, DeviceCodec::Lz4, PageKind::Lz4),
     ] {
-        let data = ds.generate(1 << 20, 3);
+        let data = ds.generate(common::scaled(1 << 20), 3);
         let mut opts = CompressOptions::with_width(ds.width());
         opts.force = Some(PageDecision::Codec(codec));
         let clean = CompressedBuffer::compress(&data, &opts).unwrap();
@@ -124,7 +146,7 @@ fn cuda_flags_exactly_what_the_host_flags() {
         };
         assert!(entries.iter().all(|e| e.kind == kind as u8));
         let (mut flagged, mut trials) = (0, 0);
-        for t in 0..120 {
+        for t in 0..if common::under_sanitizer() { 40 } else { 120 } {
             let mut cb = clean.clone();
             let e = entries[(rng.next_u64() as usize) % entries.len()];
             let img = &mut cb.chunks_mut()[0].image;
@@ -200,7 +222,8 @@ fn cuda_decode_rates_are_measured() {
     let Some(dev) = cuda() else { return };
     let prior = CostModel::for_device(DynDevice::info(&dev));
     let mut m = prior.clone();
-    measure_device_decode(&dev, &mut m, 64 << 20, 5).unwrap();
+    let (sample, iters) = common::rate_sample((64 << 20, 5));
+    measure_device_decode(&dev, &mut m, sample, iters).unwrap();
     eprintln!("measured cost model:\n{}", m.to_text());
     common::assert_rates_measured(&prior, &m);
 }
@@ -244,11 +267,11 @@ fn cuda_eviction_matches_the_host_encoder() {
     let Some(dev) = cuda() else { return };
     let mut enc = DeviceEncoder::new(&dev);
     for ds in Dataset::ALL {
-        let data = ds.generate((8 << 20) + 4099, 6);
+        let data = ds.generate(common::scaled((8 << 20) + 4099), 6);
         for width in [ds.width(), ElemWidth::U8, ElemWidth::F32] {
             let mut opts = CompressOptions::with_width(width);
-            opts.chunk_bytes = 2 << 20;
-            opts.direct_min_bytes = 256 << 10;
+            opts.chunk_bytes = common::scaled_chunk(2 << 20);
+            opts.direct_min_bytes = common::scaled_chunk(256 << 10);
             let mut forced = opts.clone();
             forced.force = Some(PageDecision::Codec(DeviceCodec::Bitplane));
             let want = CompressedBuffer::compress(&data, &forced).unwrap();
@@ -354,6 +377,7 @@ fn enc_write_outcome(
             sc(np as u32),
             sc(64 << 10),
             sc(4),
+            sc(0),
         ],
     )
     .unwrap();

@@ -7,6 +7,10 @@
 //!
 //! Without a Vulkan device these tests print a SKIP line and pass; with
 //! `VUMA_REQUIRE_VULKAN=1` (or `VUMA_REQUIRE_HW=1`) they fail instead.
+//!
+//! With `VUMA_UNDER_SANITIZER=1` (the bundle's sanitizer passes; kept symmetric with the
+//! CUDA tests) the at-scale data sets and the decode-rate sample shrink 16-fold (see
+//! `common::scaled`); the at-scale test then runs on CPU devices (lavapipe) too.
 
 mod common;
 
@@ -528,25 +532,33 @@ fn is_gpu(dev: &VulkanDevice) -> bool {
 #[test]
 fn vulkan_decoders_match_the_host_at_scale() {
     let Some(dev) = vulkan() else { return };
-    if !is_gpu(&dev) {
+    if !is_gpu(&dev) && !common::under_sanitizer() {
         eprintln!("SKIP: 8 MiB data sets run on GPUs only (this device is a CPU)");
         return;
     }
     for ds in Dataset::ALL {
-        let len = (8 << 20)
-            + if ds.width() == ElemWidth::U8 {
-                4099
-            } else {
-                4096 + 6
-            };
+        let len = common::scaled(
+            (8 << 20)
+                + if ds.width() == ElemWidth::U8 {
+                    4099
+                } else {
+                    4096 + 6
+                },
+        );
         let data = ds.generate(len, 5);
         let mut forced = vec![None];
         forced.extend(DeviceCodec::ALL.map(|c| Some(PageDecision::Codec(c))));
         for force in forced {
             let mut opts = CompressOptions::with_width(ds.width());
-            opts.chunk_bytes = 2 << 20;
+            opts.chunk_bytes = common::scaled_chunk(2 << 20);
+            opts.direct_min_bytes = common::scaled_chunk(opts.direct_min_bytes);
             opts.force = force;
             let cb = CompressedBuffer::compress(&data, &opts).unwrap();
+            assert!(
+                cb.chunks().len() >= 2,
+                "{} {force:?}: one chunk only (the uploads must span several)",
+                ds.name()
+            );
             for (home, out) in all_homes(&dev, &cb) {
                 assert!(
                     out == data,
@@ -566,9 +578,8 @@ fn vulkan_decode_rates_are_measured() {
     let gpu = is_gpu(&dev);
     let prior = vuma_hyperloop::CostModel::for_device(DynDevice::info(&dev));
     let mut m = prior.clone();
-    let sample = if gpu { 64 << 20 } else { 1 << 20 };
-    vuma_hyperloop::residency::measure_device_decode(&dev, &mut m, sample, if gpu { 5 } else { 1 })
-        .unwrap();
+    let (sample, iters) = common::rate_sample(if gpu { (64 << 20, 5) } else { (1 << 20, 1) });
+    vuma_hyperloop::residency::measure_device_decode(&dev, &mut m, sample, iters).unwrap();
     eprintln!("measured cost model:\n{}", m.to_text());
     common::assert_rates_measured(&prior, &m);
     assert_clean(&dev);

@@ -16,6 +16,9 @@
 #   VUMA_SANITIZE_SKIP (test names skipped in the sanitizer pass; default: the tests that
 #   provoke CUDA API errors on purpose), VUMA_SANITIZER_TOOLS (default memcheck; e.g.
 #   "memcheck racecheck synccheck").
+# The sanitizer passes (only those) run every binary with VUMA_UNDER_SANITIZER=1: the
+#   Hyperloop CUDA/Vulkan tests then shrink their data sets, chunks and decode-rate sample
+#   16-fold (same code paths; racecheck at full size did not finish in 420 s on an H200).
 # Exit status: 0 when every binary run passed, 1 otherwise, 2 on bad usage.
 set -uo pipefail
 
@@ -24,6 +27,8 @@ OUT="${OUT:-$BUNDLE/out}"
 export VUMA_REQUIRE_HW="${VUMA_REQUIRE_HW:-1}"
 TEST_TIMEOUT="${VUMA_TEST_TIMEOUT:-600}"
 BENCH_TIMEOUT="${VUMA_BENCH_TIMEOUT:-300}"
+# Full sizes in the plain and bench passes, whatever the caller's shell exports.
+unset VUMA_UNDER_SANITIZER
 LOG_CAP="${VUMA_LOG_CAP_BYTES:-8388608}"
 MAX_OUT_FILES="${VUMA_MAX_OUT_FILES:-8}"
 
@@ -35,7 +40,7 @@ for arg in "$@"; do
     --all) do_sanitize=1; do_bench=1 ;;
     --no-tests) do_tests=0 ;;
     --no-gl) do_gl=0 ;;
-    -h|--help) sed -n '2,20p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    -h|--help) sed -n '2,22p' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "run.sh: unknown argument: $arg (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -196,7 +201,7 @@ if [ "$do_sanitize" = 1 ]; then
     skip_args=""
     for n in $SKIP_NAMES; do skip_args="$skip_args --skip $n"; done
     TOOLS="${VUMA_SANITIZER_TOOLS:-memcheck}"
-    say "sanitizer: $SAN, tools: $TOOLS (tests skipped in these passes: ${SKIP_NAMES:-none}; xtask binaries: plain pass only)"
+    say "sanitizer: $SAN, tools: $TOOLS (tests skipped in these passes: ${SKIP_NAMES:-none}; xtask binaries: plain pass only; VUMA_UNDER_SANITIZER=1: smaller inputs)"
     for tool in $TOOLS; do
       case "$tool" in
         memcheck) pass=sanitize; prefix=sanitize ;;
@@ -208,7 +213,7 @@ if [ "$do_sanitize" = 1 ]; then
           xtask-*) say "SKIP  $pass  $(basename "$bin")  (build-tool tests, no CUDA calls)"; continue ;;
         esac
         # shellcheck disable=SC2086
-        VUMA_TEST_ARGS="${VUMA_TEST_ARGS:-}$skip_args" \
+        VUMA_UNDER_SANITIZER=1 VUMA_TEST_ARGS="${VUMA_TEST_ARGS:-}$skip_args" \
           run_one "$pass" "$bin" "$prefix-$(basename "$bin").log" "$TEST_TIMEOUT" \
           "$SAN" --tool "$tool" --target-processes all --error-exitcode 86 ${VUMA_SANITIZER_ARGS:-}
       done
