@@ -1,6 +1,8 @@
 //! Hyperloop benchmarks (harness = false). Every figure is a `vuma_core::bench::Record`
 //! against a baseline measured in the same run.
 //!
+//! `VUMA_HL_CHUNK_MIB=N` sets the chunk size of the compressed images (default: the library's).
+//!
 //! Host (always): per data set (256 MiB each; 16 MiB with `VUMA_BENCH_QUICK=1`) and per
 //! codec, the ratio (vs raw = 1.0) and the encode / decode rates on all cores (vs a
 //! one-thread host memcpy); the planner's throughput (vs the link it plans for).
@@ -167,6 +169,21 @@ fn host_bench(ds: Dataset, data: &[u8], iters: usize) {
     .emit();
 }
 
+/// Compression options for `width`, with `VUMA_HL_CHUNK_MIB` (chunk size in MiB) applied
+/// when set: the pipelined uploads and evictions drain one chunk at the end, so the chunk
+/// size is worth sweeping.
+fn options(width: vuma_hyperloop::page::ElemWidth) -> CompressOptions {
+    let mut o = CompressOptions::with_width(width);
+    if let Some(mib) = std::env::var("VUMA_HL_CHUNK_MIB")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&m| m > 0)
+    {
+        o.chunk_bytes = mib << 20;
+    }
+    o
+}
+
 fn time_gbps(bytes: u64, iters: usize, mut f: impl FnMut() -> f64) -> f64 {
     f();
     f();
@@ -220,7 +237,7 @@ fn device_bench(
     // (overlapped on backends with concurrent copies, `model.concurrent_copies`, else
     // serialised); mapped uploads decode while the bytes cross the link (overlapped).
     let compress = |overlap: bool| {
-        let mut opts = CompressOptions::with_width(ds.width());
+        let mut opts = options(ds.width());
         opts.model = CostModel {
             overlap,
             ..model.clone()
@@ -375,7 +392,7 @@ fn eviction_bench(dev: &dyn DynDevice, data: &[u8], iters: usize) -> vuma_core::
         t.elapsed().as_secs_f64()
     });
     drop(staging);
-    let opts = CompressOptions::with_width(ElemWidth::F32);
+    let opts = options(ElemWidth::F32);
     let mut enc = DeviceEncoder::new(dev);
     let mut up = Uploader::new(dev);
     let mut back = vec![0u8; data.len()];
