@@ -1,8 +1,8 @@
-//! `cargo xtask ci`: formatting, lints, tests, docs and the architecture check, with a
-//! summary table at the end.
+//! `cargo xtask ci`: formatting, lints, tests, docs, the architecture check and Miri over
+//! the pure modules (when nightly Miri is installed), with a summary table at the end.
 
 use std::collections::BTreeSet;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -21,6 +21,8 @@ pub struct CiOptions {
     pub packages: Vec<String>,
     /// Stop at the first failing step.
     pub fail_fast: bool,
+    /// Leave out the Miri steps (also left out by `quick`).
+    pub no_miri: bool,
 }
 
 /// One step of the pipeline.
@@ -37,16 +39,89 @@ pub enum Step {
     },
     /// The dependency-graph check ([`ARCH_RULES`]).
     Architecture,
+    /// `cargo +nightly miri …` ([`MIRI_TOOLCHAIN`]); skipped, with a SKIP line, when
+    /// `cargo +nightly miri --version` fails.
+    Miri {
+        /// Name in the summary.
+        name: &'static str,
+        /// Arguments after `cargo +nightly`.
+        args: Vec<String>,
+        /// Extra environment.
+        env: Vec<(String, String)>,
+    },
 }
 
 impl Step {
     fn name(&self) -> &'static str {
         match self {
-            Step::Cargo { name, .. } => name,
+            Step::Cargo { name, .. } | Step::Miri { name, .. } => name,
             Step::Architecture => "architecture",
         }
     }
 }
+
+/// The toolchain the Miri steps run under (`cargo +nightly-2026-05-20 miri`): a dated
+/// nightly, so that a new nightly's Miri cannot turn CI red overnight (`.ci/run` installs
+/// the same one; bump both together).
+pub const MIRI_TOOLCHAIN: &str = "nightly-2026-05-20";
+
+/// How to install what the Miri steps need (printed with their SKIP line).
+pub const MIRI_INSTALL: &str =
+    "rustup toolchain install nightly-2026-05-20 --profile minimal --component miri,rust-src";
+
+/// Miri's flags for the Miri steps: isolation stays on (deterministic: Miri's own clock and
+/// RNG, so the same proptest cases every run), host access the tests make (`/proc/meminfo`,
+/// proptest's regression files) fails with a one-line warning instead of aborting, and
+/// `PROPTEST_CASES` reaches the tests.
+pub const MIRI_FLAGS: &str =
+    "-Zmiri-isolation-error=warn-nobacktrace -Zmiri-env-forward=PROPTEST_CASES";
+
+/// Proptest cases per property under Miri (about 1 s each for the pool's property).
+pub const MIRI_PROPTEST_CASES: &str = "8";
+
+/// What the Miri steps run: per package, its test targets and the exact names of the tests
+/// (pure logic, and the host device's `unsafe` memory through the memory manager), chosen
+/// to finish in about 3 minutes on a 2-core machine. Left out: FFI (zstd), the memory
+/// model's proptests (64 cases each, fixed in the source: far too slow) and tests on
+/// megabytes of data (minutes each under Miri). `docs/testing.md` ("Miri") has the timings.
+pub const MIRI_SELECTION: &[(&str, &[&str], &[&str])] = &[
+    (
+        "vuma-core",
+        &[
+            "--lib",
+            "--test",
+            "memory_model",
+            "--test",
+            "host_conformance",
+        ],
+        &[
+            "placement::tests::policy_follows_size_reuse_and_capabilities",
+            "pool::tests::classes_round_up_by_at_most_a_quarter",
+            "pool::tests::dedicated_blocks_are_cached_and_trimmed",
+            "pool::tests::live_allocations_never_overlap",
+            "pool::tests::reuses_freed_ranges_and_keeps_stats",
+            "pool::tests::trim_releases_empty_blocks",
+            "pool::tests::zero_and_absurd_sizes_are_errors",
+            "creation_is_lazy_and_placement_is_reported",
+            "too_large_for_budget_is_a_clear_error",
+            "eviction_writes_back_dirty_copies_lru_first",
+            "conformance::partial_copies_odd_offsets",
+            "conformance::launch_without_variant",
+            "conformance::errors_for_bad_input",
+        ],
+    ),
+    (
+        "vuma-hyperloop",
+        &["--test", "host", "--test", "codecs"],
+        &[
+            "pages_cover_the_buffer",
+            "zero_detection_is_exact",
+            "estimates_rank_the_datasets",
+            "planner_uses_the_cost_model",
+            "bitplane_block_modes_round_trip",
+        ],
+    ),
+];
 
 /// Crates that must not appear in a package's normal dependency tree.
 ///
@@ -186,7 +261,64 @@ pub fn plan(opts: &CiOptions) -> Vec<Step> {
         env: vec![("RUSTDOCFLAGS".into(), "-D warnings".into())],
     });
     steps.push(Step::Architecture);
+    if !opts.quick && !opts.no_miri {
+        for (pkg, targets, tests) in MIRI_SELECTION {
+            if !opts.packages.is_empty() && !opts.packages.iter().any(|p| p == pkg) {
+                continue;
+            }
+            steps.push(Step::Miri {
+                name: match *pkg {
+                    "vuma-core" => "miri-vuma-core",
+                    "vuma-hyperloop" => "miri-vuma-hyperloop",
+                    _ => "miri",
+                },
+                args: cat(&[
+                    &strings(&["miri", "test", "-p", pkg]),
+                    &strings(targets),
+                    &strings(&["--", "--exact"]),
+                    &strings(tests),
+                ]),
+                env: vec![
+                    ("MIRIFLAGS".into(), MIRI_FLAGS.into()),
+                    ("PROPTEST_CASES".into(), MIRI_PROPTEST_CASES.into()),
+                ],
+            });
+        }
+    }
     steps
+}
+
+/// `cargo +nightly` (through rustup's `cargo` proxy on `PATH`, not `$CARGO`, which is the
+/// current toolchain's own cargo and knows no `+toolchain`).
+fn cargo_nightly() -> Command {
+    let mut c = Command::new("cargo");
+    c.arg(format!("+{MIRI_TOOLCHAIN}"));
+    c.current_dir(crate::util::workspace_root());
+    c
+}
+
+/// A Miri step's command for the summary table: the test names after `--exact` are
+/// counted, not listed (the step's `==>` line has them all).
+fn miri_summary_cmd(args: &[String]) -> String {
+    let cut = args
+        .iter()
+        .position(|a| a == "--exact")
+        .map_or(args.len(), |i| i + 1);
+    let mut s = format!("cargo +{MIRI_TOOLCHAIN} {}", args[..cut].join(" "));
+    if cut < args.len() {
+        s.push_str(&format!(" <{} tests>", args.len() - cut));
+    }
+    s
+}
+
+/// Whether `cargo +nightly miri --version` works (its output is not shown).
+fn miri_available() -> bool {
+    let mut c = cargo_nightly();
+    c.args(["miri", "--version"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    c.status().is_ok_and(|s| s.success())
 }
 
 /// How a step ended.
@@ -198,6 +330,8 @@ pub enum Verdict {
     Fail(String),
     /// It did not run (an earlier step failed under `--fail-fast`).
     NotRun,
+    /// It was skipped (its tool is not installed), with a reason; not a failure.
+    Skip(String),
 }
 
 /// Runs the pipeline; returns whether every step passed.
@@ -206,6 +340,7 @@ pub fn run(opts: &CiOptions) -> Result<bool> {
     let mut results: Vec<(String, Verdict, Duration, String)> = Vec::new();
     let total = Instant::now();
     let mut failed = false;
+    let mut miri: Option<bool> = None;
     for (i, step) in steps.iter().enumerate() {
         if failed && opts.fail_fast {
             results.push((
@@ -229,6 +364,39 @@ pub fn run(opts: &CiOptions) -> Result<bool> {
                     Ok((st, took)) if st.success() => (Verdict::Pass, took, shown),
                     Ok((st, took)) => (Verdict::Fail(fmt_status(st)), took, shown),
                     Err(e) => (Verdict::Fail(e.to_string()), Duration::ZERO, shown),
+                }
+            }
+            Step::Miri { args, env, .. } => {
+                let mut c = cargo_nightly();
+                c.args(args);
+                for (k, v) in env {
+                    c.env(k, v);
+                }
+                eprintln!(
+                    "\n==> [{}/{}] {}: {}",
+                    i + 1,
+                    steps.len(),
+                    step.name(),
+                    display_cmd(&c)
+                );
+                let shown = miri_summary_cmd(args);
+                if *miri.get_or_insert_with(miri_available) {
+                    match run_status(&mut c) {
+                        Ok((st, took)) if st.success() => (Verdict::Pass, took, shown),
+                        Ok((st, took)) => (Verdict::Fail(fmt_status(st)), took, shown),
+                        Err(e) => (Verdict::Fail(e.to_string()), Duration::ZERO, shown),
+                    }
+                } else {
+                    eprintln!(
+                        "SKIP {}: `cargo +{MIRI_TOOLCHAIN} miri --version` failed; \
+                         install with: {MIRI_INSTALL}",
+                        step.name()
+                    );
+                    (
+                        Verdict::Skip("nightly miri not installed".into()),
+                        Duration::ZERO,
+                        shown,
+                    )
                 }
             }
             Step::Architecture => {
@@ -277,6 +445,7 @@ fn summary(results: &[(String, Verdict, Duration, String)]) -> String {
                 Verdict::Pass => ("pass".to_string(), fmt_duration(*d)),
                 Verdict::Fail(why) => (format!("FAIL ({why})"), fmt_duration(*d)),
                 Verdict::NotRun => ("not run".to_string(), "-".to_string()),
+                Verdict::Skip(why) => (format!("skip ({why})"), "-".to_string()),
             };
             vec![name.clone(), res, time, cmd.clone()]
         })
@@ -379,7 +548,9 @@ mod tests {
                 "clippy-vuma-no-default",
                 "test",
                 "doc",
-                "architecture"
+                "architecture",
+                "miri-vuma-core",
+                "miri-vuma-hyperloop"
             ]
         );
         let Step::Cargo { args, .. } = &p[0] else {
@@ -408,6 +579,59 @@ mod tests {
             env,
             &[("RUSTDOCFLAGS".to_string(), "-D warnings".to_string())]
         );
+        let Step::Miri { args, env, .. } = &p[8] else {
+            panic!()
+        };
+        assert_eq!(
+            args.join(" "),
+            "miri test -p vuma-hyperloop --test host --test codecs -- --exact \
+             pages_cover_the_buffer zero_detection_is_exact estimates_rank_the_datasets \
+             planner_uses_the_cost_model bitplane_block_modes_round_trip"
+        );
+        assert_eq!(
+            miri_summary_cmd(args),
+            "cargo +nightly-2026-05-20 miri test -p vuma-hyperloop --test host --test codecs -- --exact \
+             <5 tests>"
+        );
+        assert!(env.contains(&("MIRIFLAGS".to_string(), MIRI_FLAGS.to_string())));
+        assert!(env.contains(&("PROPTEST_CASES".to_string(), "8".to_string())));
+        // `--no-miri` leaves out only the Miri steps.
+        let p = plan(&CiOptions {
+            no_miri: true,
+            ..Default::default()
+        });
+        assert_eq!(p.len(), 7);
+        assert!(!p.iter().any(|s| matches!(s, Step::Miri { .. })));
+    }
+
+    #[test]
+    fn miri_selection_names_tests_that_exist() {
+        // Names are passed with `--exact`: a renamed test would silently drop out.
+        let root = crate::util::workspace_root();
+        for (pkg, targets, tests) in MIRI_SELECTION {
+            let mut text = String::new();
+            for dir in ["src", "tests"] {
+                let mut stack = vec![root.join(pkg).join(dir)];
+                while let Some(d) = stack.pop() {
+                    for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                        let path = e.path();
+                        if path.is_dir() {
+                            stack.push(path);
+                        } else if path.extension().is_some_and(|x| x == "rs") {
+                            text.push_str(&std::fs::read_to_string(&path).unwrap());
+                        }
+                    }
+                }
+            }
+            for t in *tests {
+                let f = t.rsplit("::").next().unwrap();
+                assert!(text.contains(&format!("fn {f}(")), "{pkg}: no test `{t}`");
+            }
+            for w in targets.windows(2).filter(|w| w[0] == "--test") {
+                let file = root.join(pkg).join("tests").join(format!("{}.rs", w[1]));
+                assert!(file.is_file(), "{pkg}: no test target {}", w[1]);
+            }
+        }
     }
 
     #[test]
@@ -416,6 +640,7 @@ mod tests {
             quick: true,
             packages: vec!["vuma-core".into(), "xtask".into()],
             fail_fast: false,
+            no_miri: false,
         });
         assert_eq!(names(&p), ["fmt", "clippy", "test", "doc", "architecture"]);
         let Step::Cargo { args, .. } = &p[0] else {
@@ -433,6 +658,9 @@ mod tests {
         });
         assert!(!names(&p).contains(&"clippy-vuma-no-default"));
         assert!(names(&p).contains(&"clippy-all-features"));
+        // ... and only the Miri step of a selected package.
+        assert!(names(&p).contains(&"miri-vuma-core"));
+        assert!(!names(&p).contains(&"miri-vuma-hyperloop"));
     }
 
     #[test]
@@ -479,9 +707,23 @@ mod tests {
                 Duration::ZERO,
                 String::new(),
             ),
+            (
+                "miri".into(),
+                Verdict::Skip("nightly miri not installed".into()),
+                Duration::ZERO,
+                "cargo +nightly miri test".into(),
+            ),
         ]);
         assert!(s.contains("fmt    | pass"), "{s}");
-        assert!(s.contains("clippy | FAIL (exit 101) | 1m01s"), "{s}");
+        assert!(
+            s.lines()
+                .any(|l| l.starts_with("clippy | FAIL (exit 101) ") && l.contains("| 1m01s |")),
+            "{s}"
+        );
         assert!(s.contains("test   | not run"), "{s}");
+        assert!(
+            s.contains("miri   | skip (nightly miri not installed) | -"),
+            "{s}"
+        );
     }
 }

@@ -17,10 +17,12 @@
 //!   printed as a table and drawn as `target/bench/results.svg`.
 //!
 //! Commands:
-//! - `cargo xtask ci [--quick] [-p PKG]… [--fuzz-seconds N] [--fuzz]`: fmt, clippy (plus
-//!   feature combinations unless `--quick`), tests, docs with `-D warnings`, the
-//!   architecture check; a summary table; then a short fuzz run (every target 8 s, plain-test
-//!   harness; `--fuzz` for libFuzzer; skipped with `--quick` or `--fuzz-seconds 0`).
+//! - `cargo xtask ci [--quick] [-p PKG]… [--fuzz-seconds N] [--fuzz] [--no-miri]`: fmt,
+//!   clippy (plus feature combinations unless `--quick`), tests, docs with `-D warnings`, the
+//!   architecture check, Miri over a selection of the pure modules' tests (when
+//!   `cargo +nightly miri` works, else a SKIP line; not with `--quick` or `--no-miri`); a
+//!   summary table; then a short fuzz run (every target 8 s, plain-test harness; `--fuzz`
+//!   for libFuzzer; skipped with `--quick` or `--fuzz-seconds 0`).
 //! - `cargo xtask test-hw [--bundle DIR] [--features F] [-p PKG]…`: release test binaries run
 //!   here with `VUMA_REQUIRE_HW=1`, or a self-contained bundle (`DIR/run.sh`) for a GPU
 //!   machine with no Rust.
@@ -55,11 +57,14 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
-    /// Formatting, clippy, tests, docs and the architecture check, with a summary table.
+    /// Formatting, clippy, tests, docs, the architecture check and Miri, with a summary table.
     Ci {
-        /// Skip the clippy runs over feature combinations.
+        /// Skip the clippy runs over feature combinations, the Miri steps and the fuzz run.
         #[arg(long)]
         quick: bool,
+        /// Skip the Miri steps (they run when `cargo +nightly miri --version` works).
+        #[arg(long)]
+        no_miri: bool,
         /// Check only this package (repeatable; default: the whole workspace).
         #[arg(short, long = "package", value_name = "PKG")]
         packages: Vec<String>,
@@ -136,6 +141,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Cmd::Ci {
             quick,
+            no_miri,
             packages,
             fail_fast,
             fuzz,
@@ -150,6 +156,7 @@ fn main() -> ExitCode {
                 quick,
                 packages,
                 fail_fast,
+                no_miri,
             })
             .and_then(|ok| match short_fuzz {
                 Some(o) if ok || !fail_fast => fuzz::run(&o).map(|f| ok && f),
@@ -223,9 +230,12 @@ mod tests {
             Cmd::Ci {
                 fuzz_seconds: 8,
                 fuzz: false,
+                no_miri: false,
                 ..
             }
         ));
+        let c = Cli::try_parse_from(["xtask", "ci", "--no-miri"]).unwrap();
+        assert!(matches!(c.command, Cmd::Ci { no_miri: true, .. }));
         let c = Cli::try_parse_from(["xtask", "ci", "--fuzz-seconds", "0"]).unwrap();
         assert!(matches!(
             c.command,
