@@ -721,6 +721,28 @@ impl CudaDevice {
         Ok(link)
     }
 
+    /// Checks the operands of a device-to-device copy (`copy`, `copy_concurrent`): both
+    /// buffers of this device, both ranges in bounds, no overlap within one buffer.
+    fn copy_operands<'a>(
+        &self,
+        src: &'a CudaBuffer,
+        src_offset: u64,
+        dst: &'a CudaBuffer,
+        dst_offset: u64,
+        len: u64,
+    ) -> Result<(&'a CudaBuffer, &'a CudaBuffer)> {
+        let (src, dst) = (self.own(src)?, self.own(dst)?);
+        check_range(src_offset, len, src.len)?;
+        check_range(dst_offset, len, dst.len)?;
+        if std::ptr::eq(src, dst) && src_offset < dst_offset + len && dst_offset < src_offset + len
+        {
+            return Err(Error::invalid(
+                "copy within one buffer with overlapping ranges",
+            ));
+        }
+        Ok((src, dst))
+    }
+
     fn own<'a>(&self, b: &'a CudaBuffer) -> Result<&'a CudaBuffer> {
         if b.inner.id == self.inner.id {
             Ok(b)
@@ -1028,15 +1050,7 @@ impl Device for CudaDevice {
         dst_offset: u64,
         len: u64,
     ) -> Result<()> {
-        let (src, dst) = (self.own(src)?, self.own(dst)?);
-        check_range(src_offset, len, src.len)?;
-        check_range(dst_offset, len, dst.len)?;
-        if std::ptr::eq(src, dst) && src_offset < dst_offset + len && dst_offset < src_offset + len
-        {
-            return Err(Error::invalid(
-                "copy within one buffer with overlapping ranges",
-            ));
-        }
+        let (src, dst) = self.copy_operands(src, src_offset, dst, dst_offset, len)?;
         if len == 0 {
             return Ok(());
         }
@@ -1157,15 +1171,7 @@ impl Device for CudaDevice {
         dst_offset: u64,
         len: u64,
     ) -> Result<Fence> {
-        let (src, dst) = (self.own(src)?, self.own(dst)?);
-        check_range(src_offset, len, src.len)?;
-        check_range(dst_offset, len, dst.len)?;
-        if std::ptr::eq(src, dst) && src_offset < dst_offset + len && dst_offset < src_offset + len
-        {
-            return Err(Error::invalid(
-                "copy within one buffer with overlapping ranges",
-            ));
-        }
+        let (src, dst) = self.copy_operands(src, src_offset, dst, dst_offset, len)?;
         if len == 0 {
             return Ok(Fence::done());
         }

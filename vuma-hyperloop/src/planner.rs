@@ -150,8 +150,7 @@ impl CostModel {
                 m.link_measured = l.measured;
             }
         }
-        // The CUDA backend runs `copy_concurrent` on a side stream (see the field).
-        m.concurrent_copies = info.backend == vuma_core::Backend::Cuda;
+        m.concurrent_copies = concurrent_copies_on(info.backend);
         m
     }
 
@@ -291,6 +290,13 @@ impl CostModel {
             }
         }
     }
+}
+
+/// Whether `backend` runs `Device::copy_concurrent` on a queue of its own, so that copies
+/// overlap decodes ([`CostModel::concurrent_copies`]): CUDA does (a side stream); the
+/// others order it like any copy.
+pub fn concurrent_copies_on(backend: vuma_core::Backend) -> bool {
+    backend == vuma_core::Backend::Cuda
 }
 
 /// Whether the host must encode before sending.
