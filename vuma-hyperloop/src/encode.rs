@@ -298,16 +298,24 @@ extern "C" __global__ void __launch_bounds__(256) hl_enc_size(const u8* src, u64
         u32 e0 = g * 1024u;
         u32 m = min(n - e0, 1024u);
         he_group(s, e0, m, w, pl, smk, szero);
-        if (threadIdx.x == 0u) {
+        // One lane per plane plans its block; lanes 0..3 sum the sizes.
+        if (threadIdx.x < 32u) {
             u32 tot = 0, nzf = 0;
-            for (u32 p = 0; p < w; ++p) {
+            if (threadIdx.x < w) {
+                u32 p = threadIdx.x;
                 HePlan b = he_plan(smk + p * 8u, szero[p], m);
                 rec[(u64)page * HE_REC + g * w + p] = b.size;
-                tot += b.size;
-                if (szero[p] != m) nzf = 1u;
+                tot = b.size;
+                nzf = szero[p] != m ? 1u : 0u;
             }
-            atomicAdd(&sum[2u * page], tot);
-            if (nzf != 0u) atomicOr(&sum[2u * page + 1u], 1u);
+            for (u32 o = 2u; o > 0u; o >>= 1) {
+                tot += __shfl_xor_sync(0xffffffffu, tot, o);
+                nzf |= __shfl_xor_sync(0xffffffffu, nzf, o);
+            }
+            if (threadIdx.x == 0u) {
+                atomicAdd(&sum[2u * page], tot);
+                if (nzf != 0u) atomicOr(&sum[2u * page + 1u], 1u);
+            }
         }
     }
 }
@@ -322,6 +330,7 @@ extern "C" __global__ void __launch_bounds__(256) hl_enc_write(const u8* src, u6
     __shared__ u32 smk[32];
     __shared__ u32 szero[4];
     __shared__ u32 pre[33];
+    __shared__ u32 sga[2];
     u32 page = page0 + blockIdx.x;
     if (page < page0 || page >= npages) return;
     bool lead = blockIdx.y == 0u && threadIdx.x == 0u;
@@ -395,11 +404,21 @@ extern "C" __global__ void __launch_bounds__(256) hl_enc_write(const u8* src, u6
     for (u32 g = blockIdx.y; g < groups; g += gridDim.y) {
         u32 e0 = g * 1024u;
         u32 m = min(n - e0, 1024u);
+        // Warp 0 sums the sizes of the blocks before this group and of its own blocks
+        // (read after the barrier that opens he_group).
+        if (threadIdx.x < 32u) {
+            u32 a = 0;
+            for (u32 q = threadIdx.x; q < g * w; q += 32u) a += r[q];
+            u32 l = threadIdx.x < w ? r[g * w + threadIdx.x] : 0u;
+            for (u32 o = 16u; o > 0u; o >>= 1) {
+                a += __shfl_xor_sync(0xffffffffu, a, o);
+                l += __shfl_xor_sync(0xffffffffu, l, o);
+            }
+            if (threadIdx.x == 0u) { sga[0] = hdr_end + a; sga[1] = l; }
+        }
         he_group(s, e0, m, w, pl, smk, szero);
-        u32 ga = hdr_end;
-        for (u32 q = 0; q < g * w; ++q) ga += r[q];
-        u32 glen = 0;
-        for (u32 p = 0; p < w; ++p) glen += r[g * w + p];
+        u32 ga = sga[0];
+        u32 glen = sga[1];
         u32 mis = (u32)(((u64)(po + ga)) & 15ull);
         u32 at = mis;
         bool same = true;
