@@ -42,6 +42,7 @@ fn whole_suite_raises_zero_validation_errors() {
         vuma_core::conformance::device_to_device(d);
         vuma_core::conformance::partial_copies_odd_offsets(d);
         vuma_core::conformance::launch_increment(d, &k);
+        vuma_core::conformance::concurrent_copies(d, &k);
         vuma_core::conformance::launch_without_variant(d);
         vuma_core::conformance::errors_for_bad_input(d);
         d.synchronize().expect("synchronize");
