@@ -13,7 +13,7 @@ use gpu_allocator::vulkan::{
 use gpu_allocator::{AllocationSizes, AllocatorDebugSettings, MemoryLocation};
 use vuma_core::{
     check_launch_args, check_range, Arg, Backend, Device, DeviceId, DeviceInfo, DeviceKind, Error,
-    Kernel, KernelVariant, LaunchConfig, LinkInfo, MemoryHeap, Placement, Result,
+    Fence, Kernel, KernelVariant, LaunchConfig, LinkInfo, MemoryHeap, Placement, Result,
 };
 
 use crate::buffer::{MappedPtr, VulkanBuffer};
@@ -53,9 +53,29 @@ pub(crate) struct Shared {
     pub id: DeviceId,
     /// Errors raised while dropping buffers, reported by the next `synchronize`.
     deferred: Mutex<Option<Error>>,
+    /// The timeline of [`Device::copy_concurrent`] submissions (null until the device is
+    /// fully open) and the last value signalled on it.
+    side: vk::Semaphore,
+    side_value: AtomicU64,
 }
 
 impl Shared {
+    /// Waits until every concurrent copy submitted so far has completed.
+    pub(crate) fn wait_side(&self) -> Result<()> {
+        let v = self.side_value.load(Ordering::Acquire);
+        if v == 0 || self.side == vk::Semaphore::null() {
+            return Ok(());
+        }
+        let sems = [self.side];
+        let vals = [v];
+        let wi = vk::SemaphoreWaitInfo::default()
+            .semaphores(&sems)
+            .values(&vals);
+        // SAFETY: the semaphore belongs to this device.
+        unsafe { self.device.wait_semaphores(&wi, WAIT_TIMEOUT_NS) }
+            .map_err(|e| vk_err("vkWaitSemaphores", e))
+    }
+
     fn allocator(&self) -> MutexGuard<'_, Allocator> {
         self.allocator.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -68,6 +88,12 @@ impl Shared {
     }
 
     pub(crate) fn destroy_buffer(&self, raw: vk::Buffer, alloc: Option<Allocation>) {
+        // A concurrent copy may still use the buffer: wait for them all first.
+        if let Err(e) = self.wait_side() {
+            self.record(e);
+            // SAFETY: valid device; the fallback that keeps the free safe.
+            let _ = unsafe { self.device.device_wait_idle() };
+        }
         if let Some(a) = alloc {
             if let Err(e) = self.allocator().free(a) {
                 self.record(Error::Backend {
@@ -79,7 +105,8 @@ impl Shared {
             }
         }
         // SAFETY: `raw` was created from this device and no submitted work uses it any
-        // more (every operation waits for its work before returning).
+        // more (every operation waits for its work before returning, and concurrent copies
+        // were waited for above).
         unsafe { self.device.destroy_buffer(raw, None) };
     }
 }
@@ -91,11 +118,24 @@ impl Drop for Shared {
         // buffer and the context were destroyed before the last `Arc<Shared>` went away.
         unsafe {
             let _ = self.device.device_wait_idle();
+            if self.side != vk::Semaphore::null() {
+                self.device.destroy_semaphore(self.side, None);
+            }
             ManuallyDrop::drop(&mut self.allocator);
             self.device.destroy_device(None);
         }
     }
 }
+
+/// The payload of a Vulkan [`Fence`]: a value of the device's side timeline (the
+/// timeline of [`Device::copy_concurrent`] submissions).
+struct VkSideFence {
+    shared: Arc<Shared>,
+    value: u64,
+}
+
+/// Most command buffers kept for concurrent copies (more in flight wait for the oldest).
+const MAX_SIDE_CMDS: usize = 8;
 
 /// One queue with its command pool, a reusable command buffer, and its family.
 struct QueueCtx {
@@ -133,6 +173,11 @@ struct Ctx {
     /// [`VulkanDevice::set_h2d_strategy`] is called again).
     bar_failed: Option<String>,
     pipelines: Pipelines,
+    /// Command buffers of concurrent copies (from the transfer queue's pool) and the side
+    /// timeline value whose completion frees each.
+    side_cmds: Vec<(vk::CommandBuffer, u64)>,
+    /// Side timeline value the next submission must wait for (`wait_for`; 0: none).
+    pending_side: u64,
 }
 
 /// Facts about the device that operations need.
@@ -908,13 +953,24 @@ impl VulkanDevice {
                 });
             }
         };
-        let shared = Arc::new(Shared {
+        let mut shared = Arc::new(Shared {
             instance,
             device,
             allocator: ManuallyDrop::new(Mutex::new(allocator)),
             id,
             deferred: Mutex::new(None),
+            side: vk::Semaphore::null(),
+            side_value: AtomicU64::new(0),
         });
+        if let Some(sh) = Arc::get_mut(&mut shared) {
+            let mut tci =
+                vk::SemaphoreTypeCreateInfo::default().semaphore_type(vk::SemaphoreType::TIMELINE);
+            let sci = vk::SemaphoreCreateInfo::default().push_next(&mut tci);
+            // SAFETY: valid device; timelineSemaphore was enabled. Destroyed in
+            // `Shared::drop` (a failure below drops `shared`, which destroys it).
+            sh.side = unsafe { sh.device.create_semaphore(&sci, None) }
+                .map_err(|e| vk_err("vkCreateSemaphore", e))?;
+        }
         let dev = &shared.device;
         let make_queue = |family: u32| -> Result<QueueCtx> {
             // SAFETY: queue 0 of `family` was requested at device creation.
@@ -1026,6 +1082,8 @@ impl VulkanDevice {
                 bar_ring: Vec::new(),
                 bar_failed: None,
                 pipelines: Pipelines::default(),
+                side_cmds: Vec::new(),
+                pending_side: 0,
             })),
             shared,
         })
@@ -1242,6 +1300,7 @@ fn begin(dev: &ash::Device, cmd: vk::CommandBuffer) -> Result<()> {
 /// Returns the value whose completion means `cmd` finished.
 fn end_and_submit(
     dev: &ash::Device,
+    side: vk::Semaphore,
     ctx: &mut Ctx,
     queue: vk::Queue,
     cmd: vk::CommandBuffer,
@@ -1263,21 +1322,31 @@ fn end_and_submit(
         dev.end_command_buffer(cmd)
     }
     .map_err(|e| vk_err("vkEndCommandBuffer", e))?;
-    let wait_v = [ctx.value];
     let signal_v = [ctx.value + 1];
     let sems = [ctx.timeline];
-    let stages = [vk::PipelineStageFlags::ALL_COMMANDS];
     let cmds = [cmd];
+    // On the queue of the previous submission, submission order and the leading full
+    // barrier already order this one after it; a timeline wait would only add latency.
+    // Concurrent copies waited for (`wait_for`) add a wait on the side timeline.
+    let mut wait_s = Vec::with_capacity(2);
+    let mut wait_v = Vec::with_capacity(2);
+    if ctx.value > 0 && ctx.last_queue != queue {
+        wait_s.push(ctx.timeline);
+        wait_v.push(ctx.value);
+    }
+    if ctx.pending_side > 0 && side != vk::Semaphore::null() {
+        wait_s.push(side);
+        wait_v.push(ctx.pending_side);
+    }
+    let stages = vec![vk::PipelineStageFlags::ALL_COMMANDS; wait_s.len()];
     let mut ts = vk::TimelineSemaphoreSubmitInfo::default()
         .wait_semaphore_values(&wait_v)
         .signal_semaphore_values(&signal_v);
     let mut si = vk::SubmitInfo::default()
         .command_buffers(&cmds)
         .signal_semaphores(&sems);
-    // On the queue of the previous submission, submission order and the leading full
-    // barrier already order this one after it; a timeline wait would only add latency.
-    if ctx.value > 0 && ctx.last_queue != queue {
-        si = si.wait_semaphores(&sems).wait_dst_stage_mask(&stages);
+    if !wait_s.is_empty() {
+        si = si.wait_semaphores(&wait_s).wait_dst_stage_mask(&stages);
     }
     let si = si.push_next(&mut ts);
     // SAFETY: `cmd` is executable, `queue` belongs to the family of its pool, and the
@@ -1286,6 +1355,7 @@ fn end_and_submit(
         .map_err(|e| vk_err("vkQueueSubmit", e))?;
     ctx.value += 1;
     ctx.last_queue = queue;
+    ctx.pending_side = 0;
     Ok(ctx.value)
 }
 
@@ -1312,7 +1382,7 @@ impl VulkanDevice {
             let _ = unsafe { dev.end_command_buffer(cmd) };
             return Err(e);
         }
-        let v = end_and_submit(dev, ctx, queue, cmd)?;
+        let v = end_and_submit(dev, self.shared.side, ctx, queue, cmd)?;
         ctx.wait(dev, v)
     }
 
@@ -1633,7 +1703,7 @@ impl VulkanDevice {
                 // SAFETY: `cmd` is recording; both buffers are valid and the region is in
                 // bounds (checked by the caller).
                 unsafe { dev.cmd_copy_buffer(cmd, buf, dst.raw, &[region]) };
-                end_and_submit(dev, ctx, queue, cmd)
+                end_and_submit(dev, self.shared.side, ctx, queue, cmd)
             });
             match r {
                 Ok(v) => ctx.slots(bar)[s].busy_until = v,
@@ -1693,7 +1763,7 @@ impl VulkanDevice {
             // SAFETY: `cmd` is recording; the region is in bounds (checked by the caller)
             // and the slot is free (its previous chunk was drained).
             unsafe { dev.cmd_copy_buffer(cmd, src.raw, buf, &[region]) };
-            let v = end_and_submit(dev, ctx, queue, cmd)?;
+            let v = end_and_submit(dev, self.shared.side, ctx, queue, cmd)?;
             ctx.ring[s].busy_until = v;
             Ok(())
         };
@@ -1926,7 +1996,9 @@ impl Device for VulkanDevice {
         }
         let mut ctx = self.lock();
         if dst.placement != Placement::DeviceLocal {
-            // SAFETY: we hold the lock and no GPU work is pending.
+            self.shared.wait_side()?;
+            // SAFETY: we hold the lock and no GPU work is pending (main operations wait for
+            // their work; concurrent copies were waited for just above).
             if let Some(host) = unsafe { Self::mapped_slice(dst, &mut ctx) } {
                 let o = offset as usize;
                 self.pool().copy(&mut host[o..o + src.len()], src, false);
@@ -1973,7 +2045,9 @@ impl Device for VulkanDevice {
         }
         let mut ctx = self.lock();
         if src.placement != Placement::DeviceLocal {
-            // SAFETY: we hold the lock and no GPU work is pending.
+            self.shared.wait_side()?;
+            // SAFETY: we hold the lock and no GPU work is pending (main operations wait for
+            // their work; concurrent copies were waited for just above).
             if let Some(host) = unsafe { Self::mapped_slice(src, &mut ctx) } {
                 let o = offset as usize;
                 self.pool().copy(dst, &host[o..o + dst.len()], false);
@@ -2048,7 +2122,9 @@ impl Device for VulkanDevice {
         }
         let mut ctx = self.lock();
         if dst.placement != Placement::DeviceLocal {
-            // SAFETY: we hold the lock and no GPU work is pending.
+            self.shared.wait_side()?;
+            // SAFETY: we hold the lock and no GPU work is pending (main operations wait for
+            // their work; concurrent copies were waited for just above).
             if let Some(host) = unsafe { Self::mapped_slice(dst, &mut ctx) } {
                 host[offset as usize..(offset + len) as usize].fill(value);
                 return Ok(());
@@ -2096,9 +2172,144 @@ impl Device for VulkanDevice {
         self.launch_spirv(kernel, words, entry, config, args)
     }
 
+    fn copy_concurrent(
+        &self,
+        src: &VulkanBuffer,
+        src_offset: u64,
+        dst: &VulkanBuffer,
+        dst_offset: u64,
+        len: u64,
+    ) -> Result<Fence> {
+        self.check_owner(src)?;
+        self.check_owner(dst)?;
+        check_range(src_offset, len, src.len)?;
+        check_range(dst_offset, len, dst.len)?;
+        if len == 0 {
+            return Ok(Fence::done());
+        }
+        if src.raw == dst.raw && src_offset < dst_offset + len && dst_offset < src_offset + len {
+            return Err(Error::invalid(
+                "copy within one buffer between overlapping ranges",
+            ));
+        }
+        let mut ctx = self.lock();
+        let dev = &self.shared.device;
+        let side = self.shared.side;
+        // A command buffer whose last submission completed, a new one, or the oldest.
+        // SAFETY: the semaphore belongs to `dev`.
+        let done = unsafe { dev.get_semaphore_counter_value(side) }
+            .map_err(|e| vk_err("vkGetSemaphoreCounterValue", e))?;
+        let idx = match ctx.side_cmds.iter().position(|&(_, v)| v <= done) {
+            Some(i) => i,
+            None if ctx.side_cmds.len() < MAX_SIDE_CMDS => {
+                let cai = vk::CommandBufferAllocateInfo::default()
+                    .command_pool(ctx.transfer_queue().pool)
+                    .level(vk::CommandBufferLevel::PRIMARY)
+                    .command_buffer_count(1);
+                // SAFETY: the pool belongs to `dev`; we hold the device lock (pools are
+                // externally synchronised). Freed with the pool when the device drops.
+                let cmd = unsafe { dev.allocate_command_buffers(&cai) }
+                    .map_err(|e| vk_err("vkAllocateCommandBuffers", e))?[0];
+                ctx.side_cmds.push((cmd, 0));
+                ctx.side_cmds.len() - 1
+            }
+            None => {
+                let (i, &(_, oldest)) = ctx
+                    .side_cmds
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, &(_, v))| v)
+                    .ok_or_else(|| Error::invalid("no side command buffer"))?;
+                let sems = [side];
+                let vals = [oldest];
+                let wi = vk::SemaphoreWaitInfo::default()
+                    .semaphores(&sems)
+                    .values(&vals);
+                // SAFETY: the semaphore belongs to `dev`.
+                unsafe { dev.wait_semaphores(&wi, WAIT_TIMEOUT_NS) }
+                    .map_err(|e| vk_err("vkWaitSemaphores", e))?;
+                i
+            }
+        };
+        let cmd = ctx.side_cmds[idx].0;
+        let queue = ctx.transfer_queue().queue;
+        begin(dev, cmd)?;
+        let region = vk::BufferCopy {
+            src_offset,
+            dst_offset,
+            size: len,
+        };
+        let mb = vk::MemoryBarrier::default()
+            .src_access_mask(vk::AccessFlags::MEMORY_WRITE)
+            .dst_access_mask(vk::AccessFlags::HOST_READ | vk::AccessFlags::HOST_WRITE);
+        // SAFETY: `cmd` is recording; both buffers are valid, the regions in bounds and not
+        // overlapping; the trailing barrier makes the copy visible to the host.
+        unsafe {
+            dev.cmd_copy_buffer(cmd, src.raw, dst.raw, &[region]);
+            dev.cmd_pipeline_barrier(
+                cmd,
+                vk::PipelineStageFlags::ALL_COMMANDS,
+                vk::PipelineStageFlags::HOST,
+                vk::DependencyFlags::empty(),
+                &[mb],
+                &[],
+                &[],
+            );
+            dev.end_command_buffer(cmd)
+        }
+        .map_err(|e| vk_err("vkEndCommandBuffer", e))?;
+        // Ordered after every operation issued so far (the main timeline's last value);
+        // signals the next side value, which `wait_for` makes later submissions wait for.
+        let value = self.shared.side_value.load(Ordering::Acquire) + 1;
+        let signal_s = [side];
+        let signal_v = [value];
+        let wait_s = [ctx.timeline];
+        let wait_v = [ctx.value];
+        let stages = [vk::PipelineStageFlags::ALL_COMMANDS];
+        let cmds = [cmd];
+        let mut ts = vk::TimelineSemaphoreSubmitInfo::default().signal_semaphore_values(&signal_v);
+        if ctx.value > 0 {
+            ts = ts.wait_semaphore_values(&wait_v);
+        }
+        let mut si = vk::SubmitInfo::default()
+            .command_buffers(&cmds)
+            .signal_semaphores(&signal_s);
+        if ctx.value > 0 {
+            si = si.wait_semaphores(&wait_s).wait_dst_stage_mask(&stages);
+        }
+        let si = si.push_next(&mut ts);
+        // SAFETY: `cmd` is executable and belongs to the pool of `queue`'s family; the side
+        // values are strictly increasing (taken under the device lock).
+        unsafe { dev.queue_submit(queue, &[si], vk::Fence::null()) }
+            .map_err(|e| vk_err("vkQueueSubmit", e))?;
+        self.shared.side_value.store(value, Ordering::Release);
+        ctx.side_cmds[idx].1 = value;
+        Ok(Fence::new(VkSideFence {
+            shared: self.shared.clone(),
+            value,
+        }))
+    }
+
+    fn wait_for(&self, fence: &Fence) -> Result<()> {
+        if fence.is_done() {
+            return Ok(());
+        }
+        let f = fence
+            .payload::<VkSideFence>()
+            .filter(|f| Arc::ptr_eq(&f.shared, &self.shared))
+            .ok_or_else(|| Error::WrongDevice {
+                expected: self.info.name.clone(),
+                found: "a fence of another device".into(),
+            })?;
+        let mut ctx = self.lock();
+        ctx.pending_side = ctx.pending_side.max(f.value);
+        Ok(())
+    }
+
     fn synchronize(&self) -> Result<()> {
         let ctx = self.lock();
         ctx.wait(&self.shared.device, ctx.value)?;
+        self.shared.wait_side()?;
         drop(ctx);
         let deferred = self
             .shared

@@ -54,7 +54,13 @@
 //!   previous value and signals the next, so work on the two queues runs in issue order.
 //!   Each command buffer opens with a full memory barrier and ends with a barrier to
 //!   `HOST` reads/writes. Every [`vuma_core::Device`] operation waits for its work before
-//!   returning (the host waits on the timeline), so buffers can be dropped at any time.
+//!   returning (the host waits on the timeline), so buffers can be dropped at any time —
+//!   except [`vuma_core::Device::copy_concurrent`]: it is submitted on the transfer queue
+//!   (its own command buffers, up to 8 in flight) waiting for the main timeline's last
+//!   value and signalling a second, *side* timeline, and returns at once; `wait_for` makes
+//!   the next submission also wait for that side value (so Hyperloop's copy of chunk i+1
+//!   runs on the copy engine while chunk i is decoded), and host access to mapped memory,
+//!   buffer drops and `synchronize` wait for every side copy first.
 //! - **Memory types.** [`memory::select_memory_type`] is a pure function of the memory
 //!   table, the purpose and whether the device is unified (integrated/CPU). **BAR rule:**
 //!   on a discrete GPU, memory the CPU reads (readback, staging, zero-copy) never comes from
