@@ -150,7 +150,7 @@ impl CostModel {
                 m.link_measured = l.measured;
             }
         }
-        m.concurrent_copies = concurrent_copies_on(info.backend);
+        m.concurrent_copies = concurrent_copies_on(info);
         m
     }
 
@@ -292,11 +292,17 @@ impl CostModel {
     }
 }
 
-/// Whether `backend` runs `Device::copy_concurrent` on a queue of its own, so that copies
-/// overlap decodes ([`CostModel::concurrent_copies`]): CUDA does (a side stream); the
-/// others order it like any copy.
-pub fn concurrent_copies_on(backend: vuma_core::Backend) -> bool {
-    backend == vuma_core::Backend::Cuda
+/// Whether the device of `info` runs `Device::copy_concurrent` on a queue of its own, so
+/// that copies overlap decodes ([`CostModel::concurrent_copies`]): CUDA does (a side
+/// stream); Vulkan does when the device has a dedicated transfer queue family
+/// ([`DeviceInfo::copy_engines`] > 0; without one the side copies share the compute
+/// queue); the host orders it like any copy.
+pub fn concurrent_copies_on(info: &DeviceInfo) -> bool {
+    match info.backend {
+        vuma_core::Backend::Cuda => true,
+        vuma_core::Backend::Vulkan => info.copy_engines > 0,
+        _ => false,
+    }
 }
 
 /// Whether the host must encode before sending.
