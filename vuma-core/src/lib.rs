@@ -14,6 +14,9 @@
 //! - [`RawStorage`] and the [`pool`] written against it;
 //! - [`memory`] — [`UnifiedBuffer`]s with MSI-style coherence, lazy
 //!   allocation, per-device budgets and LRU eviction ([`MemoryManager`]);
+//! - [`transfer`] — [`TransferPath`], how the manager moves bytes across the link (plain
+//!   copies by default; PCIe Hyperloop plugs in here), and the [`TransferReport`] of every
+//!   transfer;
 //! - [`HostDevice`] — the CPU as a device: the default on machines without a GPU, and the
 //!   device every test can use;
 //! - [`Error`] — one error enum for the whole vocabulary.
@@ -60,6 +63,7 @@ pub mod memory;
 pub mod placement;
 pub mod pool;
 pub mod storage;
+pub mod transfer;
 
 pub use buffer::{Buffer, DynBuffer};
 pub use codec::Codec;
@@ -77,3 +81,4 @@ pub use placement::{
 };
 pub use pool::{Pool, PoolAlloc, PoolConfig, PoolStats};
 pub use storage::{DeviceStorage, RawStorage};
+pub use transfer::{PackedHost, TransferKind, TransferPath, TransferReport};

@@ -22,6 +22,15 @@
 //! Every step that can fail (allocation, transfer, write-back) happens before any state
 //! changes: a failure leaves every valid copy valid and the buffer usable.
 //!
+//! ## Transfer paths
+//! Uploads and write-backs go through [`MemoryConfig::transfer`] when one is set (PCIe
+//! Hyperloop: zero pages not sent, device copies compressed on the device when evicted and
+//! kept compressed on the host until they are needed), else through plain device copies.
+//! A write-back may leave the host copy *packed* ([`PackedHost`]): an upload to the device
+//! that packed it sends the packed bytes and decodes them there; host access unpacks it.
+//! Every transfer's [`TransferReport`] lands in [`Residency::transfers`] and in the
+//! statistics (`link_bytes_in`, `bytes_saved`).
+//!
 //! The manager serialises its state with one lock; transfers are issued under it, which
 //! keeps the rules simple (and is where a later version can pipeline).
 
@@ -36,6 +45,7 @@ use crate::kernel::Arg;
 use crate::placement::{choose_placement, AccessMode, Placement, PlacementConfig};
 use crate::pool::{Pool, PoolAlloc, PoolConfig, PoolStats};
 use crate::storage::DeviceStorage;
+use crate::transfer::{PackedHost, TransferKind, TransferPath, TransferReport};
 
 /// Identity of a unified buffer within its manager.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -59,6 +69,8 @@ pub struct MemoryConfig {
     pub pool: PoolConfig,
     /// Budgets below what the devices report, by device index.
     pub budgets: HashMap<usize, u64>,
+    /// How bytes cross the link (`None`: plain device copies). See [`TransferPath`].
+    pub transfer: Option<Arc<dyn TransferPath>>,
 }
 
 /// O(1) statistics of one location.
@@ -80,6 +92,16 @@ pub struct LocationStats {
     pub hits: u64,
     /// Acquires that had to transfer or allocate.
     pub misses: u64,
+    /// Bytes that crossed the link into this location (`bytes_in` minus what a transfer
+    /// path saved).
+    pub link_bytes_in: u64,
+    /// Bytes brought into this location without crossing the link (zero pages filled on
+    /// the device, compression).
+    pub bytes_saved: u64,
+    /// Host only: bytes of host copies held packed (compressed by a transfer path).
+    pub packed_bytes: u64,
+    /// Write-backs from this location that left a packed host copy.
+    pub packed_writebacks: u64,
 }
 
 /// Statistics of the whole manager, O(1) to read.
@@ -103,10 +125,19 @@ struct Copy {
     counts: bool,
 }
 
+/// A host copy in a transfer path's packed form, with the device that packed it.
+struct Packed {
+    device: usize,
+    data: Box<dyn PackedHost>,
+}
+
 struct BufState {
     size: u64,
-    /// `None` until the host copy is materialised.
+    /// `None` until the host copy is materialised (or while it is packed).
     host: Option<Vec<u8>>,
+    /// The valid host content in packed form. Invariant: when set, `host_valid` is true
+    /// and `host` is `None`.
+    packed: Option<Packed>,
     host_valid: bool,
     /// Whether any copy was ever written; an unwritten buffer reads as zeros.
     written: bool,
@@ -218,6 +249,11 @@ fn release_buffer_memory(st: &mut State, b: BufState) {
     if b.host.is_some() {
         st.stats.host.bytes_in_use -= b.size;
     }
+    if let Some(p) = &b.packed {
+        let n = p.data.stored_bytes();
+        st.stats.host.bytes_in_use -= n;
+        st.stats.host.packed_bytes -= n;
+    }
     for (d, c) in b.copies {
         st.stats.devices[d].bytes_in_use -= b.size;
         if c.counts {
@@ -244,6 +280,20 @@ pub struct Residency {
     pub evicted: Vec<(BufferId, u64)>,
     /// Whether a valid copy was already there (nothing had to move).
     pub hit: bool,
+    /// Every transfer this acquire made (write-backs of evicted buffers, then the upload),
+    /// with the transfer path's decision and the bytes that crossed the link.
+    pub transfers: Vec<TransferReport>,
+}
+
+impl Residency {
+    /// Bytes that crossed the link for this acquire (uploads and write-backs).
+    pub fn link_bytes(&self) -> u64 {
+        self.transfers.iter().map(|t| t.link_bytes).sum()
+    }
+    /// Bytes this acquire's transfers did not have to send.
+    pub fn bytes_saved(&self) -> u64 {
+        self.transfers.iter().map(|t| t.bytes_saved()).sum()
+    }
 }
 
 /// A buffer made resident on a device for a kernel; hand it back with
@@ -433,6 +483,7 @@ impl MemoryManager {
             BufState {
                 size,
                 host: None,
+                packed: None,
                 host_valid: true,
                 written: false,
                 copies: HashMap::new(),
@@ -469,7 +520,9 @@ impl MemoryManager {
         check_range(offset, data.len() as u64, buf.size)?;
         let whole = offset == 0 && data.len() as u64 == buf.size;
         let mut st = self.shared.lock();
-        if !whole {
+        if whole {
+            drop_packed(&mut st, buf.id);
+        } else {
             self.make_host_valid(&mut st, buf.id)?;
         }
         materialise_host(&mut st, buf.id);
@@ -581,6 +634,7 @@ impl MemoryManager {
             source: None,
             evicted: Vec::new(),
             hit: false,
+            transfers: Vec::new(),
         };
         let has_copy = st.buffers[&buf.id].copies.contains_key(&index);
         if !has_copy {
@@ -600,7 +654,8 @@ impl MemoryManager {
                 });
             }
             if counts {
-                residency.evicted = self.make_room(&mut st, index, size, buf.id)?;
+                residency.evicted =
+                    self.make_room(&mut st, index, size, buf.id, &mut residency.transfers)?;
             }
             let pool = slot
                 .pools
@@ -615,7 +670,13 @@ impl MemoryManager {
                     // The driver is fuller than our budget thinks: evict everything
                     // evictable on this device, give cached blocks back, retry once.
                     let more = self
-                        .make_room(&mut st, index, u64::MAX / 4, buf.id)
+                        .make_room(
+                            &mut st,
+                            index,
+                            u64::MAX / 4,
+                            buf.id,
+                            &mut residency.transfers,
+                        )
                         .unwrap_or_default();
                     residency.evicted.extend(more);
                     for p in slot.pools.values() {
@@ -660,9 +721,10 @@ impl MemoryManager {
         }
         if !valid_here && access.reads() {
             match self.fill_copy(&mut st, buf.id, index) {
-                Ok((moved, src)) => {
+                Ok((moved, src, report)) => {
                     residency.bytes_moved = moved;
                     residency.source = src;
+                    residency.transfers.extend(report);
                 }
                 Err(e) => {
                     if residency.allocated {
@@ -706,6 +768,7 @@ impl MemoryManager {
             return;
         };
         b.in_use = b.in_use.saturating_sub(1);
+        let mut stale = None;
         match outcome {
             Outcome::Completed if lease.access.writes() => {
                 b.written = true;
@@ -713,6 +776,7 @@ impl MemoryManager {
                 for (d, c) in b.copies.iter_mut() {
                     c.valid = *d == lease.device;
                 }
+                stale = b.packed.take();
             }
             Outcome::Completed => {}
             Outcome::Failed => {
@@ -728,7 +792,13 @@ impl MemoryManager {
             }
         }
         debug_assert!(b.any_valid(), "a buffer always keeps a valid copy");
-        if b.dropped && b.in_use == 0 {
+        let remove = b.dropped && b.in_use == 0;
+        if let Some(p) = stale {
+            let n = p.data.stored_bytes();
+            st.stats.host.bytes_in_use -= n;
+            st.stats.host.packed_bytes -= n;
+        }
+        if remove {
             let b = st.buffers.remove(&lease.buffer).expect("live");
             release_buffer_memory(&mut st, b);
         }
@@ -739,7 +809,8 @@ impl MemoryManager {
     pub fn evict_all(&self, index: usize) -> Result<u64> {
         let mut st = self.shared.lock();
         let before = st.stats.devices.get(index).map_or(0, |s| s.bytes_in_use);
-        self.make_room(&mut st, index, u64::MAX / 4, BufferId(0))
+        let mut reports = Vec::new();
+        self.make_room(&mut st, index, u64::MAX / 4, BufferId(0), &mut reports)
             .or_else(|e| match e {
                 Error::BudgetExceeded { .. } => Ok(Vec::new()),
                 e => Err(e),
@@ -748,13 +819,15 @@ impl MemoryManager {
         Ok(before - after)
     }
 
-    /// Evicts LRU copies on device `index` until `size` more bytes fit in its budget.
+    /// Evicts LRU copies on device `index` until `size` more bytes fit in its budget; the
+    /// write-backs' reports go to `reports`.
     fn make_room(
         &self,
         st: &mut State,
         index: usize,
         size: u64,
         keep: BufferId,
+        reports: &mut Vec<TransferReport>,
     ) -> Result<Vec<(BufferId, u64)>> {
         let slot = &self.shared.devices[index];
         let mut evicted = Vec::new();
@@ -786,14 +859,21 @@ impl MemoryManager {
                     budget: slot.budget,
                 });
             };
-            let wb = self.evict_copy(st, vid, index)?;
+            let wb = self.evict_copy(st, vid, index, reports)?;
             evicted.push((vid, wb));
         }
     }
 
     /// Frees `id`'s copy on `index`, writing it back to the host first if it is the only
-    /// valid copy. On a failed write-back nothing changes.
-    fn evict_copy(&self, st: &mut State, id: BufferId, index: usize) -> Result<u64> {
+    /// valid copy (through the transfer path when there is one: the host copy may end up
+    /// packed). On a failed write-back nothing changes.
+    fn evict_copy(
+        &self,
+        st: &mut State,
+        id: BufferId,
+        index: usize,
+        reports: &mut Vec<TransferReport>,
+    ) -> Result<u64> {
         let _span = tracing::debug_span!("evict", buffer = id.0, device = index).entered();
         let b = &st.buffers[&id];
         let c = &b.copies[&index];
@@ -801,21 +881,68 @@ impl MemoryManager {
             c.valid && !b.host_valid && !b.copies.iter().any(|(d, o)| *d != index && o.valid);
         let mut wb = 0;
         if sole {
-            let mut data = vec![0u8; b.size as usize];
             let dev = &self.shared.devices[index].device;
-            dev.read(c.alloc.block().as_ref(), c.alloc.offset(), &mut data)?;
-            wb = b.size;
-            let had_host = b.host.is_some();
-            let b = st.buffers.get_mut(&id).expect("live");
-            b.host = Some(data);
-            b.host_valid = true;
-            if !had_host {
-                st.stats.host.bytes_in_use += b.size;
-                st.stats.host.peak_bytes = st.stats.host.peak_bytes.max(st.stats.host.bytes_in_use);
-                st.stats.host.allocations += 1;
-            }
-            st.stats.host.bytes_in += wb;
+            let (block, offset, size) = (c.alloc.block().clone(), c.alloc.offset(), b.size);
+            let packed = match &self.shared.config.transfer {
+                Some(path) => match path.evict(dev.as_ref(), block.as_ref(), offset, size) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        // The device copy is intact: fall back to a plain write-back.
+                        tracing::warn!(
+                            buffer = id.0,
+                            device = index,
+                            error = %e,
+                            "transfer path could not pack the write-back; copying it plainly"
+                        );
+                        None
+                    }
+                },
+                None => None,
+            };
+            wb = size;
+            let report = match packed {
+                Some((data, report)) => {
+                    let b = st.buffers.get_mut(&id).expect("live");
+                    let had_host = b.host.take().is_some();
+                    b.host_valid = true;
+                    let stored = data.stored_bytes();
+                    b.packed = Some(Packed {
+                        device: index,
+                        data,
+                    });
+                    let h = &mut st.stats.host;
+                    if had_host {
+                        h.bytes_in_use -= size;
+                    }
+                    h.bytes_in_use += stored;
+                    h.packed_bytes += stored;
+                    h.peak_bytes = h.peak_bytes.max(h.bytes_in_use);
+                    st.stats.devices[index].packed_writebacks += 1;
+                    report
+                }
+                None => {
+                    let t0 = std::time::Instant::now();
+                    let mut data = vec![0u8; size as usize];
+                    dev.read(block.as_ref(), offset, &mut data)?;
+                    let b = st.buffers.get_mut(&id).expect("live");
+                    let had_host = b.host.is_some();
+                    b.host = Some(data);
+                    b.host_valid = true;
+                    if !had_host {
+                        let h = &mut st.stats.host;
+                        h.bytes_in_use += size;
+                        h.peak_bytes = h.peak_bytes.max(h.bytes_in_use);
+                        h.allocations += 1;
+                    }
+                    TransferReport::direct(TransferKind::Download, size, t0.elapsed().as_secs_f64())
+                }
+            };
+            let h = &mut st.stats.host;
+            h.bytes_in += wb;
+            h.link_bytes_in += report.link_bytes;
+            h.bytes_saved += report.bytes_saved();
             st.stats.devices[index].writeback_bytes += wb;
+            reports.push(report);
         }
         let b = st.buffers.get_mut(&id).expect("live");
         let size = b.size;
@@ -828,11 +955,34 @@ impl MemoryManager {
         Ok(wb)
     }
 
-    /// Makes the host copy valid (downloading from a valid device copy if needed).
+    /// Turns a packed host copy back into plain bytes (decoded on the host with the help
+    /// of the device that packed it). On failure the packed copy stays as it was.
+    fn unpack_host(&self, st: &mut State, id: BufferId) -> Result<()> {
+        let b = &st.buffers[&id];
+        let Some(p) = &b.packed else {
+            return Ok(());
+        };
+        let size = b.size;
+        let _span = tracing::debug_span!("unpack", buffer = id.0, bytes = size).entered();
+        let mut data = vec![0u8; size as usize];
+        p.data
+            .unpack(self.shared.devices[p.device].device.as_ref(), &mut data)?;
+        drop_packed(st, id);
+        let b = st.buffers.get_mut(&id).expect("live");
+        b.host = Some(data);
+        let h = &mut st.stats.host;
+        h.bytes_in_use += size;
+        h.peak_bytes = h.peak_bytes.max(h.bytes_in_use);
+        h.allocations += 1;
+        Ok(())
+    }
+
+    /// Makes the plain host copy valid: unpacks a packed one, or downloads from a valid
+    /// device copy.
     fn make_host_valid(&self, st: &mut State, id: BufferId) -> Result<()> {
         let b = &st.buffers[&id];
         if b.host_valid {
-            return Ok(());
+            return self.unpack_host(st, id);
         }
         let _span = tracing::debug_span!("download", buffer = id.0, bytes = b.size).entered();
         let (&d, c) = b
@@ -863,16 +1013,19 @@ impl MemoryManager {
             st.stats.host.allocations += 1;
         }
         st.stats.host.bytes_in += size;
+        st.stats.host.link_bytes_in += size;
         Ok(())
     }
 
-    /// Fills the (invalid) copy on `index` from the cheapest valid source.
+    /// Fills the (invalid) copy on `index` from the cheapest valid source: a packed host
+    /// copy this device can decode, else the plain host copy (through the transfer path
+    /// when there is one).
     fn fill_copy(
         &self,
         st: &mut State,
         id: BufferId,
         index: usize,
-    ) -> Result<(u64, Option<Location>)> {
+    ) -> Result<(u64, Option<Location>, Option<TransferReport>)> {
         let dev = &self.shared.devices[index].device;
         let b = &st.buffers[&id];
         let dst = &b.copies[&index];
@@ -881,21 +1034,59 @@ impl MemoryManager {
             tracing::debug_span!("upload", buffer = id.0, device = index, bytes = size).entered();
         if !b.written {
             dev.fill(dst.alloc.block().as_ref(), dst.alloc.offset(), size, 0)?;
-            return Ok((0, None));
+            return Ok((0, None, None));
         }
-        if !b.host_valid {
-            // Another device holds the data: same-device copies are impossible here (one
-            // copy per device), so go through the host.
-            self.make_host_valid(st, id)?;
+        if b.host_valid {
+            if let Some(p) = &b.packed {
+                if p.data.can_upload_to(dev.as_ref()) {
+                    let report = p.data.upload(
+                        dev.as_ref(),
+                        dst.alloc.block().as_ref(),
+                        dst.alloc.offset(),
+                    )?;
+                    record_upload(st, index, &report);
+                    return Ok((size, Some(Location::Host), Some(report)));
+                }
+            }
         }
+        // Another device holds the data (same-device copies are impossible here: one copy
+        // per device), or the host copy is packed for another device: go through plain
+        // host bytes.
+        self.make_host_valid(st, id)?;
         let b = &st.buffers[&id];
         let dst = &b.copies[&index];
-        match &b.host {
-            Some(h) => dev.write(dst.alloc.block().as_ref(), dst.alloc.offset(), h)?,
-            None => dev.fill(dst.alloc.block().as_ref(), dst.alloc.offset(), size, 0)?,
-        }
-        st.stats.devices[index].bytes_in += size;
-        Ok((size, Some(Location::Host)))
+        let (block, off) = (dst.alloc.block().as_ref(), dst.alloc.offset());
+        let report = match (&b.host, &self.shared.config.transfer) {
+            (Some(h), Some(path)) => path.upload(dev.as_ref(), h, block, off)?,
+            (Some(h), None) => {
+                let t0 = std::time::Instant::now();
+                dev.write(block, off, h)?;
+                TransferReport::direct(TransferKind::Upload, size, t0.elapsed().as_secs_f64())
+            }
+            (None, _) => {
+                dev.fill(block, off, size, 0)?;
+                return Ok((0, None, None));
+            }
+        };
+        record_upload(st, index, &report);
+        Ok((size, Some(Location::Host), Some(report)))
+    }
+}
+
+/// Adds an upload into device `index` to the statistics.
+fn record_upload(st: &mut State, index: usize, report: &TransferReport) {
+    let s = &mut st.stats.devices[index];
+    s.bytes_in += report.logical_bytes;
+    s.link_bytes_in += report.link_bytes;
+    s.bytes_saved += report.bytes_saved();
+}
+
+/// Drops a packed host copy (stale, or replaced by plain bytes).
+fn drop_packed(st: &mut State, id: BufferId) {
+    if let Some(p) = st.buffers.get_mut(&id).and_then(|b| b.packed.take()) {
+        let n = p.data.stored_bytes();
+        st.stats.host.bytes_in_use -= n;
+        st.stats.host.packed_bytes -= n;
     }
 }
 

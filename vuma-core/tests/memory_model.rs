@@ -1,16 +1,133 @@
 //! Model-based tests of the memory manager: random sequences of operations across several
 //! host devices with small budgets, checked against a plain reference model (one `Vec<u8>`
 //! per buffer). Every read must return exactly the last write; statistics stay consistent;
-//! with injected faults, no byte is lost.
+//! with injected faults, no byte is lost. Each property also runs with a packing
+//! [`TransferPath`] (write-backs kept packed on the host, zero runs filled on the device).
 
 use std::sync::Arc;
 
 use proptest::prelude::*;
 use vuma_core::fault::FaultPlan;
 use vuma_core::{
-    AccessMode, DynDevice, Error, HostDevice, MemoryConfig, MemoryManager, Outcome, Placement,
-    UnifiedBuffer,
+    AccessMode, DeviceId, DynBuffer, DynDevice, Error, HostDevice, MemoryConfig, MemoryManager,
+    Outcome, PackedHost, Placement, TransferKind, TransferPath, TransferReport, UnifiedBuffer,
 };
+
+/// A transfer path that packs write-backs as zero-run-length-encoded bytes and uploads
+/// runs of zeros as device fills: it exercises every packed-copy transition of the manager.
+#[derive(Debug)]
+struct PackingPath;
+
+/// `(zero run, literal bytes)` pairs.
+#[derive(Debug)]
+struct Zrle {
+    device: DeviceId,
+    len: u64,
+    runs: Vec<(usize, Vec<u8>)>,
+}
+
+fn zrle(data: &[u8]) -> Vec<(usize, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < data.len() {
+        let z = data[i..].iter().take_while(|&&b| b == 0).count();
+        let l = data[i + z..].iter().take_while(|&&b| b != 0).count();
+        out.push((z, data[i + z..i + z + l].to_vec()));
+        i += z + l;
+    }
+    out
+}
+
+impl PackedHost for Zrle {
+    fn logical_bytes(&self) -> u64 {
+        self.len
+    }
+    fn stored_bytes(&self) -> u64 {
+        self.runs
+            .iter()
+            .map(|(_, l)| 8 + l.len() as u64)
+            .sum::<u64>()
+            .max(1)
+    }
+    fn can_upload_to(&self, dev: &dyn DynDevice) -> bool {
+        dev.info().id == self.device
+    }
+    fn unpack(&self, _dev: &dyn DynDevice, out: &mut [u8]) -> vuma_core::Result<()> {
+        let mut i = 0;
+        for (z, l) in &self.runs {
+            out[i..i + z].fill(0);
+            out[i + z..i + z + l.len()].copy_from_slice(l);
+            i += z + l.len();
+        }
+        assert_eq!(i as u64, self.len);
+        Ok(())
+    }
+    fn upload(
+        &self,
+        dev: &dyn DynDevice,
+        dst: &dyn DynBuffer,
+        off: u64,
+    ) -> vuma_core::Result<TransferReport> {
+        let mut at = off;
+        let mut link = 0;
+        for (z, l) in &self.runs {
+            if *z > 0 {
+                dev.fill(dst, at, *z as u64, 0)?;
+            }
+            at += *z as u64;
+            if !l.is_empty() {
+                dev.write(dst, at, l)?;
+                link += l.len() as u64;
+            }
+            at += l.len() as u64;
+        }
+        let mut r = TransferReport::direct(TransferKind::Upload, self.len, 0.0);
+        r.path = "zrle";
+        r.link_bytes = link;
+        Ok(r)
+    }
+}
+
+impl TransferPath for PackingPath {
+    fn name(&self) -> &'static str {
+        "zrle"
+    }
+    fn upload(
+        &self,
+        dev: &dyn DynDevice,
+        src: &[u8],
+        dst: &dyn DynBuffer,
+        off: u64,
+    ) -> vuma_core::Result<TransferReport> {
+        Zrle {
+            device: dev.info().id,
+            len: src.len() as u64,
+            runs: zrle(src),
+        }
+        .upload(dev, dst, off)
+    }
+    fn evict(
+        &self,
+        dev: &dyn DynDevice,
+        src: &dyn DynBuffer,
+        off: u64,
+        len: u64,
+    ) -> vuma_core::Result<Option<(Box<dyn PackedHost>, TransferReport)>> {
+        if len.is_multiple_of(3) {
+            return Ok(None); // declines some buffers: plain write-back
+        }
+        let mut data = vec![0u8; len as usize];
+        dev.read(src, off, &mut data)?;
+        let p = Zrle {
+            device: dev.info().id,
+            len,
+            runs: zrle(&data),
+        };
+        let mut r = TransferReport::direct(TransferKind::Download, len, 0.0);
+        r.link_bytes = p.stored_bytes();
+        Ok(Some((Box::new(p), r)))
+    }
+}
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -90,7 +207,7 @@ struct World {
     bufs: Vec<(UnifiedBuffer, Vec<u8>)>,
 }
 
-fn world(faults: Option<Arc<FaultPlan>>) -> World {
+fn world(faults: Option<Arc<FaultPlan>>, packing: bool) -> World {
     // Budgets: 32 KiB, 64 KiB, 1 MiB, so eviction happens often.
     let budgets = [32u64 << 10, 64 << 10, 1 << 20];
     let devs: Vec<Arc<dyn DynDevice>> = budgets
@@ -105,7 +222,11 @@ fn world(faults: Option<Arc<FaultPlan>>) -> World {
             Arc::new(d) as Arc<dyn DynDevice>
         })
         .collect();
-    let mm = MemoryManager::new(devs.clone(), MemoryConfig::default());
+    let config = MemoryConfig {
+        transfer: packing.then(|| Arc::new(PackingPath) as Arc<dyn TransferPath>),
+        ..MemoryConfig::default()
+    };
+    let mm = MemoryManager::new(devs.clone(), config);
     World {
         mm,
         devs,
@@ -260,8 +381,8 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
     #[test]
-    fn every_read_returns_the_last_write(ops in proptest::collection::vec(op(), 1..120)) {
-        let mut w = world(None);
+    fn every_read_returns_the_last_write(packing in any::<bool>(), ops in proptest::collection::vec(op(), 1..120)) {
+        let mut w = world(None, packing);
         for op in &ops {
             apply(&mut w, op, false)?;
             check_stats(&w)?;
@@ -274,9 +395,9 @@ proptest! {
     }
 
     #[test]
-    fn injected_faults_lose_no_byte(seed in any::<u64>(), ops in proptest::collection::vec(op(), 1..120)) {
+    fn injected_faults_lose_no_byte(seed in any::<u64>(), packing in any::<bool>(), ops in proptest::collection::vec(op(), 1..120)) {
         let plan = Arc::new(FaultPlan::new(seed, 0.15));
-        let mut w = world(Some(plan.clone()));
+        let mut w = world(Some(plan.clone()), packing);
         for op in &ops {
             apply(&mut w, op, true)?;
             check_stats(&w)?;
@@ -346,4 +467,64 @@ fn eviction_writes_back_dirty_copies_lru_first() {
     for (i, b) in bufs.iter().enumerate() {
         assert_eq!(mm.to_vec(b).unwrap(), vec![i as u8 + 1; 4096]);
     }
+}
+
+#[test]
+fn packed_write_backs_are_reported_uploaded_and_unpacked() {
+    let dev: Arc<dyn DynDevice> = Arc::new(HostDevice::with_budget("h", 64 << 10));
+    let config = MemoryConfig {
+        transfer: Some(Arc::new(PackingPath)),
+        ..MemoryConfig::default()
+    };
+    let mm = MemoryManager::new(vec![dev.clone()], config);
+    let a = mm.create(40_001).unwrap(); // not a multiple of 3: packed on write-back
+    let b = mm.create(40_000 - 1).unwrap(); // 39_999 = 3 * 13_333: declined, plain
+    let mut want = vec![0u8; 40_001];
+    want[100..200].fill(7);
+    // Written on the device: the device copy becomes the only valid one.
+    let l = mm.acquire(&a, 0, AccessMode::Write, 1).unwrap();
+    dev.write(l.block(), l.offset(), &want).unwrap();
+    mm.release(l, Outcome::Completed);
+    // b needs room: a is evicted and packed.
+    let l = mm.acquire(&b, 0, AccessMode::Write, 1).unwrap();
+    assert_eq!(l.residency.evicted, vec![(a.id(), 40_001)]);
+    let t = &l.residency.transfers;
+    assert_eq!(t.len(), 1);
+    assert_eq!(t[0].kind, TransferKind::Download);
+    assert_eq!(t[0].link_bytes, 8 + 100 + 8, "two runs: 100 literal bytes");
+    assert_eq!(l.residency.bytes_saved(), 40_001 - 116);
+    mm.release(l, Outcome::Completed);
+    let s = mm.stats();
+    assert_eq!(s.host.packed_bytes, 116);
+    assert_eq!(s.host.bytes_in_use, 116);
+    assert_eq!(s.devices[0].packed_writebacks, 1);
+    assert_eq!(s.host.link_bytes_in, 116);
+    // Back onto the device from the packed copy (b is evicted plainly: declined).
+    let l = mm.acquire(&a, 0, AccessMode::Read, 1).unwrap();
+    let kinds: Vec<_> = l
+        .residency
+        .transfers
+        .iter()
+        .map(|t| (t.kind, t.path))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (TransferKind::Download, "direct"),
+            (TransferKind::Upload, "zrle")
+        ]
+    );
+    let mut got = vec![0u8; 40_001];
+    dev.read(l.block(), l.offset(), &mut got).unwrap();
+    assert_eq!(got, want);
+    mm.release(l, Outcome::Completed);
+    assert_eq!(mm.stats().devices[0].link_bytes_in, 100);
+    assert_eq!(mm.stats().devices[0].bytes_saved, 40_001 - 100);
+    // A host read unpacks: the packed copy is gone, plain bytes remain.
+    assert_eq!(mm.to_vec(&a).unwrap(), want);
+    let s = mm.stats();
+    assert_eq!(s.host.packed_bytes, 0);
+    assert_eq!(s.host.bytes_in_use, 40_001 + 39_999);
+    drop((a, b));
+    assert_eq!(mm.stats().host.bytes_in_use, 0);
 }

@@ -71,10 +71,12 @@ pub mod encode;
 pub mod kernels;
 pub mod lz4block;
 pub mod page;
+pub mod path;
 pub mod planner;
 pub mod residency;
 pub mod store;
 
 pub use planner::{CostModel, DeviceCodec, PageDecision, PlanConfig, TransferPlan};
+pub use path::{HyperloopPath, PathConfig};
 pub use residency::{CompressOptions, CompressedBuffer, PinnedCompressed, Uploader};
 pub use store::CompressedStore;

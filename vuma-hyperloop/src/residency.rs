@@ -386,8 +386,6 @@ impl CompressedBuffer {
             )));
         }
         let plan = planner::plan(data, &opts.model, &opts.plan)?;
-        let t0 = Instant::now();
-        let width = opts.plan.width;
         let decisions: Vec<PageDecision> = plan
             .decisions
             .iter()
@@ -396,15 +394,47 @@ impl CompressedBuffer {
                 (_, Some(f)) => f,
             })
             .collect();
-        let encoded = par_map(&decisions, opts.plan.threads, |p, &d| {
+        let mut cb = Self::from_decisions(data, &decisions, opts)?;
+        cb.summary.bytes_inspected = plan.summary.bytes_inspected;
+        cb.summary.plan_time_s = plan.summary.plan_time_s;
+        Ok(cb)
+    }
+
+    /// Compresses `data` with one given decision per page (`opts.plan.page_size` pages;
+    /// `opts.force` is ignored). Pages a codec does not shrink stay raw. Used where the
+    /// decisions come from elsewhere, e.g. a zero-page scan.
+    pub fn from_decisions(
+        data: &[u8],
+        decisions: &[PageDecision],
+        opts: &CompressOptions,
+    ) -> Result<Self> {
+        if data.is_empty() {
+            return Err(Error::ZeroSize {
+                what: "compressed buffer",
+            });
+        }
+        let ps = opts.plan.page_size;
+        page::check_page_size(ps, page::MAX_DEVICE_PAGE_SIZE)?;
+        if opts.chunk_bytes < ps {
+            return Err(Error::invalid(format!(
+                "chunk_bytes {} is smaller than the page size {ps}",
+                opts.chunk_bytes
+            )));
+        }
+        if decisions.len() != data.len().div_ceil(ps) {
+            return Err(Error::invalid(format!(
+                "{} decisions for {} pages",
+                decisions.len(),
+                data.len().div_ceil(ps)
+            )));
+        }
+        let t0 = Instant::now();
+        let width = opts.plan.width;
+        let encoded = par_map(decisions, opts.plan.threads, |p, &d| {
             let r = p * ps..((p + 1) * ps).min(data.len());
             encode_one(&data[r], d, width)
         })?;
-        let mut summary = PlanSummary {
-            bytes_inspected: plan.summary.bytes_inspected,
-            plan_time_s: plan.summary.plan_time_s,
-            ..PlanSummary::default()
-        };
+        let mut summary = PlanSummary::default();
         let kinds: Vec<(PageKind, usize)> =
             encoded.iter().map(|e| (e.kind, e.bytes.len())).collect();
         let layouts = layout(&kinds, data.len(), opts, &mut summary);
@@ -803,7 +833,29 @@ impl<'d> Uploader<'d> {
 
     /// Uploads `src` (pageable host memory) into `dst[0..src.len()]`, decoding on the device.
     pub fn upload(&mut self, src: &CompressedBuffer, dst: &dyn DynBuffer) -> Result<UploadReport> {
-        self.run(Source::Host(src), src.len, dst)
+        self.run(Source::Host(src), src.len, dst, 0)
+    }
+
+    /// [`upload`](Self::upload) into `dst[dst_offset..dst_offset + src.len()]` (a pool
+    /// sub-allocation; Vulkan needs `dst_offset` aligned to the device's storage-buffer
+    /// offset alignment).
+    pub fn upload_into(
+        &mut self,
+        src: &CompressedBuffer,
+        dst: &dyn DynBuffer,
+        dst_offset: u64,
+    ) -> Result<UploadReport> {
+        self.run(Source::Host(src), src.len, dst, dst_offset)
+    }
+
+    /// [`upload_pinned`](Self::upload_pinned) into `dst[dst_offset..dst_offset + src.len()]`.
+    pub fn upload_pinned_into(
+        &mut self,
+        src: &PinnedCompressed,
+        dst: &dyn DynBuffer,
+        dst_offset: u64,
+    ) -> Result<UploadReport> {
+        self.run(Source::Staging(src), src.len, dst, dst_offset)
     }
 
     /// Uploads `src` (pinned staging memory) into `dst[0..src.len()]`.
@@ -812,7 +864,7 @@ impl<'d> Uploader<'d> {
         src: &PinnedCompressed,
         dst: &dyn DynBuffer,
     ) -> Result<UploadReport> {
-        self.run(Source::Staging(src), src.len, dst)
+        self.run(Source::Staging(src), src.len, dst, 0)
     }
 
     /// Decodes `src` (already in device memory) into `dst[0..src.len()]`: no copy.
@@ -821,26 +873,26 @@ impl<'d> Uploader<'d> {
         src: &DeviceCompressed,
         dst: &dyn DynBuffer,
     ) -> Result<UploadReport> {
-        self.run(Source::Device(src), src.len, dst)
+        self.run(Source::Device(src), src.len, dst, 0)
     }
 
-    fn run(&mut self, src: Source<'_>, len: u64, dst: &dyn DynBuffer) -> Result<UploadReport> {
-        if dst.len() < len {
-            return Err(Error::OutOfRange {
-                offset: 0,
-                len,
-                size: dst.len(),
-            });
-        }
+    fn run(
+        &mut self,
+        src: Source<'_>,
+        len: u64,
+        dst: &dyn DynBuffer,
+        dst_off: u64,
+    ) -> Result<UploadReport> {
+        vuma_core::check_range(dst_off, len, dst.len())?;
         // Vulkan decoders address storage buffers in 4-byte words: the final partial word
         // of the data is reachable only through a binding that covers it. When `dst` itself
         // ends inside that word, decode into a scratch buffer of whole words and copy.
         let words = len.next_multiple_of(4);
-        if self.dev.info().backend == Backend::Vulkan && dst.len() < words {
+        if self.dev.info().backend == Backend::Vulkan && dst.len() - dst_off < words {
             let scratch = self.dev.alloc(words, Placement::DeviceLocal)?;
             let t0 = Instant::now();
-            let mut report = self.run(src, len, scratch.as_ref())?;
-            self.dev.copy(scratch.as_ref(), 0, dst, 0, len)?;
+            let mut report = self.run(src, len, scratch.as_ref(), 0)?;
+            self.dev.copy(scratch.as_ref(), 0, dst, dst_off, len)?;
             self.dev.synchronize()?;
             report.time_s = t0.elapsed().as_secs_f64();
             return Ok(report);
@@ -952,17 +1004,17 @@ impl<'d> Uploader<'d> {
                         let bytes = img
                             .get(r.src as usize..(r.src + r.len) as usize)
                             .ok_or_else(|| Error::invalid("direct run outside its chunk"))?;
-                        dev.write(dst, r.dst, bytes)?;
+                        dev.write(dst, dst_off + r.dst, bytes)?;
                     }
                     Source::Staging(s) => direct.push(dev.copy_concurrent(
                         s.staging.as_ref(),
                         p.off + r.src,
                         dst,
-                        r.dst,
+                        dst_off + r.dst,
                         r.len,
                     )?),
                     Source::Device(s) => {
-                        dev.copy(s.buf.as_ref(), p.off + r.src, dst, r.dst, r.len)?
+                        dev.copy(s.buf.as_ref(), p.off + r.src, dst, dst_off + r.dst, r.len)?
                     }
                 }
                 report.bytes_sent += r.len;
@@ -1001,8 +1053,8 @@ impl<'d> Uploader<'d> {
                 // decoders leave its bytes past `len` untouched).
                 Arg::Buffer {
                     buffer: dst,
-                    offset: 0,
-                    len: words.min(dst.len()),
+                    offset: dst_off,
+                    len: words.min(dst.len() - dst_off),
                     access: AccessMode::ReadWrite,
                 },
                 Arg::Scalar(Scalar::U64(len)),

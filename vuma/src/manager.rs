@@ -44,6 +44,7 @@ pub struct Builder {
     memory: MemoryConfig,
     sched: SchedConfig,
     budget_wait: Duration,
+    hyperloop: bool,
 }
 
 impl Default for Builder {
@@ -57,6 +58,7 @@ impl Default for Builder {
             memory: MemoryConfig::default(),
             sched: SchedConfig::default(),
             budget_wait: Duration::from_secs(5),
+            hyperloop: true,
         }
     }
 }
@@ -106,6 +108,14 @@ impl Builder {
         self.budget_wait = d;
         self
     }
+    /// Whether the memory manager's migrations go through PCIe Hyperloop (zero pages not
+    /// sent; write-backs encoded on the GPU and kept compressed on the host) when the
+    /// `hyperloop` feature is compiled in and no other [`MemoryConfig::transfer`] is set.
+    /// Default: yes, unless the environment sets `VUMA_HYPERLOOP=0` (or `off`).
+    pub fn hyperloop(mut self, on: bool) -> Self {
+        self.hyperloop = on;
+        self
+    }
     /// Sets the scheduler's configuration.
     pub fn scheduler(mut self, s: SchedConfig) -> Self {
         self.sched = s;
@@ -151,7 +161,13 @@ impl Builder {
         }
         let infos: Vec<DeviceInfo> = devices.iter().map(|d| d.info().clone()).collect();
         let scheduler = Arc::new(Scheduler::try_new(infos, self.sched)?);
-        let memory = MemoryManager::new(devices.clone(), self.memory);
+        let mut memory_config = self.memory;
+        let env_off = std::env::var("VUMA_HYPERLOOP")
+            .is_ok_and(|v| matches!(v.trim(), "0" | "off" | "false" | "no"));
+        if memory_config.transfer.is_none() && self.hyperloop && !env_off {
+            memory_config.transfer = default_transfer();
+        }
+        let memory = MemoryManager::new(devices.clone(), memory_config);
         Ok(UnifiedMemoryManager {
             devices,
             backends,
@@ -160,6 +176,16 @@ impl Builder {
             budget_wait: self.budget_wait,
         })
     }
+}
+
+#[cfg(feature = "hyperloop")]
+fn default_transfer() -> Option<Arc<dyn vuma_core::TransferPath>> {
+    Some(Arc::new(vuma_hyperloop::HyperloopPath::default()))
+}
+
+#[cfg(not(feature = "hyperloop"))]
+fn default_transfer() -> Option<Arc<dyn vuma_core::TransferPath>> {
+    None
 }
 
 #[cfg(feature = "cuda")]
@@ -501,6 +527,7 @@ impl UnifiedMemoryManager {
                 bytes_moved: l.residency.bytes_moved,
                 source: l.residency.source,
                 evicted: l.residency.evicted.clone(),
+                transfers: l.residency.transfers.clone(),
             })
             .collect();
         for l in leases {
@@ -509,11 +536,21 @@ impl UnifiedMemoryManager {
         run?;
         let t_record = t3.elapsed();
         let bytes_moved = buffers.iter().map(|b| b.bytes_moved).sum();
+        let link_bytes = buffers
+            .iter()
+            .flat_map(|b| &b.transfers)
+            .map(|t| t.link_bytes)
+            .sum();
         let bytes_saved = buffers
             .iter()
             .filter(|b| b.hit && b.access.reads())
             .map(|b| b.size)
-            .sum();
+            .sum::<u64>()
+            + buffers
+                .iter()
+                .flat_map(|b| &b.transfers)
+                .map(|t| t.bytes_saved())
+                .sum::<u64>();
         Ok(WorkloadReport {
             workload: w.id.clone(),
             kind: w.kind.to_string(),
@@ -526,6 +563,7 @@ impl UnifiedMemoryManager {
             estimates: (choice.est_queue_s, choice.est_transfer_s, choice.est_run_s),
             buffers,
             bytes_moved,
+            link_bytes,
             bytes_saved,
             tiles,
             passes: w.passes,

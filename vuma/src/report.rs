@@ -4,7 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use vuma_core::{human_bytes, AccessMode, Backend, BufferId, Location, Placement};
+use vuma_core::{human_bytes, AccessMode, Backend, BufferId, Location, Placement, TransferReport};
 use vuma_sched::Tier;
 
 /// What happened to one buffer argument.
@@ -30,6 +30,9 @@ pub struct BufferReport {
     pub source: Option<Location>,
     /// Buffers evicted to make room: (buffer, bytes written back).
     pub evicted: Vec<(BufferId, u64)>,
+    /// Every transfer made for it (write-backs of evicted buffers, then its upload), with
+    /// the transfer path's decision and the bytes that crossed the link.
+    pub transfers: Vec<TransferReport>,
 }
 
 /// Time spent per stage.
@@ -77,7 +80,10 @@ pub struct WorkloadReport {
     pub buffers: Vec<BufferReport>,
     /// Bytes moved in all.
     pub bytes_moved: u64,
-    /// Bytes the transfer path avoided sending (zero pages, compression, residency hits).
+    /// Bytes that crossed the link for it (uploads and write-backs of evicted buffers).
+    pub link_bytes: u64,
+    /// Bytes that did not have to cross the link: residency hits, plus what the transfer
+    /// path saved (zero pages, compression) on uploads and write-backs.
     pub bytes_saved: u64,
     /// Tiles the work was cut into (1: untiled).
     pub tiles: u32,
@@ -130,8 +136,21 @@ impl WorkloadReport {
                 "bytes_moved": b.bytes_moved,
                 "source": loc(b.source),
                 "evicted": b.evicted.iter().map(|(id, wb)| json!({"buffer": id.0, "written_back": wb})).collect::<Vec<_>>(),
+                "transfers": b.transfers.iter().map(|t| json!({
+                    "kind": t.kind.as_str(),
+                    "path": t.path,
+                    "decision": t.decision,
+                    "logical_bytes": t.logical_bytes,
+                    "link_bytes": t.link_bytes,
+                    "bytes_saved": t.bytes_saved(),
+                    "zero_pages": t.zero_pages,
+                    "raw_pages": t.raw_pages,
+                    "compressed_pages": t.compressed_pages,
+                    "time_s": t.time_s,
+                })).collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
             "bytes_moved": self.bytes_moved,
+            "link_bytes": self.link_bytes,
             "bytes_saved": self.bytes_saved,
             "tiles": self.tiles,
             "passes": self.passes,
@@ -199,6 +218,17 @@ impl fmt::Display for WorkloadReport {
                     human_bytes(*wb)
                 )?;
             }
+            for t in &b.transfers {
+                writeln!(
+                    f,
+                    "           {} via {}: {} over the link for {} ({})",
+                    t.kind.as_str(),
+                    t.path,
+                    human_bytes(t.link_bytes),
+                    human_bytes(t.logical_bytes),
+                    t.decision
+                )?;
+            }
         }
         if self.tiles > 1 || self.passes > 1 {
             writeln!(
@@ -209,8 +239,9 @@ impl fmt::Display for WorkloadReport {
         }
         writeln!(
             f,
-            "  moved     {} (saved {})",
+            "  moved     {} ({} over the link; saved {})",
             human_bytes(self.bytes_moved),
+            human_bytes(self.link_bytes),
             human_bytes(self.bytes_saved)
         )?;
         write!(

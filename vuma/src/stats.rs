@@ -44,7 +44,8 @@ pub fn hit_rate(s: &LocationStats) -> Option<f64> {
 }
 
 /// The statistics as a table: location | in use | peak | allocations | evictions |
-/// write-backs | copied in | hits / misses | hit rate.
+/// write-backs | copied in | over the link | saved | hits / misses | hit rate. "Over the
+/// link" is what crossed; "saved" what the transfer path did not have to send.
 pub fn to_table(vuma: &UnifiedMemoryManager) -> String {
     let rows: Vec<Vec<String>> = locations(vuma)
         .into_iter()
@@ -57,6 +58,8 @@ pub fn to_table(vuma: &UnifiedMemoryManager) -> String {
                 s.evictions.to_string(),
                 human_bytes(s.writeback_bytes),
                 human_bytes(s.bytes_in),
+                human_bytes(s.link_bytes_in),
+                human_bytes(s.bytes_saved),
                 format!("{} / {}", s.hits, s.misses),
                 hit_rate(&s).map_or_else(|| "-".into(), |r| format!("{:.0}%", r * 100.0)),
             ]
@@ -71,11 +74,13 @@ pub fn to_table(vuma: &UnifiedMemoryManager) -> String {
             "evictions",
             "write-backs",
             "copied in",
+            "over the link",
+            "saved",
             "hits / misses",
             "hit rate",
         ],
         &rows,
-        &[1, 2, 3, 4, 5, 6, 7, 8],
+        &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
     )
 }
 
@@ -92,6 +97,10 @@ pub fn to_json(vuma: &UnifiedMemoryManager) -> Value {
                 "evictions": s.evictions,
                 "writeback_bytes": s.writeback_bytes,
                 "bytes_in": s.bytes_in,
+                "link_bytes_in": s.link_bytes_in,
+                "bytes_saved": s.bytes_saved,
+                "packed_bytes": s.packed_bytes,
+                "packed_writebacks": s.packed_writebacks,
                 "hits": s.hits,
                 "misses": s.misses,
                 "hit_rate": hit_rate(&s),

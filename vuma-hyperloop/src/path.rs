@@ -1,0 +1,467 @@
+//! [`HyperloopPath`]: PCIe Hyperloop as the memory manager's
+//! [`TransferPath`](vuma_core::TransferPath).
+//!
+//! Plug it into [`MemoryConfig::transfer`](vuma_core::MemoryConfig) (the `vuma` facade
+//! does so by default) and the manager's own migrations go through Hyperloop:
+//!
+//! - **Uploads of plain host copies** send no all-zero page. Host encoding is far slower
+//!   than the link (see the crate docs), so nothing else is compressed on the way up: a
+//!   probe of each page's first bytes finds the pages that may be zero (dense data costs
+//!   one cache line per page and goes straight to a plain copy), a parallel scan confirms
+//!   them, and a measured-rate model picks between a plain copy, one copy per run of
+//!   non-zero pages plus a device fill per run of zero pages, and a chunked upload in which
+//!   a kernel places scattered pages.
+//! - **Write-backs** (eviction of a device copy that holds the only valid data) are encoded
+//!   **on the device** by the [`DeviceEncoder`]: zero pages vanish, typed data shrinks
+//!   (bitplane codec), and the host keeps the compressed chunk images in pinned memory as a
+//!   [`PackedHost`] copy. The next upload of that buffer to the same device sends the
+//!   compressed bytes and decodes them there; host access decodes them on the host.
+//!   Backends without the encoder kernels (Vulkan) write back plainly.
+//!
+//! Each transfer's [`TransferReport`] says what was decided and why, and how many bytes
+//! crossed the link.
+
+use std::time::Instant;
+
+use vuma_core::{
+    Backend, DynBuffer, DynDevice, Error, PackedHost, Placement, Result, TransferKind,
+    TransferPath, TransferReport,
+};
+
+use crate::encode::{DeviceEncoder, Evicted};
+use crate::page::{self, ElemWidth};
+use crate::planner::{CostModel, PageDecision, PlanSummary};
+use crate::residency::{CompressOptions, CompressedBuffer, Uploader};
+
+/// Knobs of [`HyperloopPath`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct PathConfig {
+    /// Page size (default 64 KiB).
+    pub page_size: usize,
+    /// Element width assumed for the bitplane codec on write-back (default f32: the
+    /// manager does not know element types; any data round-trips exactly, typed data of
+    /// this width compresses best).
+    pub width: ElemWidth,
+    /// Buffers smaller than this move plainly (default 1 MiB).
+    pub min_bytes: u64,
+    /// Bytes probed at the start of each page to find the pages that may be zero.
+    pub probe_bytes: usize,
+    /// Scan only when at least this fraction of the pages passed the probe (default 1/8).
+    pub min_zero_fraction: f64,
+    /// Host-side cost of one device call (copy or fill), seconds, for the choice between
+    /// per-run copies and a chunked upload (default 15 µs).
+    pub call_overhead_s: f64,
+    /// Encode write-backs on the device where the backend has the encoder (default on).
+    pub device_encode: bool,
+    /// Uncompressed bytes per chunk of a chunked upload or a device-encoded write-back.
+    pub chunk_bytes: usize,
+}
+
+impl Default for PathConfig {
+    fn default() -> Self {
+        PathConfig {
+            page_size: page::DEFAULT_PAGE_SIZE,
+            width: ElemWidth::F32,
+            min_bytes: 1 << 20,
+            probe_bytes: 64,
+            min_zero_fraction: 0.125,
+            call_overhead_s: 15e-6,
+            device_encode: true,
+            chunk_bytes: 32 << 20,
+        }
+    }
+}
+
+/// PCIe Hyperloop as a [`TransferPath`] (see the module docs).
+#[derive(Debug, Clone, Default)]
+pub struct HyperloopPath {
+    cfg: PathConfig,
+}
+
+impl HyperloopPath {
+    /// A path with `cfg`; fails on a page size the device decoders cannot take.
+    pub fn new(cfg: PathConfig) -> Result<Self> {
+        page::check_page_size(cfg.page_size, page::MAX_DEVICE_PAGE_SIZE)?;
+        if !cfg.page_size.is_multiple_of(cfg.width.bytes()) {
+            return Err(Error::invalid(
+                "page size must be a multiple of the element width",
+            ));
+        }
+        if cfg.chunk_bytes < cfg.page_size {
+            return Err(Error::invalid(format!(
+                "chunk_bytes {} is smaller than the page size {}",
+                cfg.chunk_bytes, cfg.page_size
+            )));
+        }
+        if !(cfg.min_zero_fraction.is_finite() && (0.0..=1.0).contains(&cfg.min_zero_fraction)) {
+            return Err(Error::invalid("min_zero_fraction must lie in [0, 1]"));
+        }
+        Ok(HyperloopPath { cfg })
+    }
+
+    /// Its configuration.
+    pub fn config(&self) -> &PathConfig {
+        &self.cfg
+    }
+
+    fn report(&self, kind: TransferKind, decision: String, logical: u64) -> TransferReport {
+        TransferReport {
+            kind,
+            path: "hyperloop",
+            decision,
+            logical_bytes: logical,
+            link_bytes: logical,
+            zero_pages: 0,
+            raw_pages: 0,
+            compressed_pages: 0,
+            time_s: 0.0,
+        }
+    }
+
+    fn options(&self, dev: &dyn DynDevice) -> CompressOptions {
+        let mut o = CompressOptions::with_width(self.cfg.width);
+        o.plan.page_size = self.cfg.page_size;
+        o.chunk_bytes = self.cfg.chunk_bytes;
+        o.model = CostModel::for_device(dev.info());
+        o
+    }
+}
+
+/// Which pages of `data` (pages of `ps` bytes) are all zero, or `None` when fewer than
+/// `min_fraction` of them pass a probe of their first `probe` bytes.
+pub fn zero_pages(data: &[u8], ps: usize, probe: usize, min_fraction: f64) -> Option<Vec<bool>> {
+    let ranges: Vec<_> = page::pages(data.len(), ps).collect();
+    let cand: Vec<bool> = ranges
+        .iter()
+        .map(|r| page::is_zero(&data[r.start..r.end.min(r.start + probe.max(1))]))
+        .collect();
+    let n = cand.iter().filter(|&&c| c).count();
+    if n == 0 || (n as f64) < min_fraction * ranges.len() as f64 {
+        return None;
+    }
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |t| t.get())
+        .clamp(1, n);
+    let per = ranges.len().div_ceil(threads);
+    let mut zero = vec![false; ranges.len()];
+    std::thread::scope(|s| {
+        for ((zs, rs), cs) in zero
+            .chunks_mut(per)
+            .zip(ranges.chunks(per))
+            .zip(cand.chunks(per))
+        {
+            s.spawn(move || {
+                for ((z, r), &c) in zs.iter_mut().zip(rs).zip(cs) {
+                    *z = c && page::is_zero(&data[r.clone()]);
+                }
+            });
+        }
+    });
+    Some(zero)
+}
+
+/// Runs of equal flags: `(is_zero, first page, pages)`.
+fn runs(flags: &[bool]) -> Vec<(bool, usize, usize)> {
+    let mut out: Vec<(bool, usize, usize)> = Vec::new();
+    for (i, &z) in flags.iter().enumerate() {
+        match out.last_mut() {
+            Some(r) if r.0 == z => r.2 += 1,
+            _ => out.push((z, i, 1)),
+        }
+    }
+    out
+}
+
+fn h2d_rate(dev: &dyn DynDevice) -> f64 {
+    dev.info()
+        .host_link
+        .as_ref()
+        .map(|l| l.h2d_bytes_per_s)
+        .filter(|r| r.is_finite() && *r > 0.0)
+        .unwrap_or(25e9)
+}
+
+impl TransferPath for HyperloopPath {
+    fn name(&self) -> &'static str {
+        "hyperloop"
+    }
+
+    fn upload(
+        &self,
+        dev: &dyn DynDevice,
+        src: &[u8],
+        dst: &dyn DynBuffer,
+        dst_offset: u64,
+    ) -> Result<TransferReport> {
+        let t0 = Instant::now();
+        let n = src.len() as u64;
+        vuma_core::check_range(dst_offset, n, dst.len())?;
+        let plain = |why: String| -> Result<TransferReport> {
+            dev.write(dst, dst_offset, src)?;
+            let mut r = self.report(TransferKind::Upload, why, n);
+            r.raw_pages = src.len().div_ceil(self.cfg.page_size) as u64;
+            r.time_s = t0.elapsed().as_secs_f64();
+            Ok(r)
+        };
+        if n < self.cfg.min_bytes {
+            return plain(format!(
+                "plain: below {}",
+                vuma_core::human_bytes(self.cfg.min_bytes)
+            ));
+        }
+        let ps = self.cfg.page_size;
+        let Some(zero) = zero_pages(src, ps, self.cfg.probe_bytes, self.cfg.min_zero_fraction)
+        else {
+            return plain("plain: dense (page probe finds too few possible zero pages)".into());
+        };
+        let scan_s = t0.elapsed().as_secs_f64();
+        let pages = zero.len();
+        let z = zero.iter().filter(|&&b| b).count();
+        if z == 0 {
+            return plain(format!("plain: no zero page of {pages} (scan)"));
+        }
+        let zero_bytes: u64 = page::pages(src.len(), ps)
+            .zip(&zero)
+            .filter(|(_, &z)| z)
+            .map(|(r, _)| r.len() as u64)
+            .sum();
+        let sent = n - zero_bytes;
+        let rate = h2d_rate(dev);
+        let rs = runs(&zero);
+        let t_plain = n as f64 / rate;
+        let t_runs = sent as f64 / rate + rs.len() as f64 * self.cfg.call_overhead_s;
+        let chunks = src.len().div_ceil(self.cfg.chunk_bytes) as f64;
+        // Chunked: raw pages are copied into chunk images on the host first (all cores).
+        let t_chunked =
+            sent as f64 / rate + sent as f64 / 20e9 + chunks * 3.0 * self.cfg.call_overhead_s;
+        let mut r = self.report(TransferKind::Upload, String::new(), n);
+        r.zero_pages = z as u64;
+        r.raw_pages = (pages - z) as u64;
+        if t_runs <= t_chunked && t_runs < 0.9 * t_plain {
+            for &(is_zero, p0, np) in &rs {
+                let a = p0 * ps;
+                let b = ((p0 + np) * ps).min(src.len());
+                if is_zero {
+                    dev.fill(dst, dst_offset + a as u64, (b - a) as u64, 0)?;
+                } else {
+                    dev.write(dst, dst_offset + a as u64, &src[a..b])?;
+                }
+            }
+            r.link_bytes = sent;
+            r.decision = format!(
+                "zero pages filled on the device: {z} of {pages} pages in {} runs (scan {:.2} ms; modelled {:.2} vs {:.2} ms plain)",
+                rs.len(),
+                scan_s * 1e3,
+                t_runs * 1e3,
+                t_plain * 1e3
+            );
+        } else if t_chunked < 0.9 * t_plain {
+            let decisions: Vec<PageDecision> = zero
+                .iter()
+                .map(|&z| {
+                    if z {
+                        PageDecision::Zero
+                    } else {
+                        PageDecision::Raw
+                    }
+                })
+                .collect();
+            let cb = CompressedBuffer::from_decisions(src, &decisions, &self.options(dev))?;
+            let up = Uploader::new(dev).upload_into(&cb, dst, dst_offset)?;
+            r.link_bytes = up.bytes_sent;
+            r.decision = format!(
+                "zero pages filled on the device: {z} of {pages} pages in {} runs, scattered pages placed by a kernel (scan {:.2} ms; modelled {:.2} vs {:.2} ms plain)",
+                rs.len(),
+                scan_s * 1e3,
+                t_chunked * 1e3,
+                t_plain * 1e3
+            );
+        } else {
+            return plain(format!(
+                "plain: {z} zero pages of {pages} save too little (modelled {:.2} ms at best vs {:.2} ms plain)",
+                t_runs.min(t_chunked) * 1e3,
+                t_plain * 1e3
+            ));
+        }
+        r.time_s = t0.elapsed().as_secs_f64();
+        Ok(r)
+    }
+
+    fn evict(
+        &self,
+        dev: &dyn DynDevice,
+        src: &dyn DynBuffer,
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<(Box<dyn PackedHost>, TransferReport)>> {
+        if !self.cfg.device_encode || len < self.cfg.min_bytes {
+            return Ok(None);
+        }
+        // The encoder kernels have CUDA and host variants; Vulkan writes back plainly.
+        let backend = dev.info().backend;
+        if crate::encode::encoders()
+            .size
+            .variant_for(backend)
+            .is_none()
+        {
+            return Ok(None);
+        }
+        let home = if dev.supports(Placement::Staging) {
+            Placement::Staging
+        } else if dev.supports(Placement::HostMapped) {
+            Placement::HostMapped
+        } else {
+            return Ok(None);
+        };
+        let t0 = Instant::now();
+        let opts = self.options(dev);
+        let mut enc = DeviceEncoder::new(dev);
+        let ev = if offset == 0 {
+            enc.evict(src, len, &opts, home)?
+        } else {
+            // A pool sub-allocation: encode from a device-local copy of the range.
+            let tmp = dev.alloc(len, Placement::DeviceLocal)?;
+            dev.copy(src, offset, tmp.as_ref(), 0, len)?;
+            enc.evict(tmp.as_ref(), len, &opts, home)?
+        };
+        let s = ev.summary().clone();
+        let link = ev.stored_bytes();
+        let report = TransferReport {
+            kind: TransferKind::Download,
+            path: "hyperloop",
+            decision: format!(
+                "encoded on the {} device: {} zero, {} bitplane, {} raw pages; {:.2}x",
+                if backend == Backend::Host {
+                    "host"
+                } else {
+                    "GPU"
+                },
+                s.zero_pages,
+                s.bitplane_pages,
+                s.raw_pages,
+                len as f64 / link.max(1) as f64
+            ),
+            logical_bytes: len,
+            link_bytes: link,
+            zero_pages: s.zero_pages as u64,
+            raw_pages: s.raw_pages as u64,
+            compressed_pages: (s.bitplane_pages + s.lz4_pages) as u64,
+            time_s: t0.elapsed().as_secs_f64(),
+        };
+        let packed = HyperloopPacked {
+            device: dev.info().id,
+            len,
+            summary: s,
+            ev,
+        };
+        Ok(Some((Box::new(packed), report)))
+    }
+}
+
+/// A write-back encoded on the device: chunk images in pinned host memory of the device
+/// that encoded them.
+#[derive(Debug)]
+pub struct HyperloopPacked {
+    device: vuma_core::DeviceId,
+    len: u64,
+    summary: PlanSummary,
+    ev: Evicted,
+}
+
+impl PackedHost for HyperloopPacked {
+    fn logical_bytes(&self) -> u64 {
+        self.len
+    }
+
+    fn stored_bytes(&self) -> u64 {
+        self.ev.pinned().buffer().len()
+    }
+
+    fn can_upload_to(&self, dev: &dyn DynDevice) -> bool {
+        dev.info().id == self.device
+    }
+
+    fn unpack(&self, dev: &dyn DynDevice, out: &mut [u8]) -> Result<()> {
+        if out.len() as u64 != self.len {
+            return Err(Error::invalid(format!(
+                "unpacking {} bytes into {}",
+                self.len,
+                out.len()
+            )));
+        }
+        self.ev.to_compressed(dev)?.decompress_host(out)
+    }
+
+    fn upload(
+        &self,
+        dev: &dyn DynDevice,
+        dst: &dyn DynBuffer,
+        dst_offset: u64,
+    ) -> Result<TransferReport> {
+        if !self.can_upload_to(dev) {
+            return Err(Error::WrongDevice {
+                expected: dev.info().name.clone(),
+                found: format!("the device that packed it ({:?})", self.device),
+            });
+        }
+        let up = Uploader::new(dev).upload_pinned_into(self.ev.pinned(), dst, dst_offset)?;
+        let s = &self.summary;
+        Ok(TransferReport {
+            kind: TransferKind::Upload,
+            path: "hyperloop",
+            decision: format!(
+                "compressed host copy decoded on the device: {} zero, {} bitplane, {} raw pages",
+                s.zero_pages, s.bitplane_pages, s.raw_pages
+            ),
+            logical_bytes: self.len,
+            link_bytes: up.bytes_sent,
+            zero_pages: s.zero_pages as u64,
+            raw_pages: s.raw_pages as u64,
+            compressed_pages: (s.bitplane_pages + s.lz4_pages) as u64,
+            time_s: up.time_s,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_page_scan_and_runs() {
+        let ps = 4096;
+        let mut d = vec![0u8; 10 * ps];
+        d[3 * ps + 100] = 1; // page 3: probe passes, scan rejects
+        d[7 * ps] = 9; // page 7: probe rejects
+        let z = zero_pages(&d, ps, 64, 0.1).expect("scan");
+        let want: Vec<bool> = (0..10).map(|p| p != 3 && p != 7).collect();
+        assert_eq!(z, want);
+        assert_eq!(
+            runs(&z),
+            vec![
+                (true, 0, 3),
+                (false, 3, 1),
+                (true, 4, 3),
+                (false, 7, 1),
+                (true, 8, 2)
+            ]
+        );
+        let dense = vec![1u8; 10 * ps];
+        assert!(zero_pages(&dense, ps, 64, 0.1).is_none());
+    }
+
+    #[test]
+    fn bad_configs_are_refused() {
+        let mut c = PathConfig {
+            page_size: 1000,
+            ..PathConfig::default()
+        };
+        assert!(HyperloopPath::new(c.clone()).is_err());
+        c.page_size = 65536;
+        c.chunk_bytes = 1024;
+        assert!(HyperloopPath::new(c.clone()).is_err());
+        c.chunk_bytes = 1 << 20;
+        c.min_zero_fraction = f64::NAN;
+        assert!(HyperloopPath::new(c).is_err());
+    }
+}

@@ -1,0 +1,151 @@
+//! The memory manager's migrations through PCIe Hyperloop ([`HyperloopPath`]), on every
+//! device there is: the host device always (the encoder's host variant), CUDA and Vulkan
+//! when present (`VUMA_REQUIRE_HW=1` turns a missing one into a failure).
+//!
+//! A device written buffer of ReLU activations is evicted under budget pressure: on CUDA
+//! and the host it is encoded on the device and kept packed on the host, and uploaded back
+//! from the packed bytes (decoded on the device); on Vulkan (no encoder kernels) it is
+//! written back plainly. A zero-heavy buffer is uploaded without its zero pages; random
+//! bytes go plainly. Every byte is checked, and so are the reports and the statistics.
+
+use std::sync::Arc;
+
+use vuma_core::conformance::skip_or_fail;
+use vuma_core::{
+    AccessMode, Backend, DynDevice, HostDevice, MemoryConfig, MemoryManager, Outcome, TransferKind,
+    TransferPath,
+};
+use vuma_hyperloop::datasets::Dataset;
+use vuma_hyperloop::HyperloopPath;
+
+fn device_bytes(mm: &MemoryManager, buf: &vuma_core::UnifiedBuffer, dev: usize) -> Vec<u8> {
+    let l = mm.acquire(buf, dev, AccessMode::Read, 1).unwrap();
+    let mut out = vec![0u8; buf.len() as usize];
+    mm.devices()[dev]
+        .read(l.block(), l.offset(), &mut out)
+        .unwrap();
+    mm.release(l, Outcome::Completed);
+    out
+}
+
+fn scenario(dev: Arc<dyn DynDevice>) {
+    let backend = dev.info().backend;
+    let encodes = backend != Backend::Vulkan;
+    let len = 8usize << 20;
+    let config = MemoryConfig {
+        transfer: Some(Arc::new(HyperloopPath::default()) as Arc<dyn TransferPath>),
+        budgets: [(0usize, 12u64 << 20)].into_iter().collect(),
+        ..MemoryConfig::default()
+    };
+    let mm = MemoryManager::new(vec![dev.clone()], config);
+    let relu = Dataset::ReluF32.generate(len, 11);
+    let zeros = Dataset::ZeroHeavy.generate(len, 12);
+    let random = Dataset::Random.generate(len, 13);
+
+    // `a` is written on the device: its device copy is the only valid one.
+    let a = mm.create(len as u64).unwrap();
+    let l = mm.acquire(&a, 0, AccessMode::Write, 1).unwrap();
+    dev.write(l.block(), l.offset(), &relu).unwrap();
+    mm.release(l, Outcome::Completed);
+
+    // `b` (zero-heavy, from the host) needs room: `a` is written back.
+    let b = mm.create_from(&zeros).unwrap();
+    let l = mm.acquire(&b, 0, AccessMode::Read, 1).unwrap();
+    let t = &l.residency.transfers;
+    assert_eq!(t.len(), 2, "{t:#?}");
+    assert_eq!(t[0].kind, TransferKind::Download);
+    assert_eq!(t[0].logical_bytes, len as u64);
+    if encodes {
+        assert_eq!(t[0].path, "hyperloop", "{t:#?}");
+        assert!(
+            t[0].link_bytes * 10 < len as u64 * 7,
+            "ReLU activations shrink on write-back: {:#?}",
+            t[0]
+        );
+        assert!(t[0].compressed_pages > 0);
+    } else {
+        assert_eq!(t[0].path, "direct", "{t:#?}");
+    }
+    assert_eq!(t[1].kind, TransferKind::Upload);
+    assert!(t[1].zero_pages > 0, "zero pages are not sent: {:#?}", t[1]);
+    assert!(t[1].link_bytes * 4 < len as u64, "{:#?}", t[1]);
+    mm.release(l, Outcome::Completed);
+    assert_eq!(device_bytes(&mm, &b, 0), zeros, "zero-heavy upload");
+
+    let s = mm.stats();
+    if encodes {
+        assert_eq!(s.devices[0].packed_writebacks, 1);
+        assert!(s.host.packed_bytes > 0 && s.host.packed_bytes < len as u64);
+    }
+
+    // `a` comes back (from the packed copy where there is one); `b` is dropped for room
+    // (its host copy is valid: nothing to write back).
+    let l = mm.acquire(&a, 0, AccessMode::Read, 1).unwrap();
+    let up = l.residency.transfers.last().unwrap().clone();
+    assert_eq!(up.kind, TransferKind::Upload);
+    if encodes {
+        assert!(up.decision.contains("decoded on the device"), "{up:#?}");
+        assert!(up.link_bytes * 10 < len as u64 * 7, "{up:#?}");
+    } else {
+        assert!(up.decision.starts_with("plain"), "{up:#?}");
+    }
+    mm.release(l, Outcome::Completed);
+    assert_eq!(
+        device_bytes(&mm, &a, 0),
+        relu,
+        "round trip through the packed copy"
+    );
+    assert_eq!(
+        mm.to_vec(&a).unwrap(),
+        relu,
+        "host read after the round trip"
+    );
+    assert_eq!(mm.stats().host.packed_bytes, 0, "a host read unpacks");
+
+    // Random bytes: no zero page, a plain upload.
+    let c = mm.create_from(&random).unwrap();
+    let l = mm.acquire(&c, 0, AccessMode::Read, 1).unwrap();
+    let up = l.residency.transfers.last().unwrap().clone();
+    assert!(up.decision.starts_with("plain"), "{up:#?}");
+    assert_eq!(up.link_bytes, len as u64);
+    mm.release(l, Outcome::Completed);
+    assert_eq!(device_bytes(&mm, &c, 0), random);
+
+    // A device write makes the packed copy stale; the next eviction writes back anew.
+    let l = mm.acquire(&a, 0, AccessMode::ReadWrite, 1).unwrap();
+    dev.fill(l.block(), l.offset(), 4096, 0).unwrap();
+    mm.release(l, Outcome::Completed);
+    let mut want = relu.clone();
+    want[..4096].fill(0);
+    mm.evict_all(0).unwrap();
+    assert_eq!(mm.to_vec(&a).unwrap(), want);
+    let s = mm.stats();
+    assert!(s.host.link_bytes_in > 0 && s.devices[0].link_bytes_in > 0);
+    assert!(s.devices[0].bytes_saved > 0, "{s:#?}");
+    drop((a, b, c));
+    let s = mm.stats();
+    assert_eq!(s.host.bytes_in_use, 0, "{s:#?}");
+    assert_eq!(s.devices[0].bytes_in_use, 0);
+}
+
+#[test]
+fn manager_through_hyperloop_on_the_host_device() {
+    scenario(Arc::new(HostDevice::new()));
+}
+
+#[test]
+fn manager_through_hyperloop_on_cuda() {
+    match vuma_cuda::devices() {
+        Ok(mut v) if !v.is_empty() => scenario(Arc::new(v.remove(0))),
+        Ok(_) => skip_or_fail("cuda", "no CUDA device"),
+        Err(e) => skip_or_fail("cuda", &e.to_string()),
+    }
+}
+
+#[test]
+fn manager_through_hyperloop_on_vulkan() {
+    match vuma_vulkan::VulkanDevice::open(0) {
+        Ok(d) => scenario(Arc::new(d)),
+        Err(e) => skip_or_fail("vulkan", &e.to_string()),
+    }
+}
