@@ -78,5 +78,5 @@ pub mod store;
 
 pub use planner::{CostModel, DeviceCodec, PageDecision, PlanConfig, TransferPlan};
 pub use path::{HyperloopPath, PathConfig};
-pub use residency::{CompressOptions, CompressedBuffer, PinnedCompressed, Uploader};
+pub use residency::{CompressOptions, CompressedBuffer, PinnedCompressed, UploadScratch, Uploader};
 pub use store::CompressedStore;

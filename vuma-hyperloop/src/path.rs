@@ -21,6 +21,8 @@
 //! Each transfer's [`TransferReport`] says what was decided and why, and how many bytes
 //! crossed the link.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use vuma_core::{
@@ -31,7 +33,7 @@ use vuma_core::{
 use crate::encode::{DeviceEncoder, Evicted};
 use crate::page::{self, ElemWidth};
 use crate::planner::{CostModel, PageDecision, PlanSummary};
-use crate::residency::{CompressOptions, CompressedBuffer, Uploader};
+use crate::residency::{CompressOptions, CompressedBuffer, UploadScratch, Uploader};
 
 /// Knobs of [`HyperloopPath`].
 #[derive(Debug, Clone, PartialEq)]
@@ -51,6 +53,9 @@ pub struct PathConfig {
     /// Host-side cost of one device call (copy or fill), seconds, for the choice between
     /// per-run copies and a chunked upload (default 15 µs).
     pub call_overhead_s: f64,
+    /// Host bytes per second of the zero-page scan (0: estimate 8 GB/s per core, at most
+    /// 80 GB/s).
+    pub scan_bytes_per_s: f64,
     /// Encode write-backs on the device where the backend has the encoder (default on).
     pub device_encode: bool,
     /// Uncompressed bytes per chunk of a chunked upload or a device-encoded write-back.
@@ -66,9 +71,40 @@ impl Default for PathConfig {
             probe_bytes: 64,
             min_zero_fraction: 0.125,
             call_overhead_s: 15e-6,
+            scan_bytes_per_s: 0.0,
             device_encode: true,
             chunk_bytes: 32 << 20,
         }
+    }
+}
+
+/// Device buffers kept between transfers, per device (an uploader's chunk buffers).
+#[derive(Debug, Default)]
+struct Scratch {
+    upload: Mutex<HashMap<vuma_core::DeviceId, UploadScratch>>,
+}
+
+impl Scratch {
+    /// Runs `f` with an uploader for `dev` that reuses this device's buffers.
+    fn with_uploader<R>(
+        &self,
+        dev: &dyn DynDevice,
+        f: impl FnOnce(&mut Uploader<'_>) -> Result<R>,
+    ) -> Result<R> {
+        let id = dev.info().id;
+        let mine = self
+            .upload
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id)
+            .unwrap_or_default();
+        let mut up = Uploader::with_scratch(dev, mine);
+        let r = f(&mut up);
+        self.upload
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, up.into_scratch());
+        r
     }
 }
 
@@ -76,6 +112,7 @@ impl Default for PathConfig {
 #[derive(Debug, Clone, Default)]
 pub struct HyperloopPath {
     cfg: PathConfig,
+    scratch: Arc<Scratch>,
 }
 
 impl HyperloopPath {
@@ -96,7 +133,10 @@ impl HyperloopPath {
         if !(cfg.min_zero_fraction.is_finite() && (0.0..=1.0).contains(&cfg.min_zero_fraction)) {
             return Err(Error::invalid("min_zero_fraction must lie in [0, 1]"));
         }
-        Ok(HyperloopPath { cfg })
+        Ok(HyperloopPath {
+            cfg,
+            scratch: Arc::default(),
+        })
     }
 
     /// Its configuration.
@@ -127,22 +167,24 @@ impl HyperloopPath {
     }
 }
 
-/// Which pages of `data` (pages of `ps` bytes) are all zero, or `None` when fewer than
-/// `min_fraction` of them pass a probe of their first `probe` bytes.
-pub fn zero_pages(data: &[u8], ps: usize, probe: usize, min_fraction: f64) -> Option<Vec<bool>> {
-    let ranges: Vec<_> = page::pages(data.len(), ps).collect();
-    let cand: Vec<bool> = ranges
-        .iter()
+/// Which pages of `data` (pages of `ps` bytes) may be all zero: their first `probe` bytes
+/// are (one cache line per page for dense data).
+pub fn probe_pages(data: &[u8], ps: usize, probe: usize) -> Vec<bool> {
+    page::pages(data.len(), ps)
         .map(|r| page::is_zero(&data[r.start..r.end.min(r.start + probe.max(1))]))
-        .collect();
+        .collect()
+}
+
+fn scan_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |t| t.get())
+}
+
+/// Which of the candidate pages are all zero (a full check, on all cores).
+pub fn scan_pages(data: &[u8], ps: usize, cand: &[bool]) -> Vec<bool> {
+    let ranges: Vec<_> = page::pages(data.len(), ps).collect();
     let n = cand.iter().filter(|&&c| c).count();
-    if n == 0 || (n as f64) < min_fraction * ranges.len() as f64 {
-        return None;
-    }
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |t| t.get())
-        .clamp(1, n);
-    let per = ranges.len().div_ceil(threads);
+    let threads = scan_threads().clamp(1, n.max(1));
+    let per = ranges.len().div_ceil(threads).max(1);
     let mut zero = vec![false; ranges.len()];
     std::thread::scope(|s| {
         for ((zs, rs), cs) in zero
@@ -157,7 +199,18 @@ pub fn zero_pages(data: &[u8], ps: usize, probe: usize, min_fraction: f64) -> Op
             });
         }
     });
-    Some(zero)
+    zero
+}
+
+/// Which pages of `data` are all zero, or `None` when fewer than `min_fraction` of them
+/// pass the probe ([`probe_pages`], then [`scan_pages`]).
+pub fn zero_pages(data: &[u8], ps: usize, probe: usize, min_fraction: f64) -> Option<Vec<bool>> {
+    let cand = probe_pages(data, ps, probe);
+    let n = cand.iter().filter(|&&c| c).count();
+    if n == 0 || (n as f64) < min_fraction * cand.len() as f64 {
+        return None;
+    }
+    Some(scan_pages(data, ps, &cand))
 }
 
 /// Runs of equal flags: `(is_zero, first page, pages)`.
@@ -170,6 +223,13 @@ fn runs(flags: &[bool]) -> Vec<(bool, usize, usize)> {
         }
     }
     out
+}
+
+/// Whether `dev` runs compute kernels in CPU emulation (a software Vulkan driver such as
+/// lavapipe): placing pages with a kernel there is slower than copying them.
+fn kernels_emulated(dev: &dyn DynDevice) -> bool {
+    let i = dev.info();
+    i.backend != Backend::Host && i.kind == vuma_core::DeviceKind::Cpu
 }
 
 fn h2d_rate(dev: &dyn DynDevice) -> f64 {
@@ -210,12 +270,31 @@ impl TransferPath for HyperloopPath {
             ));
         }
         let ps = self.cfg.page_size;
-        let Some(zero) = zero_pages(src, ps, self.cfg.probe_bytes, self.cfg.min_zero_fraction)
-        else {
-            return plain("plain: dense (page probe finds too few possible zero pages)".into());
+        let rate = h2d_rate(dev);
+        let t_plain = n as f64 / rate;
+        let cand = probe_pages(src, ps, self.cfg.probe_bytes);
+        let pages = cand.len();
+        let c = cand.iter().filter(|&&c| c).count();
+        if c == 0 || (c as f64) < self.cfg.min_zero_fraction * pages as f64 {
+            return plain(format!(
+                "plain: dense ({c} of {pages} pages pass the zero probe)"
+            ));
+        }
+        // Scanning the candidates must cost clearly less than not sending them would save.
+        let cand_bytes = (c * ps).min(src.len()) as f64;
+        let scan_rate = if self.cfg.scan_bytes_per_s > 0.0 {
+            self.cfg.scan_bytes_per_s
+        } else {
+            (8e9 * scan_threads() as f64).min(80e9)
         };
+        if cand_bytes / rate - cand_bytes / scan_rate < 0.1 * t_plain {
+            return plain(format!(
+                "plain: {c} of {pages} pages may be zero, but scanning them (~{:.0} GB/s here) costs about what skipping them saves",
+                scan_rate / 1e9
+            ));
+        }
+        let zero = scan_pages(src, ps, &cand);
         let scan_s = t0.elapsed().as_secs_f64();
-        let pages = zero.len();
         let z = zero.iter().filter(|&&b| b).count();
         if z == 0 {
             return plain(format!("plain: no zero page of {pages} (scan)"));
@@ -226,9 +305,7 @@ impl TransferPath for HyperloopPath {
             .map(|(r, _)| r.len() as u64)
             .sum();
         let sent = n - zero_bytes;
-        let rate = h2d_rate(dev);
         let rs = runs(&zero);
-        let t_plain = n as f64 / rate;
         let t_runs = sent as f64 / rate + rs.len() as f64 * self.cfg.call_overhead_s;
         let chunks = src.len().div_ceil(self.cfg.chunk_bytes) as f64;
         // Chunked: raw pages are copied into chunk images on the host first (all cores).
@@ -255,7 +332,7 @@ impl TransferPath for HyperloopPath {
                 t_runs * 1e3,
                 t_plain * 1e3
             );
-        } else if t_chunked < 0.9 * t_plain {
+        } else if t_chunked < 0.9 * t_plain && !kernels_emulated(dev) {
             let decisions: Vec<PageDecision> = zero
                 .iter()
                 .map(|&z| {
@@ -267,7 +344,9 @@ impl TransferPath for HyperloopPath {
                 })
                 .collect();
             let cb = CompressedBuffer::from_decisions(src, &decisions, &self.options(dev))?;
-            let up = Uploader::new(dev).upload_into(&cb, dst, dst_offset)?;
+            let up = self
+                .scratch
+                .with_uploader(dev, |u| u.upload_into(&cb, dst, dst_offset))?;
             r.link_bytes = up.bytes_sent;
             r.decision = format!(
                 "zero pages filled on the device: {z} of {pages} pages in {} runs, scattered pages placed by a kernel (scan {:.2} ms; modelled {:.2} vs {:.2} ms plain)",
@@ -278,8 +357,11 @@ impl TransferPath for HyperloopPath {
             );
         } else {
             return plain(format!(
-                "plain: {z} zero pages of {pages} save too little (modelled {:.2} ms at best vs {:.2} ms plain)",
-                t_runs.min(t_chunked) * 1e3,
+                "plain: {z} zero pages of {pages} in {} runs save too little (modelled {:.2} ms per run, {:.2} ms chunked{}, {:.2} ms plain)",
+                rs.len(),
+                t_runs * 1e3,
+                t_chunked * 1e3,
+                if kernels_emulated(dev) { " but kernels are emulated here" } else { "" },
                 t_plain * 1e3
             ));
         }
@@ -349,6 +431,7 @@ impl TransferPath for HyperloopPath {
             time_s: t0.elapsed().as_secs_f64(),
         };
         let packed = HyperloopPacked {
+            scratch: self.scratch.clone(),
             device: dev.info().id,
             len,
             summary: s,
@@ -362,6 +445,7 @@ impl TransferPath for HyperloopPath {
 /// that encoded them.
 #[derive(Debug)]
 pub struct HyperloopPacked {
+    scratch: Arc<Scratch>,
     device: vuma_core::DeviceId,
     len: u64,
     summary: PlanSummary,
@@ -404,7 +488,9 @@ impl PackedHost for HyperloopPacked {
                 found: format!("the device that packed it ({:?})", self.device),
             });
         }
-        let up = Uploader::new(dev).upload_pinned_into(self.ev.pinned(), dst, dst_offset)?;
+        let up = self.scratch.with_uploader(dev, |u| {
+            u.upload_pinned_into(self.ev.pinned(), dst, dst_offset)
+        })?;
         let s = &self.summary;
         Ok(TransferReport {
             kind: TransferKind::Upload,

@@ -796,6 +796,26 @@ impl DeviceCompressed {
     }
 }
 
+/// The device buffers of an [`Uploader`] (two chunk buffers and a status word), kept
+/// between uploaders so that a caller uploading often (the memory manager's transfer path)
+/// does not allocate and free device memory per upload. Belongs to one device.
+#[derive(Default)]
+pub struct UploadScratch {
+    device: Option<vuma_core::DeviceId>,
+    bufs: Vec<Box<dyn DynBuffer>>,
+    cap: u64,
+    status: Option<Box<dyn DynBuffer>>,
+}
+
+impl std::fmt::Debug for UploadScratch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UploadScratch")
+            .field("device", &self.device)
+            .field("chunk_capacity", &self.cap)
+            .finish()
+    }
+}
+
 impl<'d> Uploader<'d> {
     /// An uploader for `dev` (buffers are allocated at first use and reused).
     pub fn new(dev: &'d dyn DynDevice) -> Self {
@@ -805,6 +825,28 @@ impl<'d> Uploader<'d> {
             cap: 0,
             status: None,
             mapped_in_place: true,
+        }
+    }
+
+    /// An uploader for `dev` reusing `scratch` (from [`into_scratch`](Self::into_scratch));
+    /// scratch of another device is dropped.
+    pub fn with_scratch(dev: &'d dyn DynDevice, scratch: UploadScratch) -> Self {
+        let mut u = Uploader::new(dev);
+        if scratch.device == Some(dev.info().id) {
+            u.bufs = scratch.bufs;
+            u.cap = scratch.cap;
+            u.status = scratch.status;
+        }
+        u
+    }
+
+    /// Gives the device buffers back for a later [`with_scratch`](Self::with_scratch).
+    pub fn into_scratch(self) -> UploadScratch {
+        UploadScratch {
+            device: Some(self.dev.info().id),
+            bufs: self.bufs,
+            cap: self.cap,
+            status: self.status,
         }
     }
 

@@ -16,7 +16,8 @@ use vuma_core::{
     TransferPath,
 };
 use vuma_hyperloop::datasets::Dataset;
-use vuma_hyperloop::HyperloopPath;
+use vuma_hyperloop::residency::{CompressOptions, CompressedBuffer, Uploader};
+use vuma_hyperloop::{HyperloopPath, PageDecision, PathConfig};
 
 fn device_bytes(mm: &MemoryManager, buf: &vuma_core::UnifiedBuffer, dev: usize) -> Vec<u8> {
     let l = mm.acquire(buf, dev, AccessMode::Read, 1).unwrap();
@@ -32,8 +33,16 @@ fn scenario(dev: Arc<dyn DynDevice>) {
     let backend = dev.info().backend;
     let encodes = backend != Backend::Vulkan;
     let len = 8usize << 20;
+    // Assume a fast zero scan and cheap device calls, so that the zero-page path runs on
+    // any machine (the defaults weigh both against the link).
+    let path = HyperloopPath::new(PathConfig {
+        scan_bytes_per_s: 1e12,
+        call_overhead_s: 1e-9,
+        ..PathConfig::default()
+    })
+    .unwrap();
     let config = MemoryConfig {
-        transfer: Some(Arc::new(HyperloopPath::default()) as Arc<dyn TransferPath>),
+        transfer: Some(Arc::new(path) as Arc<dyn TransferPath>),
         budgets: [(0usize, 12u64 << 20)].into_iter().collect(),
         ..MemoryConfig::default()
     };
@@ -148,4 +157,53 @@ fn manager_through_hyperloop_on_vulkan() {
         Ok(d) => scenario(Arc::new(d)),
         Err(e) => skip_or_fail("vulkan", &e.to_string()),
     }
+}
+
+#[test]
+fn uploads_into_a_sub_range_leave_the_rest_alone() {
+    let host = HostDevice::new();
+    let len = 3 * 65536 + 1000;
+    let data = Dataset::ZeroHeavy.generate(len, 5);
+    let decisions: Vec<PageDecision> = (0..len.div_ceil(65536))
+        .map(|p| {
+            if data[p * 65536..((p + 1) * 65536).min(len)]
+                .iter()
+                .all(|&b| b == 0)
+            {
+                PageDecision::Zero
+            } else {
+                PageDecision::Raw
+            }
+        })
+        .collect();
+    let cb =
+        CompressedBuffer::from_decisions(&data, &decisions, &CompressOptions::default()).unwrap();
+    let off = 4096u64;
+    let dst = DynDevice::alloc(
+        &host,
+        len as u64 + 2 * off,
+        vuma_core::Placement::DeviceLocal,
+    )
+    .unwrap();
+    DynDevice::fill(&host, dst.as_ref(), 0, len as u64 + 2 * off, 0xAB).unwrap();
+    Uploader::new(&host)
+        .upload_into(&cb, dst.as_ref(), off)
+        .unwrap();
+    let mut back = vec![0u8; len + 2 * off as usize];
+    DynDevice::read(&host, dst.as_ref(), 0, &mut back).unwrap();
+    assert!(
+        back[..off as usize].iter().all(|&b| b == 0xAB),
+        "guard before"
+    );
+    assert_eq!(&back[off as usize..off as usize + len], &data[..]);
+    assert!(
+        back[off as usize + len..].iter().all(|&b| b == 0xAB),
+        "guard after"
+    );
+    assert!(Uploader::new(&host)
+        .upload_into(&cb, dst.as_ref(), 2 * off + 1)
+        .is_err());
+    let short =
+        &CompressedBuffer::from_decisions(&data, &decisions[1..], &CompressOptions::default());
+    assert!(short.is_err(), "a decision per page is required");
 }
