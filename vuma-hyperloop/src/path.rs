@@ -56,6 +56,10 @@ pub struct PathConfig {
     /// Host bytes per second of the zero-page scan (0: estimate 8 GB/s per core, at most
     /// 80 GB/s).
     pub scan_bytes_per_s: f64,
+    /// Also run on devices that share host memory (integrated GPUs, the host device), where
+    /// there is no link to save: off by default (plain copies there); tests turn it on to
+    /// drive every step of the path on the host device.
+    pub on_shared_memory: bool,
     /// Encode write-backs on the device where the backend has the encoder (default on).
     pub device_encode: bool,
     /// Uncompressed bytes per chunk of a chunked upload or a device-encoded write-back.
@@ -72,6 +76,7 @@ impl Default for PathConfig {
             min_zero_fraction: 0.125,
             call_overhead_s: 15e-6,
             scan_bytes_per_s: 0.0,
+            on_shared_memory: false,
             device_encode: true,
             chunk_bytes: 32 << 20,
         }
@@ -263,6 +268,9 @@ impl TransferPath for HyperloopPath {
             r.time_s = t0.elapsed().as_secs_f64();
             Ok(r)
         };
+        if dev.info().unified_memory && !self.cfg.on_shared_memory {
+            return plain("plain: the device shares host memory (no link to save)".into());
+        }
         if n < self.cfg.min_bytes {
             return plain(format!(
                 "plain: below {}",
@@ -376,7 +384,10 @@ impl TransferPath for HyperloopPath {
         offset: u64,
         len: u64,
     ) -> Result<Option<(Box<dyn PackedHost>, TransferReport)>> {
-        if !self.cfg.device_encode || len < self.cfg.min_bytes {
+        if !self.cfg.device_encode
+            || len < self.cfg.min_bytes
+            || (dev.info().unified_memory && !self.cfg.on_shared_memory)
+        {
             return Ok(None);
         }
         // The encoder kernels have CUDA and host variants; Vulkan writes back plainly.

@@ -38,6 +38,7 @@ fn scenario(dev: Arc<dyn DynDevice>) {
     let path = HyperloopPath::new(PathConfig {
         scan_bytes_per_s: 1e12,
         call_overhead_s: 1e-9,
+        on_shared_memory: true,
         ..PathConfig::default()
     })
     .unwrap();
