@@ -10,28 +10,40 @@
 //! on upload), the others are bitplane pages.
 //!
 //! Three steps, two kernels ([`CUDA_SOURCE`], each with a host-function variant of identical
-//! semantics that runs on [`vuma_core::HostDevice`]):
-//! 1. `hl_enc_size` — grid (pages, groups), 256 threads: one block per group of 1024
-//!    elements stages the group as byte planes in shared memory, builds each plane's
-//!    256-bit presence mask and zero count, picks each block's mode by the cost formulas of
-//!    [`bitplane::encode_block`] and writes the block sizes (a record of [`REC`] words per
-//!    page); per page it adds up the sizes and whether any byte is non-zero (8 bytes).
+//! semantics that runs on [`vuma_core::HostDevice`]). Both take 256 threads per block (one
+//! block per group of 1024 elements, grid (pages, groups)); another block shape writes
+//! nothing (size pass) or flags every page (write pass).
+//! 1. `hl_enc_size(src, src_len, records, stats, summary, npages, page_size, width)`: each
+//!    thread loads 16 bytes of the group and marks the values it sees per byte plane in
+//!    shared memory and counts its zero bytes; one warp per plane turns the marks into the
+//!    plane's 256-bit presence mask (8 ballots), adds up its zero count, picks the block's
+//!    mode by the cost formulas of [`bitplane::encode_block`] and stores the block size (a
+//!    record of [`REC`] words per page) and the mask and zero count ([`STAT`] words per
+//!    block, [`stats_bytes`]); per page it adds up the sizes and whether any byte is
+//!    non-zero (8 bytes).
 //! 2. the host reads those 8 bytes per page (one small copy), decides each page's kind and
 //!    lays the chunk images out exactly as the host encoder does (the same function), and
 //!    uploads one 48-byte job per page: where its page-table entry and its bytes go.
-//! 3. `hl_enc_write` — same grid: each block encodes its group again, checks the sizes
-//!    against the records, builds the group's blocks (contiguous in the page) in shared
-//!    memory and stores them with 16-byte vector stores; block 0 of a page writes its
-//!    entry, header, offset table, tail and the zero padding to the next 16-byte boundary;
-//!    raw pages are copied. The images land in one buffer at the offsets of the upload's
-//!    layout: in device memory, one launch and one concurrent copy into pinned staging
-//!    memory ([`Placement::Staging`]) per chunk, so that the copy of chunk c overlaps the
-//!    write pass of chunk c+1 ([`DynDevice::copy_concurrent`]); or straight into mapped
-//!    pinned memory ([`Placement::HostMapped`]), so that encoding and the transfer overlap.
+//! 3. `hl_enc_write(src, src_len, records, stats, jobs, out, out_len, status, npages,
+//!    page_size, width, page0)`, same grid: one warp per plane plans its block again from
+//!    the stored mask and zero count (the size must be the record's) while each thread
+//!    stages 16 bytes of the group as plane words (a byte transpose); then every thread
+//!    handles 4 consecutive bytes of each plane: headers, raw bytes, sparse bitmaps and
+//!    dictionaries, then (after one barrier) packed indices and the non-zero bytes at
+//!    their ranks (warp ballots and per-warp counts), then the packed non-zero bytes. The
+//!    statistics are checked against the data (each plane's zero count, every byte in its
+//!    mask). The group's blocks (contiguous in the page) are built in shared memory and
+//!    stored with 16-byte vector stores; block 0 of a page writes its entry, header,
+//!    offset table, tail and the zero padding to the next 16-byte boundary; raw pages are
+//!    copied. The images land in one buffer at the offsets of the upload's layout: in
+//!    device memory, one launch and one concurrent copy into pinned staging memory
+//!    ([`Placement::Staging`]) per chunk, so that the copy of chunk c overlaps the write
+//!    pass of chunk c+1 ([`DynDevice::copy_concurrent`]); or straight into mapped pinned
+//!    memory ([`Placement::HostMapped`]), so that encoding and the transfer overlap.
 //!
 //! Every write of `hl_enc_write` is checked against the output buffer and the page's slot;
-//! a job or record that does not fit sets a flag in a status word (`[flags, first bad
-//! page]`) instead, and [`DeviceEncoder::evict`] turns it into a typed error.
+//! a job, record or statistic that does not fit sets a flag in a status word (`[flags,
+//! first bad page]`) instead, and [`DeviceEncoder::evict`] turns it into a typed error.
 
 use std::time::Instant;
 
@@ -51,9 +63,15 @@ use crate::residency::{self, ChunkImage, ChunkLayout, CompressOptions, PinnedCom
 pub const REC: usize = 64;
 /// Bytes of one job of `hl_enc_write`: `u64 chunk_off | u32 index | u32 0 | entry (32)`.
 pub const JOB_BYTES: usize = 48;
+/// Words per block in the statistics of `hl_enc_size` (its presence mask, 8 words, and its
+/// zero count), read back by `hl_enc_write`.
+pub const STAT: usize = 9;
+/// Threads per block of both encoder kernels (other block shapes are refused).
+const BLOCK: [u32; 3] = [256, 1, 1];
 /// Status flag of `hl_enc_write`: a job is inconsistent or out of range.
 pub const FLAG_JOB: u32 = 1;
-/// Status flag of `hl_enc_write`: the sizes of a page disagree with its records or job.
+/// Status flag of `hl_enc_write`: the sizes of a page disagree with its records or job, or
+/// its statistics with its records or data.
 pub const FLAG_SIZE: u32 = 2;
 
 /// CUDA C source of the two encoder kernels (see the module docs).
@@ -64,10 +82,13 @@ typedef unsigned int u32;
 typedef unsigned long long u64;
 
 #define HE_REC 64u
+#define HE_STAT 9u
 #define HE_JOB 48u
 #define HE_F_JOB 1u
 #define HE_F_SIZE 2u
 #define HE_OSTAGE 4128u
+#define HE_NT 256u
+#define HE_ALL 0xffffffffu
 
 struct HePlan { u32 mode; u32 sub; u32 k; u32 d; u32 size; u32 value; u32 nz; };
 
@@ -84,39 +105,43 @@ __device__ __forceinline__ u64 he_rd64(const u8* p) {
     return (u64)he_rd32(p) | ((u64)he_rd32(p + 4) << 32);
 }
 
+__device__ __forceinline__ void he_wr32(u8* p, u32 v) {
+    p[0] = (u8)v; p[1] = (u8)(v >> 8); p[2] = (u8)(v >> 16); p[3] = (u8)(v >> 24);
+}
+
 __device__ __forceinline__ bool he_geom_ok(u32 ps, u32 w) {
     return (w == 1u || w == 2u || w == 4u) && ps >= 1024u && ps <= 65536u && (ps & 1023u) == 0u;
 }
 
+// The kernels need exactly HE_NT threads in one dimension (thread t owns bytes 16t..16t+16
+// of its group and plane words t).
+__device__ __forceinline__ bool he_block_ok() {
+    return blockDim.x == HE_NT && blockDim.y == 1u && blockDim.z == 1u;
+}
+
+// Statistics slots (groups of a full page × width) per page, HE_STAT words each.
+__device__ __forceinline__ u32 he_slots(u32 ps, u32 w) { return ((ps / w + 1023u) >> 10) * w; }
+
 __device__ __forceinline__ u32 he_bits(u32 d) { return d <= 1u ? 0u : 32u - __clz(d - 1u); }
 
-// The lowest value present in the mask (skipping 0 when skip_zero); 0 when none.
-__device__ __forceinline__ u32 he_low(const u32* mk, u32 skip_zero) {
-    for (u32 q = 0; q < 8u; ++q) {
-        u32 x = mk[q];
-        if (q == 0u && skip_zero) x &= ~1u;
-        if (x != 0u) return q * 32u + (u32)(__ffs(x) - 1);
-    }
-    return 0u;
+// Sum over the warp (all 32 lanes active).
+__device__ __forceinline__ u32 he_wsum(u32 x) {
+#if __CUDA_ARCH__ >= 800
+    return __reduce_add_sync(HE_ALL, x);
+#else
+#pragma unroll
+    for (u32 o = 16u; o > 0u; o >>= 1) x += __shfl_xor_sync(HE_ALL, x, o);
+    return x;
+#endif
 }
 
-// Values present below v (skipping 0 when skip_zero): v's dictionary index.
-__device__ __forceinline__ u32 he_rank(const u32* mk, u32 v, u32 skip_zero) {
-    u32 r = 0;
-    for (u32 q = 0; q < (v >> 5); ++q) r += __popc(q == 0u && skip_zero ? (mk[q] & ~1u) : mk[q]);
-    u32 x = mk[v >> 5];
-    if ((v >> 5) == 0u && skip_zero) x &= ~1u;
-    return r + __popc(x & ((1u << (v & 31u)) - 1u));
-}
-
-// The cheapest mode of a block of m bytes with presence mask mk and `zeros` zero bytes:
-// the cost formulas of the host encoder, ties broken the same way (pack, sparse, raw).
-__device__ HePlan he_plan(const u32* mk, u32 zeros, u32 m) {
+// The cheapest mode of a block of m bytes with `distinct` values present, the lowest of
+// them `low0` and the lowest non-zero one `low1` (0 when none), and `zeros` zero bytes: the
+// cost formulas of the host encoder, ties broken the same way (pack, sparse, raw).
+__device__ __forceinline__ HePlan he_plan(u32 distinct, u32 low0, u32 low1, u32 zeros, u32 m) {
     HePlan b;
     b.mode = 1u; b.sub = 0u; b.k = 0u; b.d = 0u; b.value = 0u; b.nz = m - zeros;
-    u32 distinct = 0;
-    for (u32 q = 0; q < 8u; ++q) distinct += __popc(mk[q]);
-    if (distinct <= 1u) { b.mode = 0u; b.size = 2u; b.value = he_low(mk, 0u); return b; }
+    if (distinct <= 1u) { b.mode = 0u; b.size = 2u; b.value = low0; return b; }
     u32 raw = 1u + m;
     u32 kp = he_bits(distinct);
     bool pk = kp >= 1u && kp <= 7u;
@@ -141,152 +166,88 @@ __device__ HePlan he_plan(const u32* mk, u32 zeros, u32 m) {
     if (sp && sparse < best) best = sparse;
     if (pk && pack == best) { b.mode = 2u; b.k = kp; b.d = distinct; b.size = pack; }
     else if (sp && sparse == best) {
-        b.mode = 3u; b.sub = sub; b.k = ks; b.d = nzd; b.size = sparse; b.value = he_low(mk, 1u);
+        b.mode = 3u; b.sub = sub; b.k = ks; b.d = nzd; b.size = sparse; b.value = low1;
     } else { b.mode = 1u; b.size = raw; }
     return b;
 }
 
-// Stages group g (elements e0..e0+m of w bytes at s) as byte planes pl[p*1024 + i], and
-// computes per plane the presence mask smk[p*8 + q] and the zero count szero[p].
-__device__ void he_group(const u8* s, u32 e0, u32 m, u32 w, u8* pl, u32* smk, u32* szero) {
+// Bytes 16c..16c+16 of a group of nb bytes at gp, zero past nb.
+__device__ __forceinline__ uint4 he_chunk(const u8* gp, u32 nb, u32 c) {
+    u32 o = c * 16u;
+    if ((((u64)gp) & 15ull) == 0ull && o + 16u <= nb) return *(const uint4*)(gp + o);
+    u32 x[4] = {0u, 0u, 0u, 0u};
+#pragma unroll
+    for (u32 j = 0; j < 16u; ++j) if (o + j < nb) x[j >> 2] |= (u32)gp[o + j] << (8u * (j & 3u));
+    return make_uint4(x[0], x[1], x[2], x[3]);
+}
+
+// Size pass, one group of m elements of W bytes at gp: the presence mask and zero count of
+// each plane (stored in the page's statistics sst at slots j0..j0+W) and the block sizes
+// (records rp[j0..j0+W], added up per page in sum).
+template <u32 W>
+__device__ __forceinline__ void he_size_group(const u8* gp, u32 m, u32 page, u32 j0, u32* rp, u32* sst,
+                                              u32* sum, u8* pres, u32* szw) {
+    u32 t = threadIdx.x, lane = t & 31u, wp = t >> 5;
+    u32 nb = m * W;
+    bool mine = t * 16u < nb;
+    uint4 v = make_uint4(0u, 0u, 0u, 0u);
+    if (mine) v = he_chunk(gp, nb, t);
+    for (u32 i = t; i < W * 64u; i += HE_NT) ((u32*)pres)[i] = 0u;
     __syncthreads();
-    const u8* g = s + (u64)e0 * w;
-    u32 nb = m * w;
-    if (threadIdx.x < 32u) smk[threadIdx.x] = 0u;
-    if (threadIdx.x < 4u) szero[threadIdx.x] = 0u;
-    if ((((u64)g) & 3ull) == 0ull && (nb & 3u) == 0u) {
-        const u32* g4 = (const u32*)g;
-        for (u32 i = threadIdx.x; i < (nb >> 2); i += blockDim.x) {
-            u32 v = g4[i];
-            for (u32 b = 0; b < 4u; ++b) {
-                u32 j = i * 4u + b;
-                pl[(j % w) * 1024u + j / w] = (u8)(v >> (8u * b));
+    // pres[p*256 + v] = 1: value v occurs in plane p (byte j of a chunk is in plane j % W).
+    u32 zc[W];
+#pragma unroll
+    for (u32 p = 0; p < W; ++p) zc[p] = 0u;
+    if (mine) {
+        u32 nv = min(nb - t * 16u, 16u);
+        u32 x[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+        for (u32 j = 0; j < 16u; ++j) {
+            if (j < nv) {
+                u32 b = (x[j >> 2] >> (8u * (j & 3u))) & 255u;
+                pres[(j % W) * 256u + b] = 1u;
+                zc[j % W] += b == 0u ? 1u : 0u;
             }
         }
-    } else {
-        for (u32 j = threadIdx.x; j < nb; j += blockDim.x) pl[(j % w) * 1024u + j / w] = g[j];
+    }
+#pragma unroll
+    for (u32 p = 0; p < W; ++p) {
+        u32 z = he_wsum(zc[p]);
+        if (lane == 0u) szw[wp * 4u + p] = z;
     }
     __syncthreads();
-    for (u32 p = 0; p < w; ++p) {
-        u32 mk[8];
+    // Warp p: plane p's mask (8 ballots), zero count, plan; lanes 0..8 store the statistics.
+    if (wp < W) {
+        u32 p = wp;
+        u32 st = 0u, distinct = 0u, low0 = 256u, low1 = 256u;
 #pragma unroll
-        for (u32 q = 0; q < 8u; ++q) mk[q] = 0u;
-        u32 z = 0;
-        for (u32 i = threadIdx.x; i < m; i += blockDim.x) {
-            u32 v = pl[p * 1024u + i];
-            u32 hi = v >> 5, bit = 1u << (v & 31u);
-#pragma unroll
-            for (u32 q = 0; q < 8u; ++q) mk[q] |= (hi == q) ? bit : 0u;
-            z += (v == 0u) ? 1u : 0u;
+        for (u32 q = 0; q < 8u; ++q) {
+            u32 mq = __ballot_sync(HE_ALL, pres[p * 256u + q * 32u + lane] != 0u);
+            if (lane == q) st = mq;
+            distinct += __popc(mq);
+            if (low0 == 256u && mq != 0u) low0 = q * 32u + (u32)(__ffs(mq) - 1);
+            u32 m1 = q == 0u ? mq & ~1u : mq;
+            if (low1 == 256u && m1 != 0u) low1 = q * 32u + (u32)(__ffs(m1) - 1);
         }
-#pragma unroll
-        for (u32 o = 16u; o > 0u; o >>= 1) {
-#pragma unroll
-            for (u32 q = 0; q < 8u; ++q) mk[q] |= __shfl_xor_sync(0xffffffffu, mk[q], o);
-            z += __shfl_xor_sync(0xffffffffu, z, o);
+        u32 z = he_wsum(lane < HE_NT / 32u ? szw[lane * 4u + p] : 0u);
+        if (lane == 8u) st = z;
+        HePlan b = he_plan(distinct, low0 & 255u, low1 & 255u, z, m);
+        u32 j = j0 + p;
+        if (lane < HE_STAT) sst[j * HE_STAT + lane] = st;
+        if (lane == 0u) {
+            rp[j] = b.size;
+            atomicAdd(&sum[2u * page], b.size);
+            if (z != m) atomicOr(&sum[2u * page + 1u], 1u);
         }
-        if ((threadIdx.x & 31u) == 0u) {
-            for (u32 q = 0; q < 8u; ++q) if (mk[q] != 0u) atomicOr(&smk[p * 8u + q], mk[q]);
-            if (z != 0u) atomicAdd(&szero[p], z);
-        }
-    }
-    __syncthreads();
-}
-
-// Packs `count` k-bit indices sidx[vals[i]] LSB first into dst: one output byte per thread.
-__device__ __forceinline__ void he_pack(const u8* vals, u32 count, const u8* sidx, u32 k, u8* dst) {
-    u32 nb = (count * k + 7u) >> 3;
-    for (u32 ob = threadIdx.x; ob < nb; ob += blockDim.x) {
-        u32 bit0 = ob * 8u;
-        u32 i0 = bit0 / k;
-        u32 i1 = (bit0 + 7u) / k;
-        if (i1 > count - 1u) i1 = count - 1u;
-        u32 acc = 0;
-        for (u32 i = i0; i <= i1; ++i) {
-            u32 ix = sidx[vals[i]];
-            u32 pos = i * k;
-            acc |= pos >= bit0 ? (ix << (pos - bit0)) : (ix >> (bit0 - pos));
-        }
-        dst[ob] = (u8)acc;
     }
 }
 
-// Writes block b (plan of plane x[0..m) with mask mk) into o[0..b.size) (block-wide).
-__device__ void he_emit(const u8* x, u32 m, const u32* mk, HePlan b, u8* o, u8* nzv, u8* sidx, u32* pre) {
-    __syncthreads();
-    u32 t = threadIdx.x, nt = blockDim.x;
-    if (b.mode == 0u) { if (t == 0u) { o[0] = 0u; o[1] = (u8)b.value; } return; }
-    if (b.mode == 1u) {
-        if (t == 0u) o[0] = 1u;
-        for (u32 i = t; i < m; i += nt) o[1u + i] = x[i];
-        return;
-    }
-    if (b.mode == 2u) {
-        for (u32 v = t; v < 256u; v += nt) sidx[v] = (u8)he_rank(mk, v, 0u);
-        __syncthreads();
-        if (t == 0u) { o[0] = 2u; o[1] = (u8)b.k; o[2] = (u8)(b.d - 1u); }
-        for (u32 v = t; v < 256u; v += nt) if ((mk[v >> 5] >> (v & 31u)) & 1u) o[3u + sidx[v]] = (u8)v;
-        he_pack(x, m, sidx, b.k, o + 3u + b.d);
-        return;
-    }
-    u32 bm = (m + 7u) >> 3;
-    const u8* bitmap = o + 1u;
-    if (t == 0u) {
-        o[0] = 3u;
-        o[1u + bm] = (u8)(b.nz & 255u);
-        o[2u + bm] = (u8)(b.nz >> 8);
-        o[3u + bm] = (u8)b.sub;
-    }
-    for (u32 q = t; q < bm; q += nt) {
-        u32 by = 0;
-        for (u32 j = 0; j < 8u; ++j) {
-            u32 i = q * 8u + j;
-            if (i < m && x[i] != 0u) by |= 1u << j;
-        }
-        o[1u + q] = (u8)by;
-    }
-    u8* r = o + 4u + bm;
-    if (b.sub == 0u) { if (t == 0u) r[0] = (u8)b.value; return; }
-    __syncthreads();
-    if (t < 32u) {
-        u32 c = 0;
-        for (u32 q = 0; q < 4u; ++q) {
-            u32 ix = t * 4u + q;
-            if (ix < bm) c += __popc((u32)bitmap[ix]);
-        }
-        for (u32 s = 1u; s < 32u; s <<= 1) {
-            u32 v = __shfl_up_sync(0xffffffffu, c, s);
-            if (t >= s) c += v;
-        }
-        pre[t + 1u] = c;
-        if (t == 0u) pre[0] = 0u;
-    }
-    for (u32 v = t; v < 256u; v += nt) sidx[v] = (u8)he_rank(mk, v, 1u);
-    __syncthreads();
-    for (u32 i = t; i < m; i += nt) {
-        if (x[i] == 0u) continue;
-        u32 rank = pre[i >> 5];
-        for (u32 q = (i >> 5) * 4u; q < (i >> 3); ++q) rank += __popc((u32)bitmap[q]);
-        rank += __popc((u32)bitmap[i >> 3] & ((1u << (i & 7u)) - 1u));
-        if (rank < 1024u) nzv[rank] = x[i];
-    }
-    __syncthreads();
-    if (b.sub == 1u) {
-        for (u32 i = t; i < b.nz; i += nt) r[i] = nzv[i];
-        return;
-    }
-    if (t == 0u) { r[0] = (u8)b.k; r[1] = (u8)(b.d - 1u); }
-    for (u32 v = t + 1u; v < 256u; v += nt) if ((mk[v >> 5] >> (v & 31u)) & 1u) r[2u + sidx[v]] = (u8)v;
-    he_pack(nzv, b.nz, sidx, b.k, r + 2u + b.d);
-}
-
-extern "C" __global__ void __launch_bounds__(256) hl_enc_size(const u8* src, u64 src_len, u32* rec,
+extern "C" __global__ void __launch_bounds__(256) hl_enc_size(const u8* src, u64 src_len, u32* rec, u32* stats,
                                                               u32* sum, u32 npages, u32 ps, u32 w) {
-    __shared__ __align__(16) u8 pl[4096];
-    __shared__ u32 smk[32];
-    __shared__ u32 szero[4];
+    __shared__ __align__(16) u8 pres[1024];
+    __shared__ u32 szw[32];
     u32 page = blockIdx.x;
-    if (page >= npages || !he_geom_ok(ps, w)) return;
+    if (page >= npages || !he_geom_ok(ps, w) || !he_block_ok()) return;
     u64 start = (u64)page * ps;
     if (start >= src_len) return;
     u64 left = src_len - start;
@@ -294,46 +255,255 @@ extern "C" __global__ void __launch_bounds__(256) hl_enc_size(const u8* src, u64
     const u8* s = src + start;
     u32 n = plen / w, groups = (n + 1023u) / 1024u, tail = plen % w;
     if (blockIdx.y == 0u && threadIdx.x < tail && s[n * w + threadIdx.x] != 0u) atomicOr(&sum[2u * page + 1u], 1u);
+    u32* rp = rec + (u64)page * HE_REC;
+    u32* sst = stats + (u64)page * he_slots(ps, w) * HE_STAT;
     for (u32 g = blockIdx.y; g < groups; g += gridDim.y) {
         u32 e0 = g * 1024u;
         u32 m = min(n - e0, 1024u);
-        he_group(s, e0, m, w, pl, smk, szero);
-        // One lane per plane plans its block; lanes 0..3 sum the sizes.
-        if (threadIdx.x < 32u) {
-            u32 tot = 0, nzf = 0;
-            if (threadIdx.x < w) {
-                u32 p = threadIdx.x;
-                HePlan b = he_plan(smk + p * 8u, szero[p], m);
-                rec[(u64)page * HE_REC + g * w + p] = b.size;
-                tot = b.size;
-                nzf = szero[p] != m ? 1u : 0u;
-            }
-            for (u32 o = 2u; o > 0u; o >>= 1) {
-                tot += __shfl_xor_sync(0xffffffffu, tot, o);
-                nzf |= __shfl_xor_sync(0xffffffffu, nzf, o);
-            }
-            if (threadIdx.x == 0u) {
-                atomicAdd(&sum[2u * page], tot);
-                if (nzf != 0u) atomicOr(&sum[2u * page + 1u], 1u);
-            }
-        }
+        const u8* gp = s + (u64)e0 * w;
+        if (w == 4u) he_size_group<4>(gp, m, page, g * 4u, rp, sst, sum, pres, szw);
+        else if (w == 2u) he_size_group<2>(gp, m, page, g * 2u, rp, sst, sum, pres, szw);
+        else he_size_group<1>(gp, m, page, g, rp, sst, sum, pres, szw);
+        if (g + gridDim.y < groups) __syncthreads();
     }
 }
 
+// Shared memory of the write pass.
+struct HeWs {
+    __align__(16) u8 pl[4096];       // the group's planes, pl[p*1024 + i]
+    __align__(16) u8 ost[HE_OSTAGE]; // the group's blocks, from ost + (destination & 15)
+    __align__(16) u8 nzv[4096];      // per plane, its non-zero bytes in order (sparse, sub 2)
+    __align__(16) u8 sidx[1024];     // per plane, each value's dictionary index
+    __align__(16) u32 smk[32];       // per plane, the presence mask
+    __align__(16) u32 spre[32];      // per plane, the dictionary entries below each mask word
+    __align__(16) u32 swt[32];       // per plane and warp, the warp's non-zero bytes
+    __align__(16) uint2 spl[4];      // per plane, its packed plan (size 0: bad statistics)
+    u32 sga[2];                      // the group's offset in the page and its length
+};
+
+// Writes dictionary entry rank(v) = v for the value v = threadIdx.x when present (mask mk,
+// entries below each word pre; bit 0 dropped when skip) and sidx[v] = rank(v).
+__device__ __forceinline__ void he_dict(const u32* mk, const u32* pre, bool skip, u8* sidx, u8* dst) {
+    u32 v = threadIdx.x, q = v >> 5;
+    u32 dw = mk[q];
+    if (skip && q == 0u) dw &= ~1u;
+    u32 rk = pre[q] + __popc(dw & ((1u << (v & 31u)) - 1u));
+    sidx[v] = (u8)rk;
+    if ((dw >> (v & 31u)) & 1u) dst[rk] = (u8)v;
+}
+
+// Packs `count` k-bit indices sidx[vals[i]] LSB first into dst: thread c (threadIdx.x
+// rotated by rot) packs values 8c..8c+8 into bytes kc..kc+k. vals: 4-byte aligned, 1024 bytes.
+__device__ __forceinline__ void he_pack(const u8* vals, u32 count, const u8* sidx, u32 k, u8* dst, u32 rot) {
+    u32 c = (threadIdx.x + rot) & (HE_NT - 1u);
+    if (c * 8u >= count) return;
+    const u32* v4 = (const u32*)vals;
+    u32 lo = v4[2u * c], hi = v4[2u * c + 1u];
+    u64 acc = 0;
+#pragma unroll
+    for (u32 j = 0; j < 8u; ++j) {
+        u32 x = ((j < 4u ? lo : hi) >> (8u * (j & 3u))) & 255u;
+        if (c * 8u + j < count) acc |= (u64)sidx[x] << (j * k);
+    }
+    u32 nb = (count * k + 7u) >> 3, ob = c * k;
+    for (u32 b = 0; b < k; ++b) if (ob + b < nb) dst[ob + b] = (u8)(acc >> (8u * b));
+}
+
+__device__ __forceinline__ uint2 he_plan_pack(HePlan b, bool ok) {
+    return make_uint2(b.mode | (b.sub << 2) | (b.k << 4) | (b.value << 8) | (b.d << 16),
+                      (ok ? b.size : 0u) | (b.nz << 16));
+}
+
+// Write pass, group g (m elements of W bytes at gp) of a bitplane page whose bytes start at
+// po: plans each plane from the size pass's statistics (slots g*W.. of sst), checks them
+// against the records r and the data, builds the group's blocks in shared memory and
+// stores them at their offset in the page.
+__device__ __forceinline__ void he_write_group(u32 W, const u8* gp, u32 m, u32 g, const u32* r, const u32* sst,
+                                               u8* po, u32 hdr_end, u32* status, u32 page, HeWs& ws) {
+    u32 t = threadIdx.x, lane = t & 31u, wp = t >> 5;
+    u32 nb = m * W;
+    // Warp p < W plans plane p; the plan is marked bad (size 0) unless zeros <= m and its
+    // size is the record's.
+    if (wp < W) {
+        u32 p = wp, j = g * W + p;
+        // Lane q < 8: mask word q; lane 8: the zero count.
+        u32 st = lane < HE_STAT ? sst[j * HE_STAT + lane] : 0u;
+        u32 z = __shfl_sync(HE_ALL, st, 8u);
+        u32 mw = lane < 8u ? st : 0u;
+        u32 m1 = lane == 0u ? mw & ~1u : mw;
+        u32 distinct = he_wsum(__popc(mw));
+        u32 f0 = __ballot_sync(HE_ALL, mw != 0u), f1 = __ballot_sync(HE_ALL, m1 != 0u);
+        u32 q0 = f0 != 0u ? (u32)(__ffs(f0) - 1) : 0u, q1 = f1 != 0u ? (u32)(__ffs(f1) - 1) : 0u;
+        u32 w0 = __shfl_sync(HE_ALL, mw, q0), w1 = __shfl_sync(HE_ALL, m1, q1);
+        u32 low0 = w0 != 0u ? q0 * 32u + (u32)(__ffs(w0) - 1) : 0u;
+        u32 low1 = w1 != 0u ? q1 * 32u + (u32)(__ffs(w1) - 1) : 0u;
+        bool ok = z <= m;
+        HePlan b = he_plan(distinct, low0, low1, ok ? z : m, m);
+        ok = ok && b.size == r[j];
+        // Dictionary entries below each word (bit 0 not an entry of a sparse block).
+        u32 c = __popc(b.mode == 3u ? m1 : mw), inc = c;
+#pragma unroll
+        for (u32 sh = 1u; sh < 8u; sh <<= 1) {
+            u32 y = __shfl_up_sync(HE_ALL, inc, sh);
+            if (lane >= sh) inc += y;
+        }
+        if (lane < 8u) { ws.smk[p * 8u + lane] = st; ws.spre[p * 8u + lane] = inc - c; }
+        if (lane == 0u) ws.spl[p] = he_plan_pack(b, ok);
+    }
+    // The last warp: where the group's blocks go in the page, and their length.
+    if (wp == HE_NT / 32u - 1u) {
+        u32 a = 0;
+        for (u32 q = lane; q < g * W; q += 32u) a += r[q];
+        u32 l = lane < W ? r[g * W + lane] : 0u;
+        a = he_wsum(a);
+        l = he_wsum(l);
+        if (lane == 0u) { ws.sga[0] = hdr_end + a; ws.sga[1] = l; }
+    }
+    uint4 v = make_uint4(0u, 0u, 0u, 0u);
+    if (t * 16u < nb) v = he_chunk(gp, nb, t);
+    // Stage: thread t's 16 bytes as plane words (4 consecutive elements of one plane each).
+    if (t * 16u < nb) {
+        u32* pl = (u32*)ws.pl;
+        if (W == 4u) {
+            u32 lo01 = __byte_perm(v.x, v.y, 0x5140u), hi01 = __byte_perm(v.x, v.y, 0x7362u);
+            u32 lo23 = __byte_perm(v.z, v.w, 0x5140u), hi23 = __byte_perm(v.z, v.w, 0x7362u);
+            pl[t] = __byte_perm(lo01, lo23, 0x5410u);
+            pl[256u + t] = __byte_perm(lo01, lo23, 0x7632u);
+            pl[512u + t] = __byte_perm(hi01, hi23, 0x5410u);
+            pl[768u + t] = __byte_perm(hi01, hi23, 0x7632u);
+        } else if (W == 2u) {
+            ((uint2*)pl)[t] = make_uint2(__byte_perm(v.x, v.y, 0x6420u), __byte_perm(v.z, v.w, 0x6420u));
+            ((uint2*)(pl + 256u))[t] = make_uint2(__byte_perm(v.x, v.y, 0x7531u), __byte_perm(v.z, v.w, 0x7531u));
+        } else {
+            ((uint4*)pl)[t] = v;
+        }
+    }
+    __syncthreads();
+    bool good = true;
+    for (u32 p = 0; p < W; ++p) good = good && (ws.spl[p].y & 0xffffu) != 0u;
+    if (!good) { if (t == 0u) he_flag(status, HE_F_SIZE, page); return; }
+    u32 ga = ws.sga[0], glen = ws.sga[1];
+    u32 mis = (u32)(((u64)(po + ga)) & 15ull);
+    u32 bm = (m + 7u) >> 3;
+    // Thread t: elements 4t..4t+4 of each plane (nvb of them in the group).
+    u32 e = 4u * t;
+    u32 nvb = m > e ? min(m - e, 4u) : 0u;
+    u32 keep = nvb >= 4u ? HE_ALL : (1u << (8u * nvb)) - 1u;
+    u32 lt = (1u << lane) - 1u;
+    // Per plane p, byte p: the non-zero bytes of the lanes below in this warp (at most 124).
+    u32 prs = 0;
+    u32 bad = 0, any2 = 0;
+    // Phase 1: non-zero counts, headers, raw bytes, bitmaps, dictionaries.
+    u32 off = mis;
+#pragma unroll 1
+    for (u32 p = 0; p < W; ++p) {
+        uint2 pk = ws.spl[p];
+        u32 mode = pk.x & 3u, sub = (pk.x >> 2) & 3u, k = (pk.x >> 4) & 15u;
+        u32 value = (pk.x >> 8) & 255u, d = pk.x >> 16;
+        u32 size = pk.y & 0xffffu, nz = pk.y >> 16;
+        u8* o = ws.ost + off;
+        u32 x = ((const u32*)ws.pl)[p * 256u + t] & keep;
+        u32 f0 = (x & 0xffu) != 0u, f1 = (x & 0xff00u) != 0u, f2 = (x & 0xff0000u) != 0u, f3 = (x >> 24) != 0u;
+        u32 nib = f0 | (f1 << 1) | (f2 << 2) | (f3 << 3);
+        u32 b0 = __ballot_sync(HE_ALL, f0), b1 = __ballot_sync(HE_ALL, f1);
+        u32 b2 = __ballot_sync(HE_ALL, f2), b3 = __ballot_sync(HE_ALL, f3);
+        prs |= (__popc(b0 & lt) + __popc(b1 & lt) + __popc(b2 & lt) + __popc(b3 & lt)) << (8u * p);
+        if (lane == 0u) ws.swt[p * 8u + wp] = __popc(b0) + __popc(b1) + __popc(b2) + __popc(b3);
+        // Every byte of the plane must be in its mask.
+#pragma unroll
+        for (u32 q = 0; q < 4u; ++q) {
+            u32 c = (x >> (8u * q)) & 255u;
+            if (q < nvb) bad |= ((ws.smk[p * 8u + (c >> 5)] >> (c & 31u)) & 1u) ^ 1u;
+        }
+        if (mode == 0u) {
+            if (t == 0u) { o[0] = 0u; o[1] = (u8)value; }
+        } else if (mode == 1u) {
+            if (t == 0u) o[0] = 1u;
+#pragma unroll
+            for (u32 q = 0; q < 4u; ++q) if (q < nvb) o[1u + e + q] = (u8)(x >> (8u * q));
+        } else if (mode == 2u) {
+            if (t == 0u) { o[0] = 2u; o[1] = (u8)k; o[2] = (u8)(d - 1u); }
+            he_dict(ws.smk + p * 8u, ws.spre + p * 8u, false, ws.sidx + p * 256u, o + 3u);
+        } else {
+            if (t == 0u) { o[0] = 3u; o[1u + bm] = (u8)(nz & 255u); o[2u + bm] = (u8)(nz >> 8); o[3u + bm] = (u8)sub; }
+            u32 hi = __shfl_down_sync(HE_ALL, nib, 1u);
+            if ((t & 1u) == 0u && (t >> 1) < bm) o[1u + (t >> 1)] = (u8)(nib | (hi << 4));
+            u8* rr = o + 4u + bm;
+            if (sub == 0u) { if (t == 0u) rr[0] = (u8)value; }
+            else if (sub == 2u) {
+                if (t == 0u) { rr[0] = (u8)k; rr[1] = (u8)(d - 1u); }
+                he_dict(ws.smk + p * 8u, ws.spre + p * 8u, true, ws.sidx + p * 256u, rr + 2u);
+                any2 = 1u;
+            }
+        }
+        off += size;
+    }
+    __syncthreads();
+    // Phase 2: the zero count against the data, packed planes, ranked non-zero bytes.
+    off = mis;
+#pragma unroll 1
+    for (u32 p = 0; p < W; ++p) {
+        uint2 pk = ws.spl[p];
+        u32 mode = pk.x & 3u, sub = (pk.x >> 2) & 3u, k = (pk.x >> 4) & 15u, d = pk.x >> 16;
+        u32 size = pk.y & 0xffffu, nz = pk.y >> 16;
+        u8* o = ws.ost + off;
+        u32 tot = 0, below = 0;
+#pragma unroll
+        for (u32 q = 0; q < 8u; ++q) { u32 c = ws.swt[p * 8u + q]; tot += c; below += q < wp ? c : 0u; }
+        bad |= tot != nz ? 1u : 0u;
+        if (mode == 2u) {
+            he_pack(ws.pl + p * 1024u, m, ws.sidx + p * 256u, k, o + 3u + d, p * 128u);
+        } else if (mode == 3u && sub != 0u) {
+            u8* rr = o + 4u + bm;
+            u32 x = ((const u32*)ws.pl)[p * 256u + t] & keep;
+            u32 rk = below + ((prs >> (8u * p)) & 255u);
+#pragma unroll
+            for (u32 q = 0; q < 4u; ++q) {
+                u32 c = (x >> (8u * q)) & 255u;
+                if (c != 0u) {
+                    if (sub == 1u) { if (rk < nz) rr[rk] = (u8)c; }
+                    else if (rk < 1024u) ws.nzv[p * 1024u + rk] = (u8)c;
+                    ++rk;
+                }
+            }
+        }
+        off += size;
+    }
+    // Phase 3: packed non-zero bytes.
+    if (any2 != 0u) {
+        __syncthreads();
+        off = mis;
+#pragma unroll 1
+        for (u32 p = 0; p < W; ++p) {
+            uint2 pk = ws.spl[p];
+            u32 mode = pk.x & 3u, sub = (pk.x >> 2) & 3u, k = (pk.x >> 4) & 15u, d = pk.x >> 16;
+            u32 size = pk.y & 0xffffu, nz = pk.y >> 16;
+            if (mode == 3u && sub == 2u)
+                he_pack(ws.nzv + p * 1024u, nz, ws.sidx + p * 256u, k, ws.ost + off + 6u + bm + d, p * 128u);
+            off += size;
+        }
+    }
+    if (__syncthreads_or(bad) != 0) { if (t == 0u) he_flag(status, HE_F_SIZE, page); return; }
+    u8* dp = po + ga;
+    u32 first = (16u - mis) & 15u;
+    if (first > glen) first = glen;
+    u32 nvec = (glen - first) >> 4;
+    for (u32 i = t; i < first; i += HE_NT) dp[i] = ws.ost[mis + i];
+    uint4* vd = (uint4*)(dp + first);
+    const uint4* vs = (const uint4*)(ws.ost + mis + first);
+    for (u32 i = t; i < nvec; i += HE_NT) vd[i] = vs[i];
+    for (u32 i = first + (nvec << 4) + t; i < glen; i += HE_NT) dp[i] = ws.ost[mis + i];
+}
+
 extern "C" __global__ void __launch_bounds__(256) hl_enc_write(const u8* src, u64 src_len, const u32* rec,
-                                                               const u8* jobs, u8* out, u64 out_len, u32* status,
-                                                               u32 npages, u32 ps, u32 w, u32 page0) {
-    __shared__ __align__(16) u8 pl[4096];
-    __shared__ __align__(16) u8 ost[HE_OSTAGE];
-    __shared__ u8 nzv[1024];
-    __shared__ u8 sidx[256];
-    __shared__ u32 smk[32];
-    __shared__ u32 szero[4];
-    __shared__ u32 pre[33];
-    __shared__ u32 sga[2];
+                                                               const u32* stats, const u8* jobs, u8* out,
+                                                               u64 out_len, u32* status, u32 npages, u32 ps,
+                                                               u32 w, u32 page0) {
+    __shared__ __align__(16) HeWs ws;
     u32 page = page0 + blockIdx.x;
     if (page < page0 || page >= npages) return;
     bool lead = blockIdx.y == 0u && threadIdx.x == 0u;
+    if (!he_block_ok()) { if (lead) he_flag(status, HE_F_JOB, page); return; }
     const u8* jb = jobs + (u64)page * HE_JOB;
     u64 coff = he_rd64(jb);
     u32 idx = he_rd32(jb + 8);
@@ -391,54 +561,31 @@ extern "C" __global__ void __launch_bounds__(256) hl_enc_write(const u8* src, u6
     if (blockIdx.y == 0u) {
         if (threadIdx.x == 0u) {
             po[0] = 0xB1u; po[1] = (u8)w; po[2] = (u8)(groups & 255u); po[3] = (u8)(groups >> 8);
-            po[4] = (u8)dlen; po[5] = (u8)(dlen >> 8); po[6] = (u8)(dlen >> 16); po[7] = (u8)(dlen >> 24);
+            he_wr32(po + 4, dlen);
         }
-        for (u32 j = threadIdx.x; j < entries; j += blockDim.x) {
-            u32 a = hdr_end;
-            for (u32 q = 0; q < j; ++q) a += r[q];
-            u8* t = po + 8u + 4u * j;
-            t[0] = (u8)a; t[1] = (u8)(a >> 8); t[2] = (u8)(a >> 16); t[3] = (u8)(a >> 24);
+        // Warp 0: offset table entry j = hdr_end + the sizes of blocks 0..j (lane l: 2l, 2l+1).
+        if (threadIdx.x < 32u) {
+            u32 l = threadIdx.x, q0 = 2u * l, nsz = entries - 1u;
+            u32 s0 = q0 < nsz ? r[q0] : 0u, s1 = q0 + 1u < nsz ? r[q0 + 1u] : 0u;
+            u32 inc = s0 + s1;
+#pragma unroll
+            for (u32 sh = 1u; sh < 32u; sh <<= 1) {
+                u32 y = __shfl_up_sync(HE_ALL, inc, sh);
+                if (l >= sh) inc += y;
+            }
+            u32 a = hdr_end + inc - s0 - s1;
+            if (q0 < nsz) he_wr32(po + 8u + 4u * q0, a);
+            if (q0 + 1u < nsz) he_wr32(po + 12u + 4u * q0, a + s0);
+            if (l == 31u) he_wr32(po + 8u + 4u * nsz, hdr_end + inc);
         }
         if (threadIdx.x < tail) po[8u + 4u * entries + threadIdx.x] = s[n * w + threadIdx.x];
     }
+    const u32* sst = stats + (u64)page * he_slots(ps, w) * HE_STAT;
     for (u32 g = blockIdx.y; g < groups; g += gridDim.y) {
         u32 e0 = g * 1024u;
         u32 m = min(n - e0, 1024u);
-        // Warp 0 sums the sizes of the blocks before this group and of its own blocks
-        // (read after the barrier that opens he_group).
-        if (threadIdx.x < 32u) {
-            u32 a = 0;
-            for (u32 q = threadIdx.x; q < g * w; q += 32u) a += r[q];
-            u32 l = threadIdx.x < w ? r[g * w + threadIdx.x] : 0u;
-            for (u32 o = 16u; o > 0u; o >>= 1) {
-                a += __shfl_xor_sync(0xffffffffu, a, o);
-                l += __shfl_xor_sync(0xffffffffu, l, o);
-            }
-            if (threadIdx.x == 0u) { sga[0] = hdr_end + a; sga[1] = l; }
-        }
-        he_group(s, e0, m, w, pl, smk, szero);
-        u32 ga = sga[0];
-        u32 glen = sga[1];
-        u32 mis = (u32)(((u64)(po + ga)) & 15ull);
-        u32 at = mis;
-        bool same = true;
-        for (u32 p = 0; p < w; ++p) {
-            HePlan b = he_plan(smk + p * 8u, szero[p], m);
-            if (b.size != r[g * w + p]) { same = false; break; }
-            he_emit(pl + p * 1024u, m, smk + p * 8u, b, ost + at, nzv, sidx, pre);
-            at += b.size;
-        }
-        __syncthreads();
-        if (!same) { if (threadIdx.x == 0u) he_flag(status, HE_F_SIZE, page); continue; }
-        u8* d = po + ga;
-        u32 first = (16u - mis) & 15u;
-        if (first > glen) first = glen;
-        u32 nvec = (glen - first) >> 4;
-        for (u32 i = threadIdx.x; i < first; i += blockDim.x) d[i] = ost[mis + i];
-        uint4* vd = (uint4*)(d + first);
-        const uint4* vs = (const uint4*)(ost + mis + first);
-        for (u32 i = threadIdx.x; i < nvec; i += blockDim.x) vd[i] = vs[i];
-        for (u32 i = first + (nvec << 4) + threadIdx.x; i < glen; i += blockDim.x) d[i] = ost[mis + i];
+        he_write_group(w, s + (u64)e0 * w, m, g, r, sst, po, hdr_end, status, page, ws);
+        if (g + gridDim.y < groups) __syncthreads();
     }
 }
 "#;
@@ -568,29 +715,24 @@ fn plan(mk: &[u32; 8], zeros: usize, m: usize) -> Plan {
     b
 }
 
-/// `he_pack`: one output byte at a time, as the device threads compute them.
+/// `he_pack`: values `8c..8c + 8` into bytes `k*c..k*c + k`, as device thread `c` does.
 fn pack(vals: &[u8], sidx: &[u8; 256], k: u32, dst: &mut [u8]) {
-    let k = k as usize;
-    let count = vals.len();
-    for (ob, o) in dst.iter_mut().enumerate().take((count * k).div_ceil(8)) {
-        let bit0 = ob * 8;
-        let i0 = bit0 / k;
-        let i1 = ((bit0 + 7) / k).min(count - 1);
-        let mut acc = 0u32;
-        for (i, &v) in vals.iter().enumerate().take(i1 + 1).skip(i0) {
-            let ix = u32::from(sidx[usize::from(v)]);
-            let pos = i * k;
-            acc |= if pos >= bit0 {
-                ix << (pos - bit0)
-            } else {
-                ix >> (bit0 - pos)
-            };
+    let ku = k as usize;
+    let nb = (vals.len() * ku).div_ceil(8);
+    for (c, v8) in vals.chunks(8).enumerate() {
+        let acc = v8.iter().enumerate().fold(0u64, |a, (j, &v)| {
+            a | u64::from(sidx[usize::from(v)]) << (j as u32 * k)
+        });
+        for b in 0..ku {
+            if c * ku + b < nb {
+                dst[c * ku + b] = (acc >> (8 * b)) as u8;
+            }
         }
-        *o = acc as u8;
     }
 }
 
-/// `he_emit`: writes block `b` of plane `x` into `o[..b.size]`.
+/// `he_emit`: writes block `b` of plane `x` into `o[..b.size]`. The mask `mk` holds every
+/// value of `x` and `x` has `m - b.nz` zero bytes (the write pass checks both).
 fn emit(x: &[u8], mk: &[u32; 8], b: &Plan, o: &mut [u8]) {
     let m = x.len();
     let mut sidx = [0u8; 256];
@@ -623,52 +765,30 @@ fn emit(x: &[u8], mk: &[u32; 8], b: &Plan, o: &mut [u8]) {
             o[1 + bm] = (b.nz & 255) as u8;
             o[2 + bm] = (b.nz >> 8) as u8;
             o[3 + bm] = b.sub;
-            for q in 0..bm {
-                let mut by = 0u8;
-                for j in 0..8 {
-                    let i = q * 8 + j;
-                    if i < m && x[i] != 0 {
-                        by |= 1 << j;
-                    }
-                }
-                o[1 + q] = by;
+            for (q, by) in o[1..1 + bm].iter_mut().enumerate() {
+                *by = x[q * 8..(q * 8 + 8).min(m)]
+                    .iter()
+                    .enumerate()
+                    .fold(0u8, |a, (j, &v)| a | (u8::from(v != 0) << j));
             }
-            let (head, r) = o.split_at_mut(4 + bm);
-            let bitmap = &head[1..1 + bm];
+            let r = &mut o[4 + bm..];
             if b.sub == 0 {
                 r[0] = b.value;
                 return;
             }
-            // Ranks as the device computes them: per-32-byte prefix, then the bytes before.
-            let mut pre = [0usize; 33];
-            for t in 0..32 {
-                let c: usize = (0..4)
-                    .map(|q| t * 4 + q)
-                    .filter(|&ix| ix < bm)
-                    .map(|ix| bitmap[ix].count_ones() as usize)
-                    .sum();
-                pre[t + 1] = pre[t] + c;
-            }
-            for (v, s) in sidx.iter_mut().enumerate() {
-                *s = rank(mk, v, true) as u8;
-            }
+            // The non-zero bytes in order (the device ranks them by warp prefix sums).
             let mut nzv = [0u8; GROUP];
-            for (i, &xi) in x.iter().enumerate() {
-                if xi == 0 {
-                    continue;
-                }
-                let mut rk = pre[i >> 5];
-                for &byte in &bitmap[(i >> 5) * 4..i >> 3] {
-                    rk += byte.count_ones() as usize;
-                }
-                rk += (u32::from(bitmap[i >> 3]) & ((1u32 << (i & 7)) - 1)).count_ones() as usize;
-                if rk < GROUP {
-                    nzv[rk] = xi;
+            for (c, &xi) in x.iter().filter(|&&xi| xi != 0).enumerate() {
+                if c < b.nz.min(GROUP) {
+                    nzv[c] = xi;
                 }
             }
             if b.sub == 1 {
                 r[..b.nz].copy_from_slice(&nzv[..b.nz]);
                 return;
+            }
+            for (v, s) in sidx.iter_mut().enumerate() {
+                *s = rank(mk, v, true) as u8;
             }
             r[0] = b.k as u8;
             r[1] = (b.d - 1) as u8;
@@ -711,6 +831,11 @@ fn wr32(b: &mut [u8], at: usize, v: u32) {
     b[at..at + 4].copy_from_slice(&v.to_le_bytes());
 }
 
+/// Statistics slots of a page of `ps` bytes of `w`-byte elements (`he_slots`).
+fn slots_of(ps: usize, w: usize) -> usize {
+    ps.div_ceil(w * GROUP) * w
+}
+
 /// The planes of group `g` (elements `e0..e0+m` of `w` bytes at `s`).
 fn group_planes(s: &[u8], e0: usize, m: usize, w: usize, pl: &mut [[u8; GROUP]; 4]) {
     for (j, &v) in s[e0 * w..(e0 + m) * w].iter().enumerate() {
@@ -723,12 +848,12 @@ fn host_enc_size(l: &mut HostLaunch<'_>) -> Result<()> {
         l.scalars[..]
     else {
         return Err(Error::invalid(
-            "hl_enc_size takes (src, src_len: u64, records, summary, npages: u32, page_size: u32, width: u32)",
+            "hl_enc_size takes (src, src_len: u64, records, stats, summary, npages: u32, page_size: u32, width: u32)",
         ));
     };
-    let [src, rec, sum] = &mut l.buffers[..] else {
+    let [src, rec, stats, sum] = &mut l.buffers[..] else {
         return Err(Error::invalid(
-            "hl_enc_size takes three buffers: src, records, summary",
+            "hl_enc_size takes four buffers: src, records, stats, summary",
         ));
     };
     let np = npages as usize;
@@ -737,10 +862,14 @@ fn host_enc_size(l: &mut HostLaunch<'_>) -> Result<()> {
             "hl_enc_size: src_len exceeds src, or records/summary too small for npages",
         ));
     }
-    if !geom_ok(ps, w) {
+    if !geom_ok(ps, w) || l.config.block != BLOCK {
         return Ok(()); // as on the device: a bad geometry writes nothing
     }
     let (ps, w) = (ps as usize, w as usize);
+    let slots = slots_of(ps, w);
+    if stats.len() < np * slots * STAT * 4 {
+        return Err(Error::invalid("hl_enc_size: stats too small for npages"));
+    }
     let src = &src[..src_len as usize];
     let mut pl = [[0u8; GROUP]; 4];
     for page in 0..np {
@@ -763,6 +892,11 @@ fn host_enc_size(l: &mut HostLaunch<'_>) -> Result<()> {
             for (p, x) in pl.iter().enumerate().take(w) {
                 let (mk, z) = mask_of(&x[..m]);
                 let b = plan(&mk, z, m);
+                let at = 4 * STAT * (page * slots + g * w + p);
+                for (q, &word) in mk.iter().enumerate() {
+                    wr32(stats, at + 4 * q, word);
+                }
+                wr32(stats, at + 32, z as u32);
                 wr32(rec, 4 * (page * REC + g * w + p), b.size as u32);
                 tot = tot.wrapping_add(b.size as u32);
                 if z != m {
@@ -788,12 +922,12 @@ fn host_enc_write(l: &mut HostLaunch<'_>) -> Result<()> {
         l.scalars[..]
     else {
         return Err(Error::invalid(
-            "hl_enc_write takes (src, src_len: u64, records, jobs, out, out_len: u64, status, npages: u32, page_size: u32, width: u32, page0: u32)",
+            "hl_enc_write takes (src, src_len: u64, records, stats, jobs, out, out_len: u64, status, npages: u32, page_size: u32, width: u32, page0: u32)",
         ));
     };
-    let [src, rec, jobs, out, status] = &mut l.buffers[..] else {
+    let [src, rec, stats, jobs, out, status] = &mut l.buffers[..] else {
         return Err(Error::invalid(
-            "hl_enc_write takes five buffers: src, records, jobs, out, status",
+            "hl_enc_write takes six buffers: src, records, stats, jobs, out, status",
         ));
     };
     let np = npages as usize;
@@ -807,12 +941,27 @@ fn host_enc_write(l: &mut HostLaunch<'_>) -> Result<()> {
             "hl_enc_write: src_len/out_len exceed their buffers, records/jobs too small for npages, or status < 8 bytes",
         ));
     }
+    let slots = if geom_ok(ps, w) {
+        slots_of(ps as usize, w as usize)
+    } else {
+        0
+    };
+    if stats.len() < np * slots * STAT * 4 {
+        return Err(Error::invalid("hl_enc_write: stats too small for npages"));
+    }
     let src = &src[..src_len as usize];
     let out = &mut out[..out_len as usize];
     let (ps64, w64) = (u64::from(ps), u64::from(w));
     // Pages page0..npages, one block row each on the device (the grid covers the rest).
     let last = np.min(page0 as usize + l.config.grid[0] as usize);
-    for page in (page0 as usize).min(last)..last {
+    let pages = (page0 as usize).min(last)..last;
+    if l.config.block != BLOCK {
+        for page in pages {
+            flag(status, FLAG_JOB, page);
+        }
+        return Ok(());
+    }
+    for page in pages {
         let jb = &jobs[page * JOB_BYTES..(page + 1) * JOB_BYTES];
         let coff = rd64(jb, 0);
         let idx = u64::from(rd32(jb, 8));
@@ -893,13 +1042,24 @@ fn host_enc_write(l: &mut HostLaunch<'_>) -> Result<()> {
             let mut at = 0;
             let mut same = true;
             for (p, x) in pl.iter().enumerate().take(w) {
-                let (mk, z) = mask_of(&x[..m]);
-                let b = plan(&mk, z, m);
-                if b.size != r[g * w + p] as usize {
+                let x = &x[..m];
+                let st = 4 * STAT * (page * slots + g * w + p);
+                let mk: [u32; 8] = std::array::from_fn(|q| rd32(stats, st + 4 * q));
+                let z = rd32(stats, st + 32) as usize;
+                // The statistics must be those of the data (zero count, every byte in the
+                // mask) and give the record's size.
+                let b = (z <= m).then(|| plan(&mk, z, m));
+                let fits = |b: &Plan| {
+                    b.size == r[g * w + p] as usize
+                        && x.iter().filter(|&&v| v == 0).count() == z
+                        && x.iter()
+                            .all(|&v| (mk[usize::from(v >> 5)] >> (v & 31)) & 1 != 0)
+                };
+                let Some(b) = b.filter(fits) else {
                     same = false;
                     break;
-                }
-                emit(&x[..m], &mk, &b, &mut ost[at..at + b.size]);
+                };
+                emit(x, &mk, &b, &mut ost[at..at + b.size]);
                 at += b.size;
             }
             if !same {
@@ -934,13 +1094,19 @@ pub fn encoders() -> &'static Encoders {
     })
 }
 
+/// Bytes of the statistics buffer of `npages` pages of `page_size` bytes of `width`-byte
+/// elements: [`STAT`] words per block of a full page (groups × width), page after page.
+pub fn stats_bytes(npages: usize, page_size: usize, width: ElemWidth) -> u64 {
+    (npages * slots_of(page_size, width.bytes()) * STAT * 4) as u64
+}
+
 /// Launch geometry of both encoder kernels for `npages` pages of `page_size` bytes of
 /// `width`-byte elements (one block per group of a full page; the kernels stride over more).
 pub fn encode_grid(npages: u32, page_size: usize, width: ElemWidth) -> LaunchConfig {
     let gy = (page_size / width.bytes() / GROUP).max(1) as u32;
     LaunchConfig {
         grid: [npages.max(1), gy, 1],
-        block: [256, 1, 1],
+        block: BLOCK,
         shared_mem_bytes: 0,
     }
 }
@@ -1021,6 +1187,7 @@ impl Evicted {
 pub struct DeviceEncoder<'d> {
     dev: &'d dyn DynDevice,
     records: Option<Box<dyn DynBuffer>>,
+    stats: Option<Box<dyn DynBuffer>>,
     sums: Option<Box<dyn DynBuffer>>,
     jobs: Option<Box<dyn DynBuffer>>,
     status: Option<Box<dyn DynBuffer>>,
@@ -1068,6 +1235,7 @@ impl<'d> DeviceEncoder<'d> {
         DeviceEncoder {
             dev,
             records: None,
+            stats: None,
             sums: None,
             jobs: None,
             status: None,
@@ -1171,6 +1339,7 @@ impl<'d> DeviceEncoder<'d> {
         let sums = grow(dev, &mut self.sums, 8 * np as u64)?;
         dev.fill(sums, 0, 8 * np as u64, 0)?;
         let records = grow(dev, &mut self.records, (np * REC * 4) as u64)?;
+        let stats = grow(dev, &mut self.stats, stats_bytes(np, ps, width))?;
         dev.launch(
             &d.size,
             &grid,
@@ -1183,6 +1352,7 @@ impl<'d> DeviceEncoder<'d> {
                 },
                 Arg::Scalar(Scalar::U64(len)),
                 whole(records, AccessMode::ReadWrite),
+                whole(stats, AccessMode::ReadWrite),
                 Arg::Buffer {
                     buffer: sums,
                     offset: 0,
@@ -1252,10 +1422,13 @@ impl<'d> DeviceEncoder<'d> {
         } else {
             grow(dev, &mut self.scratch, total)?
         };
-        let (records, jobs) = (
+        let (records, stats, jobs) = (
             self.records
                 .as_deref()
                 .ok_or_else(|| Error::invalid("records missing"))?,
+            self.stats
+                .as_deref()
+                .ok_or_else(|| Error::invalid("stats missing"))?,
             self.jobs
                 .as_deref()
                 .ok_or_else(|| Error::invalid("jobs missing"))?,
@@ -1275,6 +1448,7 @@ impl<'d> DeviceEncoder<'d> {
                     },
                     Arg::Scalar(Scalar::U64(len)),
                     whole(records, AccessMode::Read),
+                    whole(stats, AccessMode::Read),
                     Arg::Buffer {
                         buffer: jobs,
                         offset: 0,
@@ -1616,15 +1790,32 @@ mod tests {
         ));
     }
 
-    /// Runs `hl_enc_write` on the host over 3 pages of a 192 KiB buffer with `jobs`; returns
-    /// the status and the output.
+    /// Runs `hl_enc_write` on the host over 3 pages of a 192 KiB buffer with `jobs`, after
+    /// the size pass and the given changes to its records and statistics (word index,
+    /// value); returns the status and the output.
     fn write_pass(jobs: &[u8], out_len: u64, rec_tamper: &[(usize, u32)]) -> ([u8; 8], Vec<u8>) {
+        write_pass_with(jobs, out_len, rec_tamper, &[], BLOCK)
+    }
+
+    fn write_pass_with(
+        jobs: &[u8],
+        out_len: u64,
+        rec_tamper: &[(usize, u32)],
+        stat_tamper: &[(usize, u32)],
+        block: [u32; 3],
+    ) -> ([u8; 8], Vec<u8>) {
         let host = HostDevice::new();
         let data = datasets::relu_f32(3 << 16, 5);
         let np = 3usize;
         let src = DynDevice::alloc(&host, data.len() as u64, Placement::DeviceLocal).unwrap();
         DynDevice::write(&host, src.as_ref(), 0, &data).unwrap();
         let rec = DynDevice::alloc(&host, (np * REC * 4) as u64, Placement::DeviceLocal).unwrap();
+        let stats = DynDevice::alloc(
+            &host,
+            stats_bytes(np, 64 << 10, ElemWidth::F32),
+            Placement::DeviceLocal,
+        )
+        .unwrap();
         let sums = DynDevice::alloc(&host, 8 * np as u64, Placement::DeviceLocal).unwrap();
         DynDevice::fill(&host, sums.as_ref(), 0, 8 * np as u64, 0).unwrap();
         let g = encode_grid(np as u32, 64 << 10, ElemWidth::F32);
@@ -1637,6 +1828,7 @@ mod tests {
                 whole(src.as_ref(), AccessMode::Read),
                 Arg::Scalar(Scalar::U64(data.len() as u64)),
                 whole(rec.as_ref(), AccessMode::ReadWrite),
+                whole(stats.as_ref(), AccessMode::ReadWrite),
                 whole(sums.as_ref(), AccessMode::ReadWrite),
                 sc(np as u32),
                 sc(64 << 10),
@@ -1647,6 +1839,10 @@ mod tests {
         for &(at, v) in rec_tamper {
             DynDevice::write(&host, rec.as_ref(), 4 * at as u64, &v.to_le_bytes()).unwrap();
         }
+        for &(at, v) in stat_tamper {
+            DynDevice::write(&host, stats.as_ref(), 4 * at as u64, &v.to_le_bytes()).unwrap();
+        }
+        let g = LaunchConfig { block, ..g };
         let jb = DynDevice::alloc(&host, jobs.len() as u64, Placement::DeviceLocal).unwrap();
         DynDevice::write(&host, jb.as_ref(), 0, jobs).unwrap();
         let out = DynDevice::alloc(&host, out_len + 4096, Placement::DeviceLocal).unwrap();
@@ -1663,6 +1859,7 @@ mod tests {
                 whole(src.as_ref(), AccessMode::Read),
                 Arg::Scalar(Scalar::U64(data.len() as u64)),
                 whole(rec.as_ref(), AccessMode::Read),
+                whole(stats.as_ref(), AccessMode::Read),
                 whole(jb.as_ref(), AccessMode::Read),
                 Arg::Buffer {
                     buffer: out.as_ref(),
@@ -1804,6 +2001,176 @@ mod tests {
         {
             let (st, _) = write_pass(&jobs, 96 + enc.len() as u64 + 16, &[(a, s[1]), (b, s[0])]);
             assert_eq!((rd32(&st, 0), rd32(&st, 4)), (FLAG_SIZE, 0));
+        }
+    }
+
+    /// The jobs of `write_pass_flags_sizes_that_disagree`'s good case: page 0 a bitplane
+    /// page, pages 1 and 2 zero pages; and the host encoder's image of page 0.
+    fn bitplane_jobs() -> (Vec<u8>, Vec<u8>) {
+        let data = datasets::relu_f32(64 << 10, 5);
+        let mut enc = Vec::new();
+        bitplane::encode_page(&data, ElemWidth::F32, &mut enc).unwrap();
+        let e = Entry {
+            src_off: 96,
+            src_len: enc.len() as u32,
+            dst_len: 64 << 10,
+            dst_off: 0,
+            kind: PageKind::Bitplane as u8,
+            width: 4,
+        };
+        let mut jobs = job(0, 0, e);
+        for p in 1..3u64 {
+            jobs.extend(job(
+                0,
+                p as u32,
+                Entry {
+                    kind: PageKind::Zero as u8,
+                    src_len: 0,
+                    ..raw_entry(p, 96)
+                },
+            ));
+        }
+        (jobs, enc)
+    }
+
+    #[test]
+    fn write_pass_checks_the_statistics() {
+        let (jobs, enc) = bitplane_jobs();
+        let out_len = 96 + enc.len() as u64 + 16;
+        let run =
+            |stat_tamper: &[(usize, u32)]| write_pass_with(&jobs, out_len, &[], stat_tamper, BLOCK);
+        let (st, out) = run(&[]);
+        assert_eq!(rd32(&st, 0), 0);
+        assert!(out[96..96 + enc.len()] == enc[..]);
+        // Plane 0 of group 0 (slot 0): the low mantissa bytes, many distinct values.
+        let data = datasets::relu_f32(64 << 10, 5);
+        let x: Vec<u8> = (0..GROUP).map(|i| data[4 * i]).collect();
+        let (mk, z) = mask_of(&x);
+        let size = plan(&mk, z, GROUP).size;
+        // A zero count past the group.
+        let (st, _) = run(&[(8, GROUP as u32 + 1)]);
+        assert_eq!((rd32(&st, 0), rd32(&st, 4)), (FLAG_SIZE, 0));
+        // A zero count off by one.
+        let (st, _) = run(&[(8, z as u32 + 1)]);
+        assert_eq!((rd32(&st, 0), rd32(&st, 4)), (FLAG_SIZE, 0));
+        // A value that occurs missing from the mask, the block size unchanged: only the
+        // check against the data finds it.
+        let v = *x.iter().rfind(|&&v| v != 0).unwrap();
+        let mut bad = mk;
+        bad[usize::from(v >> 5)] &= !(1 << (v & 31));
+        assert_eq!(
+            plan(&bad, z, GROUP).size,
+            size,
+            "pick a value that keeps the size"
+        );
+        let q = usize::from(v >> 5);
+        let (st, out) = run(&[(q, bad[q])]);
+        assert_eq!((rd32(&st, 0), rd32(&st, 4)), (FLAG_SIZE, 0));
+        // The other groups are still written; group 0 (right after the header) is not.
+        let hdr_end = rd32(&enc, HEADER) as usize;
+        let g1 = rd32(&enc, HEADER + 4 * 4) as usize;
+        assert!(out[96 + hdr_end..96 + g1].iter().all(|&b| b == 0xAB));
+        assert!(out[96 + g1..96 + enc.len()] == enc[g1..]);
+        // Garbage everywhere in slot 5: never a write outside the page (write_pass checks
+        // the guard), always flagged.
+        let junk: Vec<(usize, u32)> = (0..STAT)
+            .map(|i| (5 * STAT + i, 0x9E37_79B9u32.rotate_left(i as u32)))
+            .collect();
+        let (st, _) = run(&junk);
+        assert_eq!((rd32(&st, 0), rd32(&st, 4)), (FLAG_SIZE, 0));
+    }
+
+    #[test]
+    fn kernels_refuse_other_block_shapes() {
+        let (jobs, enc) = bitplane_jobs();
+        let out_len = 96 + enc.len() as u64 + 16;
+        for block in [[128, 1, 1], [256, 2, 1], [512, 1, 1]] {
+            let (st, out) = write_pass_with(&jobs, out_len, &[], &[], block);
+            assert_eq!((rd32(&st, 0), rd32(&st, 4)), (FLAG_JOB, 0));
+            assert!(out.iter().all(|&b| b == 0xAB), "{block:?}: wrote");
+        }
+        // The size pass writes nothing.
+        let host = HostDevice::new();
+        let data = datasets::relu_f32(1 << 16, 5);
+        let src = DynDevice::alloc(&host, data.len() as u64, Placement::DeviceLocal).unwrap();
+        DynDevice::write(&host, src.as_ref(), 0, &data).unwrap();
+        let rec = DynDevice::alloc(&host, (REC * 4) as u64, Placement::DeviceLocal).unwrap();
+        let nst = stats_bytes(1, 64 << 10, ElemWidth::F32);
+        let stats = DynDevice::alloc(&host, nst, Placement::DeviceLocal).unwrap();
+        let sums = DynDevice::alloc(&host, 8, Placement::DeviceLocal).unwrap();
+        for b in [rec.as_ref(), stats.as_ref(), sums.as_ref()] {
+            DynDevice::fill(&host, b, 0, b.len(), 0x5A).unwrap();
+        }
+        let g = LaunchConfig {
+            block: [128, 1, 1],
+            ..encode_grid(1, 64 << 10, ElemWidth::F32)
+        };
+        let sc = |v: u32| Arg::Scalar(Scalar::U32(v));
+        DynDevice::launch(
+            &host,
+            &encoders().size,
+            &g,
+            &[
+                whole(src.as_ref(), AccessMode::Read),
+                Arg::Scalar(Scalar::U64(data.len() as u64)),
+                whole(rec.as_ref(), AccessMode::ReadWrite),
+                whole(stats.as_ref(), AccessMode::ReadWrite),
+                whole(sums.as_ref(), AccessMode::ReadWrite),
+                sc(1),
+                sc(64 << 10),
+                sc(4),
+            ],
+        )
+        .unwrap();
+        for b in [rec.as_ref(), stats.as_ref(), sums.as_ref()] {
+            let mut v = vec![0u8; b.len() as usize];
+            DynDevice::read(&host, b, 0, &mut v).unwrap();
+            assert!(v.iter().all(|&x| x == 0x5A));
+        }
+    }
+
+    #[test]
+    fn size_pass_stores_each_blocks_mask_and_zero_count() {
+        let host = HostDevice::new();
+        let mut enc = DeviceEncoder::new(&host);
+        // Short last page, u8 and bf16 widths: slots of partial groups.
+        for (width, len) in [
+            (ElemWidth::U8, 9000usize),
+            (ElemWidth::Bf16, 70_000),
+            (ElemWidth::F32, 5 << 16),
+        ] {
+            let data = datasets::relu_f32(len, 7);
+            let src = DynDevice::alloc(&host, len as u64, Placement::DeviceLocal).unwrap();
+            DynDevice::write(&host, src.as_ref(), 0, &data).unwrap();
+            let mut o = opts(width, 128 << 10, 1 << 20);
+            o.plan.page_size = 4096;
+            let ev = enc
+                .evict(src.as_ref(), len as u64, &o, Placement::Staging)
+                .unwrap();
+            enc.recycle(ev);
+            let stats = enc.stats.as_deref().unwrap();
+            let mut st = vec![0u8; stats.len() as usize];
+            DynDevice::read(&host, stats, 0, &mut st).unwrap();
+            let w = width.bytes();
+            let slots = slots_of(4096, w);
+            for (page, s) in data.chunks(4096).enumerate() {
+                let n = s.len() / w;
+                for g in 0..n.div_ceil(GROUP) {
+                    let m = (n - g * GROUP).min(GROUP);
+                    for p in 0..w {
+                        let x: Vec<u8> = (0..m).map(|i| s[(g * GROUP + i) * w + p]).collect();
+                        let (mk, z) = mask_of(&x);
+                        let at = 4 * STAT * (page * slots + g * w + p);
+                        let got: Vec<u32> = (0..STAT).map(|q| rd32(&st, at + 4 * q)).collect();
+                        assert_eq!(
+                            got[..8],
+                            mk[..],
+                            "{width:?} page {page} group {g} plane {p}"
+                        );
+                        assert_eq!(got[8] as usize, z);
+                    }
+                }
+            }
         }
     }
 }
