@@ -1229,6 +1229,38 @@ fn whole(b: &dyn DynBuffer, access: AccessMode) -> Arg<'_, dyn DynBuffer> {
     }
 }
 
+/// The buffers of a [`DeviceEncoder`] (device scratch and spare pinned outputs), kept
+/// between encoders so that a caller evicting often (the memory manager's transfer path)
+/// does not allocate device and pinned memory per eviction. Belongs to one device.
+#[derive(Default)]
+pub struct EncoderScratch {
+    device: Option<vuma_core::DeviceId>,
+    slots: [Option<Box<dyn DynBuffer>>; 6],
+    spare: Vec<(Placement, Box<dyn DynBuffer>)>,
+}
+
+impl std::fmt::Debug for EncoderScratch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EncoderScratch")
+            .field("device", &self.device)
+            .field("spare_buffers", &self.spare.len())
+            .finish()
+    }
+}
+
+impl EncoderScratch {
+    /// Keeps `buf` (pinned memory of `home`, e.g. from [`Evicted::into_buffer`]) for a later
+    /// eviction, keeping at most `max_spare` spare buffers (the smallest go first).
+    pub fn keep_spare(&mut self, home: Placement, buf: Box<dyn DynBuffer>, max_spare: usize) {
+        if self.device.is_some_and(|d| d != buf.device()) {
+            return;
+        }
+        self.spare.push((home, buf));
+        self.spare.sort_by_key(|(_, b)| std::cmp::Reverse(b.len()));
+        self.spare.truncate(max_spare);
+    }
+}
+
 impl<'d> DeviceEncoder<'d> {
     /// An encoder for `dev` (scratch buffers are allocated at first use and reused).
     pub fn new(dev: &'d dyn DynDevice) -> Self {
@@ -1241,6 +1273,39 @@ impl<'d> DeviceEncoder<'d> {
             status: None,
             scratch: None,
             spare: Vec::new(),
+        }
+    }
+
+    /// An encoder for `dev` reusing `scratch` (from [`into_scratch`](Self::into_scratch));
+    /// scratch of another device is dropped.
+    pub fn with_scratch(dev: &'d dyn DynDevice, scratch: EncoderScratch) -> Self {
+        let mut e = DeviceEncoder::new(dev);
+        if scratch.device.is_none_or(|d| d == dev.info().id) {
+            let [records, stats, sums, jobs, status, buf] = scratch.slots;
+            e.records = records;
+            e.stats = stats;
+            e.sums = sums;
+            e.jobs = jobs;
+            e.status = status;
+            e.scratch = buf;
+            e.spare = scratch.spare;
+        }
+        e
+    }
+
+    /// Gives the buffers back for a later [`with_scratch`](Self::with_scratch).
+    pub fn into_scratch(self) -> EncoderScratch {
+        EncoderScratch {
+            device: Some(self.dev.info().id),
+            slots: [
+                self.records,
+                self.stats,
+                self.sums,
+                self.jobs,
+                self.status,
+                self.scratch,
+            ],
+            spare: self.spare,
         }
     }
 
@@ -1278,19 +1343,25 @@ impl<'d> DeviceEncoder<'d> {
         opts: &CompressOptions,
         home: Placement,
     ) -> Result<Evicted> {
+        self.evict_range(src, 0, len, opts, home)
+    }
+
+    /// [`evict`](Self::evict) of `src[offset..offset + len]` (a pool sub-allocation).
+    pub fn evict_range(
+        &mut self,
+        src: &dyn DynBuffer,
+        offset: u64,
+        len: u64,
+        opts: &CompressOptions,
+        home: Placement,
+    ) -> Result<Evicted> {
         let t0 = Instant::now();
         if len == 0 {
             return Err(Error::ZeroSize {
                 what: "evicted buffer",
             });
         }
-        if len > src.len() {
-            return Err(Error::OutOfRange {
-                offset: 0,
-                len,
-                size: src.len(),
-            });
-        }
+        vuma_core::check_range(offset, len, src.len())?;
         if !matches!(home, Placement::Staging | Placement::HostMapped) {
             return Err(Error::invalid(format!(
                 "evicted pages go to pinned host memory (staging or mapped), not {}",
@@ -1346,7 +1417,7 @@ impl<'d> DeviceEncoder<'d> {
             &[
                 Arg::Buffer {
                     buffer: src,
-                    offset: 0,
+                    offset,
                     len,
                     access: AccessMode::Read,
                 },
@@ -1442,7 +1513,7 @@ impl<'d> DeviceEncoder<'d> {
                 &[
                     Arg::Buffer {
                         buffer: src,
-                        offset: 0,
+                        offset,
                         len,
                         access: AccessMode::Read,
                     },

@@ -77,6 +77,7 @@ pub mod residency;
 pub mod store;
 
 pub use planner::{CostModel, DeviceCodec, PageDecision, PlanConfig, TransferPlan};
+pub use encode::{DeviceEncoder, EncoderScratch};
 pub use path::{HyperloopPath, PathConfig};
 pub use residency::{CompressOptions, CompressedBuffer, PinnedCompressed, UploadScratch, Uploader};
 pub use store::CompressedStore;

@@ -30,7 +30,7 @@ use vuma_core::{
     TransferPath, TransferReport,
 };
 
-use crate::encode::{DeviceEncoder, Evicted};
+use crate::encode::{DeviceEncoder, EncoderScratch, Evicted};
 use crate::page::{self, ElemWidth};
 use crate::planner::{CostModel, PageDecision, PlanSummary};
 use crate::residency::{CompressOptions, CompressedBuffer, UploadScratch, Uploader};
@@ -83,13 +83,56 @@ impl Default for PathConfig {
     }
 }
 
-/// Device buffers kept between transfers, per device (an uploader's chunk buffers).
+/// Spare pinned outputs kept per device for the next write-back (the pinned memory of
+/// packed copies that were unpacked or became stale).
+const MAX_SPARE: usize = 2;
+
+/// Buffers kept between transfers, per device: an uploader's chunk buffers, the encoder's
+/// device scratch and spare pinned outputs.
 #[derive(Debug, Default)]
 struct Scratch {
     upload: Mutex<HashMap<vuma_core::DeviceId, UploadScratch>>,
+    encode: Mutex<HashMap<vuma_core::DeviceId, EncoderScratch>>,
 }
 
 impl Scratch {
+    /// Runs `f` with an encoder for `dev` that reuses this device's buffers.
+    fn with_encoder<R>(
+        &self,
+        dev: &dyn DynDevice,
+        f: impl FnOnce(&mut DeviceEncoder<'_>) -> Result<R>,
+    ) -> Result<R> {
+        let id = dev.info().id;
+        let mine = self
+            .encode
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id)
+            .unwrap_or_default();
+        let mut enc = DeviceEncoder::with_scratch(dev, mine);
+        let r = f(&mut enc);
+        self.encode
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, enc.into_scratch());
+        r
+    }
+
+    /// Keeps the pinned memory of a packed copy that is gone for the next write-back.
+    fn give_back(&self, device: vuma_core::DeviceId, ev: Evicted) {
+        let home = if ev.pinned().is_mapped() {
+            Placement::HostMapped
+        } else {
+            Placement::Staging
+        };
+        self.encode
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(device)
+            .or_default()
+            .keep_spare(home, ev.into_buffer(), MAX_SPARE);
+    }
+
     /// Runs `f` with an uploader for `dev` that reuses this device's buffers.
     fn with_uploader<R>(
         &self,
@@ -408,15 +451,9 @@ impl TransferPath for HyperloopPath {
         };
         let t0 = Instant::now();
         let opts = self.options(dev);
-        let mut enc = DeviceEncoder::new(dev);
-        let ev = if offset == 0 {
-            enc.evict(src, len, &opts, home)?
-        } else {
-            // A pool sub-allocation: encode from a device-local copy of the range.
-            let tmp = dev.alloc(len, Placement::DeviceLocal)?;
-            dev.copy(src, offset, tmp.as_ref(), 0, len)?;
-            enc.evict(tmp.as_ref(), len, &opts, home)?
-        };
+        let ev = self
+            .scratch
+            .with_encoder(dev, |e| e.evict_range(src, offset, len, &opts, home))?;
         let s = ev.summary().clone();
         let link = ev.stored_bytes();
         let report = TransferReport {
@@ -446,7 +483,7 @@ impl TransferPath for HyperloopPath {
             device: dev.info().id,
             len,
             summary: s,
-            ev,
+            ev: Some(ev),
         };
         Ok(Some((Box::new(packed), report)))
     }
@@ -460,7 +497,24 @@ pub struct HyperloopPacked {
     device: vuma_core::DeviceId,
     len: u64,
     summary: PlanSummary,
-    ev: Evicted,
+    /// Always `Some` until dropped (then its pinned memory goes back to the path).
+    ev: Option<Evicted>,
+}
+
+impl HyperloopPacked {
+    fn evicted(&self) -> Result<&Evicted> {
+        self.ev
+            .as_ref()
+            .ok_or_else(|| Error::invalid("packed copy already released"))
+    }
+}
+
+impl Drop for HyperloopPacked {
+    fn drop(&mut self) {
+        if let Some(ev) = self.ev.take() {
+            self.scratch.give_back(self.device, ev);
+        }
+    }
 }
 
 impl PackedHost for HyperloopPacked {
@@ -469,7 +523,7 @@ impl PackedHost for HyperloopPacked {
     }
 
     fn stored_bytes(&self) -> u64 {
-        self.ev.pinned().buffer().len()
+        self.ev.as_ref().map_or(0, |e| e.pinned().buffer().len())
     }
 
     fn can_upload_to(&self, dev: &dyn DynDevice) -> bool {
@@ -484,7 +538,7 @@ impl PackedHost for HyperloopPacked {
                 out.len()
             )));
         }
-        self.ev.to_compressed(dev)?.decompress_host(out)
+        self.evicted()?.to_compressed(dev)?.decompress_host(out)
     }
 
     fn upload(
@@ -499,9 +553,10 @@ impl PackedHost for HyperloopPacked {
                 found: format!("the device that packed it ({:?})", self.device),
             });
         }
-        let up = self.scratch.with_uploader(dev, |u| {
-            u.upload_pinned_into(self.ev.pinned(), dst, dst_offset)
-        })?;
+        let ev = self.evicted()?;
+        let up = self
+            .scratch
+            .with_uploader(dev, |u| u.upload_pinned_into(ev.pinned(), dst, dst_offset))?;
         let s = &self.summary;
         Ok(TransferReport {
             kind: TransferKind::Upload,

@@ -17,7 +17,7 @@ mod common;
 use vuma_core::conformance::skip_or_fail;
 use vuma_core::{DynDevice, HostDevice, Placement};
 use vuma_hyperloop::datasets::{self, Dataset, SplitMix64};
-use vuma_hyperloop::encode::{encode_grid, encoders, DeviceEncoder, JOB_BYTES, REC};
+use vuma_hyperloop::encode::{encode_grid, encoders, stats_bytes, DeviceEncoder, JOB_BYTES, REC};
 use vuma_hyperloop::kernels::{Entry, PageKind, ENTRY_BYTES};
 use vuma_hyperloop::page::ElemWidth;
 use vuma_hyperloop::planner::{CostModel, DeviceCodec, PageDecision};
@@ -330,6 +330,12 @@ fn enc_write_outcome(
     let rec = dev
         .alloc((np * REC * 4) as u64, Placement::DeviceLocal)
         .unwrap();
+    let stats = dev
+        .alloc(
+            stats_bytes(np, 64 << 10, ElemWidth::F32),
+            Placement::DeviceLocal,
+        )
+        .unwrap();
     let sums = dev.alloc(8 * np as u64, Placement::DeviceLocal).unwrap();
     dev.fill(sums.as_ref(), 0, 8 * np as u64, 0).unwrap();
     let g = encode_grid(np as u32, 64 << 10, ElemWidth::F32);
@@ -341,6 +347,7 @@ fn enc_write_outcome(
             whole(src.as_ref(), AccessMode::Read),
             Arg::Scalar(Scalar::U64(data.len() as u64)),
             whole(rec.as_ref(), AccessMode::ReadWrite),
+            whole(stats.as_ref(), AccessMode::ReadWrite),
             whole(sums.as_ref(), AccessMode::ReadWrite),
             sc(np as u32),
             sc(64 << 10),
@@ -365,6 +372,7 @@ fn enc_write_outcome(
             whole(src.as_ref(), AccessMode::Read),
             Arg::Scalar(Scalar::U64(data.len() as u64)),
             whole(rec.as_ref(), AccessMode::Read),
+            whole(stats.as_ref(), AccessMode::Read),
             whole(jb.as_ref(), AccessMode::Read),
             Arg::Buffer {
                 buffer: out.as_ref(),

@@ -208,3 +208,47 @@ fn uploads_into_a_sub_range_leave_the_rest_alone() {
         &CompressedBuffer::from_decisions(&data, &decisions[1..], &CompressOptions::default());
     assert!(short.is_err(), "a decision per page is required");
 }
+
+#[test]
+fn eviction_of_a_sub_range_reuses_its_scratch() {
+    use vuma_hyperloop::{DeviceEncoder, EncoderScratch};
+    let host = HostDevice::new();
+    let len = 5 * 65536 + 12;
+    let data = Dataset::ReluF32.generate(len, 3);
+    let off = 8192u64;
+    let src = DynDevice::alloc(&host, len as u64 + off, vuma_core::Placement::DeviceLocal).unwrap();
+    DynDevice::fill(&host, src.as_ref(), 0, off, 0x5A).unwrap();
+    DynDevice::write(&host, src.as_ref(), off, &data).unwrap();
+    let opts = CompressOptions::default();
+    let mut scratch = EncoderScratch::default();
+    for round in 0..3 {
+        let mut enc = DeviceEncoder::with_scratch(&host, scratch);
+        let ev = enc
+            .evict_range(
+                src.as_ref(),
+                off,
+                len as u64,
+                &opts,
+                vuma_core::Placement::Staging,
+            )
+            .unwrap();
+        let mut back = vec![0u8; len];
+        ev.to_compressed(&host)
+            .unwrap()
+            .decompress_host(&mut back)
+            .unwrap();
+        assert_eq!(back, data, "round {round}");
+        enc.recycle(ev);
+        scratch = enc.into_scratch();
+    }
+    let mut enc = DeviceEncoder::with_scratch(&host, scratch);
+    assert!(enc
+        .evict_range(
+            src.as_ref(),
+            off + 1,
+            len as u64,
+            &opts,
+            vuma_core::Placement::Staging
+        )
+        .is_err());
+}
