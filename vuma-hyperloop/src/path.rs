@@ -4,13 +4,16 @@
 //! Plug it into [`MemoryConfig::transfer`](vuma_core::MemoryConfig) (the `vuma` facade
 //! does so by default) and the manager's own migrations go through Hyperloop:
 //!
-//! - **Uploads of plain host copies** send no all-zero page. Host encoding is far slower
+//! - **Uploads of plain host copies** may skip all-zero pages. Host encoding is far slower
 //!   than the link (see the crate docs), so nothing else is compressed on the way up: a
 //!   probe of each page's first bytes finds the pages that may be zero (dense data costs
-//!   one cache line per page and goes straight to a plain copy), a parallel scan confirms
-//!   them, and a measured-rate model picks between a plain copy, one copy per run of
-//!   non-zero pages plus a device fill per run of zero pages, and a chunked upload in which
-//!   a kernel places scattered pages.
+//!   one cache line per page and goes straight to a plain copy); when the candidates could
+//!   save more than scanning them and the extra device calls cost (rates measured per
+//!   device: the plain pageable upload, the scan), a parallel scan confirms them and the
+//!   buffer goes as one copy per run of data and one device fill per run of zero pages
+//!   (zero runs too short to pay for a call travel as data). On a host whose scan is not
+//!   much faster than the link, uploads stay plain: the write-back side is where
+//!   Hyperloop pays.
 //! - **Write-backs** (eviction of a device copy that holds the only valid data) are encoded
 //!   **on the device** by the [`DeviceEncoder`]: zero pages vanish, typed data shrinks
 //!   (bitplane codec), and the host keeps the compressed chunk images in pinned memory as a
@@ -32,8 +35,8 @@ use vuma_core::{
 
 use crate::encode::{DeviceEncoder, EncoderScratch, Evicted};
 use crate::page::{self, ElemWidth};
-use crate::planner::{CostModel, PageDecision, PlanSummary};
-use crate::residency::{CompressOptions, CompressedBuffer, UploadScratch, Uploader};
+use crate::planner::{CostModel, PlanSummary};
+use crate::residency::{CompressOptions, UploadScratch, Uploader};
 
 /// Knobs of [`HyperloopPath`].
 #[derive(Debug, Clone, PartialEq)]
@@ -50,8 +53,8 @@ pub struct PathConfig {
     pub probe_bytes: usize,
     /// Scan only when at least this fraction of the pages passed the probe (default 1/8).
     pub min_zero_fraction: f64,
-    /// Host-side cost of one device call (copy or fill), seconds, for the choice between
-    /// per-run copies and a chunked upload (default 15 µs).
+    /// Host-side cost of one device call (copy or fill), seconds (default 15 µs): zero runs
+    /// shorter than what two calls cost at the upload rate travel as data.
     pub call_overhead_s: f64,
     /// Host bytes per second of the zero-page scan (0: estimate 8 GB/s per core, at most
     /// 80 GB/s).
@@ -93,9 +96,50 @@ const MAX_SPARE: usize = 2;
 struct Scratch {
     upload: Mutex<HashMap<vuma_core::DeviceId, UploadScratch>>,
     encode: Mutex<HashMap<vuma_core::DeviceId, EncoderScratch>>,
+    rates: Mutex<HashMap<vuma_core::DeviceId, (Rates, bool)>>,
 }
 
 impl Scratch {
+    /// The rates for `dev`: measured ones once seen, else estimates (a pageable upload at
+    /// 70% of the link; a scan at 4 GB/s per core, at most 50 GB/s; or the configured
+    /// scan rate, which then stays fixed).
+    fn rates(&self, id: vuma_core::DeviceId, dev: &dyn DynDevice, cfg: &PathConfig) -> Rates {
+        let mut m = self.rates.lock().unwrap_or_else(|e| e.into_inner());
+        m.entry(id)
+            .or_insert_with(|| {
+                let fixed = cfg.scan_bytes_per_s > 0.0;
+                let scan = if fixed {
+                    cfg.scan_bytes_per_s
+                } else {
+                    (4e9 * scan_threads() as f64).min(50e9)
+                };
+                (
+                    Rates {
+                        plain_h2d: 0.7 * h2d_rate(dev),
+                        scan,
+                    },
+                    fixed,
+                )
+            })
+            .0
+    }
+
+    /// Folds a measured rate into the device's rates (a moving average).
+    fn observe(&self, id: vuma_core::DeviceId, scan: bool, v: f64) {
+        if !(v.is_finite() && v > 0.0) {
+            return;
+        }
+        let mut m = self.rates.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((r, fixed_scan)) = m.get_mut(&id) {
+            let f = match (scan, *fixed_scan) {
+                (true, true) => return,
+                (true, false) => &mut r.scan,
+                (false, _) => &mut r.plain_h2d,
+            };
+            *f = 0.5 * *f + 0.5 * v;
+        }
+    }
+
     /// Runs `f` with an encoder for `dev` that reuses this device's buffers.
     fn with_encoder<R>(
         &self,
@@ -273,11 +317,34 @@ fn runs(flags: &[bool]) -> Vec<(bool, usize, usize)> {
     out
 }
 
-/// Whether `dev` runs compute kernels in CPU emulation (a software Vulkan driver such as
-/// lavapipe): placing pages with a kernel there is slower than copying them.
-fn kernels_emulated(dev: &dyn DynDevice) -> bool {
-    let i = dev.info();
-    i.backend != Backend::Host && i.kind == vuma_core::DeviceKind::Cpu
+/// Merges zero runs shorter than `min_run` pages into their neighbours (sent as data).
+fn coalesce(rs: &[(bool, usize, usize)], min_run: usize) -> Vec<(bool, usize, usize)> {
+    let mut out: Vec<(bool, usize, usize)> = Vec::new();
+    for &(z, p0, np) in rs {
+        let z = z && np >= min_run.max(1);
+        match out.last_mut() {
+            Some(r) if r.0 == z => r.2 += np,
+            _ => out.push((z, p0, np)),
+        }
+    }
+    out
+}
+
+/// Bytes of the zero runs of `rs` (pages of `ps` bytes in a `len`-byte buffer).
+fn zero_bytes(rs: &[(bool, usize, usize)], ps: usize, len: usize) -> u64 {
+    rs.iter()
+        .filter(|r| r.0)
+        .map(|&(_, p0, np)| (((p0 + np) * ps).min(len) - p0 * ps) as u64)
+        .sum()
+}
+
+/// Rates the upload decision uses, per device: measured where the path has seen them.
+#[derive(Debug, Clone, Copy)]
+struct Rates {
+    /// Bytes per second of a plain upload from pageable memory (`Device::write`).
+    plain_h2d: f64,
+    /// Bytes per second of the zero-page scan on this host.
+    scan: f64,
 }
 
 fn h2d_rate(dev: &dyn DynDevice) -> f64 {
@@ -304,8 +371,14 @@ impl TransferPath for HyperloopPath {
         let t0 = Instant::now();
         let n = src.len() as u64;
         vuma_core::check_range(dst_offset, n, dst.len())?;
+        let id = dev.info().id;
         let plain = |why: String| -> Result<TransferReport> {
+            let t = Instant::now();
             dev.write(dst, dst_offset, src)?;
+            let s = t.elapsed().as_secs_f64();
+            if n >= self.cfg.min_bytes {
+                self.scratch.observe(id, false, n as f64 / s);
+            }
             let mut r = self.report(TransferKind::Upload, why, n);
             r.raw_pages = src.len().div_ceil(self.cfg.page_size) as u64;
             r.time_s = t0.elapsed().as_secs_f64();
@@ -321,8 +394,11 @@ impl TransferPath for HyperloopPath {
             ));
         }
         let ps = self.cfg.page_size;
-        let rate = h2d_rate(dev);
-        let t_plain = n as f64 / rate;
+        let rates = self.scratch.rates(id, dev, &self.cfg);
+        let t_plain = n as f64 / rates.plain_h2d;
+        // Zero runs shorter than this are sent as data: a device call costs more.
+        let min_run =
+            ((2.0 * self.cfg.call_overhead_s * rates.plain_h2d) / ps as f64).ceil() as usize;
         let cand = probe_pages(src, ps, self.cfg.probe_bytes);
         let pages = cand.len();
         let c = cand.iter().filter(|&&c| c).count();
@@ -331,91 +407,64 @@ impl TransferPath for HyperloopPath {
                 "plain: dense ({c} of {pages} pages pass the zero probe)"
             ));
         }
-        // Scanning the candidates must cost clearly less than not sending them would save.
+        // What skipping the candidates could save, at best, against what finding out costs.
         let cand_bytes = (c * ps).min(src.len()) as f64;
-        let scan_rate = if self.cfg.scan_bytes_per_s > 0.0 {
-            self.cfg.scan_bytes_per_s
-        } else {
-            (8e9 * scan_threads() as f64).min(80e9)
-        };
-        if cand_bytes / rate - cand_bytes / scan_rate < 0.1 * t_plain {
+        let best = coalesce(&runs(&cand), min_run);
+        let best_zero = zero_bytes(&best, ps, src.len());
+        let t_best = cand_bytes / rates.scan
+            + (n - best_zero) as f64 / rates.plain_h2d
+            + best.len() as f64 * self.cfg.call_overhead_s;
+        if t_best > 0.9 * t_plain {
             return plain(format!(
-                "plain: {c} of {pages} pages may be zero, but scanning them (~{:.0} GB/s here) costs about what skipping them saves",
-                scan_rate / 1e9
+                "plain: {c} of {pages} pages may be zero, but scanning them ({:.0} GB/s) and {} device calls would cost {:.2} ms against {:.2} ms plain ({:.0} GB/s)",
+                rates.scan / 1e9,
+                best.len(),
+                t_best * 1e3,
+                t_plain * 1e3,
+                rates.plain_h2d / 1e9
             ));
         }
+        let ts = Instant::now();
         let zero = scan_pages(src, ps, &cand);
-        let scan_s = t0.elapsed().as_secs_f64();
+        let scan_s = ts.elapsed().as_secs_f64();
+        self.scratch
+            .observe(id, true, cand_bytes / scan_s.max(1e-9));
         let z = zero.iter().filter(|&&b| b).count();
-        if z == 0 {
-            return plain(format!("plain: no zero page of {pages} (scan)"));
-        }
-        let zero_bytes: u64 = page::pages(src.len(), ps)
-            .zip(&zero)
-            .filter(|(_, &z)| z)
-            .map(|(r, _)| r.len() as u64)
-            .sum();
-        let sent = n - zero_bytes;
-        let rs = runs(&zero);
-        let t_runs = sent as f64 / rate + rs.len() as f64 * self.cfg.call_overhead_s;
-        let chunks = src.len().div_ceil(self.cfg.chunk_bytes) as f64;
-        // Chunked: raw pages are copied into chunk images on the host first (all cores).
-        let t_chunked =
-            sent as f64 / rate + sent as f64 / 20e9 + chunks * 3.0 * self.cfg.call_overhead_s;
-        let mut r = self.report(TransferKind::Upload, String::new(), n);
-        r.zero_pages = z as u64;
-        r.raw_pages = (pages - z) as u64;
-        if t_runs <= t_chunked && t_runs < 0.9 * t_plain {
-            for &(is_zero, p0, np) in &rs {
-                let a = p0 * ps;
-                let b = ((p0 + np) * ps).min(src.len());
-                if is_zero {
-                    dev.fill(dst, dst_offset + a as u64, (b - a) as u64, 0)?;
-                } else {
-                    dev.write(dst, dst_offset + a as u64, &src[a..b])?;
-                }
-            }
-            r.link_bytes = sent;
-            r.decision = format!(
-                "zero pages filled on the device: {z} of {pages} pages in {} runs (scan {:.2} ms; modelled {:.2} vs {:.2} ms plain)",
-                rs.len(),
-                scan_s * 1e3,
-                t_runs * 1e3,
-                t_plain * 1e3
-            );
-        } else if t_chunked < 0.9 * t_plain && !kernels_emulated(dev) {
-            let decisions: Vec<PageDecision> = zero
-                .iter()
-                .map(|&z| {
-                    if z {
-                        PageDecision::Zero
-                    } else {
-                        PageDecision::Raw
-                    }
-                })
-                .collect();
-            let cb = CompressedBuffer::from_decisions(src, &decisions, &self.options(dev))?;
-            let up = self
-                .scratch
-                .with_uploader(dev, |u| u.upload_into(&cb, dst, dst_offset))?;
-            r.link_bytes = up.bytes_sent;
-            r.decision = format!(
-                "zero pages filled on the device: {z} of {pages} pages in {} runs, scattered pages placed by a kernel (scan {:.2} ms; modelled {:.2} vs {:.2} ms plain)",
-                rs.len(),
-                scan_s * 1e3,
-                t_chunked * 1e3,
-                t_plain * 1e3
-            );
-        } else {
+        let rs = coalesce(&runs(&zero), min_run);
+        let skipped = zero_bytes(&rs, ps, src.len());
+        let t_runs =
+            (n - skipped) as f64 / rates.plain_h2d + rs.len() as f64 * self.cfg.call_overhead_s;
+        if skipped == 0 || t_runs >= t_plain {
             return plain(format!(
-                "plain: {z} zero pages of {pages} in {} runs save too little (modelled {:.2} ms per run, {:.2} ms chunked{}, {:.2} ms plain)",
+                "plain: {z} of {pages} pages are zero (scan {:.2} ms), too scattered to skip ({} calls: {:.2} ms against {:.2} ms plain)",
+                scan_s * 1e3,
                 rs.len(),
                 t_runs * 1e3,
-                t_chunked * 1e3,
-                if kernels_emulated(dev) { " but kernels are emulated here" } else { "" },
                 t_plain * 1e3
             ));
         }
+        let mut skipped_pages = 0u64;
+        for &(is_zero, p0, np) in &rs {
+            let a = p0 * ps;
+            let b = ((p0 + np) * ps).min(src.len());
+            if is_zero {
+                dev.fill(dst, dst_offset + a as u64, (b - a) as u64, 0)?;
+                skipped_pages += np as u64;
+            } else {
+                dev.write(dst, dst_offset + a as u64, &src[a..b])?;
+            }
+        }
+        let mut r = self.report(TransferKind::Upload, String::new(), n);
+        r.zero_pages = skipped_pages;
+        r.raw_pages = pages as u64 - skipped_pages;
+        r.link_bytes = n - skipped;
+        r.decision = format!(
+            "{skipped_pages} zero pages of {pages} filled on the device, the rest in {} copies (scan {:.2} ms; modelled {:.2} ms against {:.2} ms plain)",
+            rs.iter().filter(|r| !r.0).count(),
+            scan_s * 1e3,
+            t_runs * 1e3,
+            t_plain * 1e3
+        );
         r.time_s = t0.elapsed().as_secs_f64();
         Ok(r)
     }
@@ -598,6 +647,13 @@ mod tests {
                 (true, 8, 2)
             ]
         );
+        let c = coalesce(&runs(&z), 3);
+        assert_eq!(
+            c,
+            vec![(true, 0, 3), (false, 3, 1), (true, 4, 3), (false, 7, 3)]
+        );
+        assert_eq!(zero_bytes(&c, ps, d.len()), 6 * ps as u64);
+        assert_eq!(coalesce(&runs(&z), 4), vec![(false, 0, 10)]);
         let dense = vec![1u8; 10 * ps];
         assert!(zero_pages(&dense, ps, 64, 0.1).is_none());
     }
