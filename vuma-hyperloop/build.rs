@@ -1,8 +1,11 @@
-//! Compiles Hyperloop's WGSL decoders to SPIR-V with naga at build time and writes each as
-//! little-endian words to `$OUT_DIR/<name>.spv` (embedded by `src/kernels.rs`).
+//! Compiles Hyperloop's WGSL decoders and encoders to SPIR-V with naga at build time and
+//! writes each as little-endian words to `$OUT_DIR/<name>.spv` (embedded by
+//! `src/kernels.rs`).
 //!
-//! Every module is `shaders/common.wgsl` (bindings, push constants, page-table checks,
-//! byte access to word arrays) followed by its kernel's file. The writer flags are set
+//! Every decoder module is `shaders/common.wgsl` (bindings, push constants, page-table
+//! checks, byte access to word arrays) followed by its kernel's file; every encoder module
+//! is `shaders/hl_enc_common.wgsl` (the source binding, block planning) followed by its
+//! kernel's file. The writer flags are set
 //! explicitly (no `DEBUG`, whatever naga's own build profile) so the output is
 //! reproducible. naga 30 spells WGSL push constants `var<immediate>` (validated with
 //! `Capabilities::IMMEDIATES`).
@@ -43,6 +46,11 @@ fn main() {
     for name in ["hl_fill_copy", "hl_bitplane", "hl_lz4"] {
         let kernel = read(&format!("shaders/{name}.wgsl"));
         compile(name, &format!("{common}\n{kernel}"), &out_dir);
+    }
+    let enc_common = read("shaders/hl_enc_common.wgsl");
+    for name in ["hl_enc_size", "hl_enc_write"] {
+        let kernel = read(&format!("shaders/{name}.wgsl"));
+        compile(name, &format!("{enc_common}\n{kernel}"), &out_dir);
     }
     println!("cargo:rerun-if-changed=build.rs");
 }

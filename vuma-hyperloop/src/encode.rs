@@ -10,9 +10,10 @@
 //! on upload), the others are bitplane pages.
 //!
 //! Three steps, two kernels ([`CUDA_SOURCE`], each with a host-function variant of identical
-//! semantics that runs on [`vuma_core::HostDevice`]). Both take 256 threads per block (one
-//! block per group of 1024 elements, grid (pages, groups)); another block shape writes
-//! nothing (size pass) or flags every page (write pass).
+//! semantics that runs on [`vuma_core::HostDevice`], and a SPIR-V variant for Vulkan; see
+//! below). Both take 256 threads per block (one block per group of 1024 elements, grid
+//! (pages, groups)); another block shape writes nothing (size pass) or flags every page
+//! (write pass).
 //! 1. `hl_enc_size(src, src_len, records, stats, summary, npages, page_size, width)`: each
 //!    thread loads 16 bytes of the group and marks the values it sees per byte plane in
 //!    shared memory and counts its zero bytes; one warp per plane turns the marks into the
@@ -44,12 +45,32 @@
 //! Every write of `hl_enc_write` is checked against the output buffer and the page's slot;
 //! a job, record or statistic that does not fit sets a flag in a status word (`[flags,
 //! first bad page]`) instead, and [`DeviceEncoder::evict`] turns it into a typed error.
+//!
+//! **Vulkan.** Both kernels also have a SPIR-V variant (WGSL in
+//! `shaders/hl_enc_common.wgsl` + `hl_enc_size.wgsl` / `hl_enc_write.wgsl`, compiled by naga
+//! in `build.rs`: [`crate::kernels::enc_size_spirv`], [`crate::kernels::enc_write_spirv`])
+//! with the same arguments, grid ([`encode_grid`]), outputs and flags, and no subgroup
+//! operations (the workgroup size is the shaders' 256 invocations). The size pass marks each plane's values in workgroup-atomic presence masks
+//! and adds up zero counts with workgroup atomics. The write pass stages the group's planes
+//! in workgroup memory (invocation t: elements 4t..4t+4 of each plane), checks the
+//! statistics against the records and the data before it writes anything, and assembles
+//! the group's blocks in a zeroed workgroup buffer by OR-ing every byte, bitmap nibble and
+//! packed index into place as a bit stream (ranks of non-zero bytes from per-invocation
+//! counts and their prefix sums); one invocation per output word then stores them. The
+//! output is bound as atomic words: whole words inside the page are stored, words shared
+//! with another group, page or the entry (ranges need not be word-aligned) are written
+//! with `atomicAnd`/`atomicOr` on the owned bytes only, which commute, so there is no race
+//! and no byte outside the page's checked slot is written. Storage buffers are read in
+//! whole words: on Vulkan [`DeviceEncoder`] binds the source range rounded up to whole
+//! words (and at an offset that is a multiple of 256), or encodes a copy when the buffer
+//! does not allow that. Each binding must fit `maxStorageBufferRange` (128 MiB on
+//! lavapipe), so the source and the output of one eviction are limited to that.
 
 use std::time::Instant;
 
 use vuma_core::{
-    AccessMode, Arg, DynBuffer, DynDevice, Error, HostLaunch, Kernel, LaunchConfig, Placement,
-    Result, Scalar,
+    AccessMode, Arg, Backend, DynBuffer, DynDevice, Error, HostLaunch, Kernel, LaunchConfig,
+    Placement, Result, Scalar,
 };
 
 use crate::bitplane::{self, GROUP, HEADER, MAGIC};
@@ -1072,7 +1093,7 @@ fn host_enc_write(l: &mut HostLaunch<'_>) -> Result<()> {
     Ok(())
 }
 
-/// The two encoder kernels, each with its CUDA and host variants.
+/// The two encoder kernels, each with its CUDA, SPIR-V (Vulkan) and host variants.
 #[derive(Debug)]
 pub struct Encoders {
     /// Size pass (`hl_enc_size`).
@@ -1087,9 +1108,11 @@ pub fn encoders() -> &'static Encoders {
     E.get_or_init(|| Encoders {
         size: Kernel::new("hl_enc_size")
             .with_cuda_source(CUDA_SOURCE, "hl_enc_size")
+            .with_spirv(crate::kernels::enc_size_spirv(), "hl_enc_size")
             .with_host(host_enc_size),
         write: Kernel::new("hl_enc_write")
             .with_cuda_source(CUDA_SOURCE, "hl_enc_write")
+            .with_spirv(crate::kernels::enc_write_spirv(), "hl_enc_write")
             .with_host(host_enc_write),
     })
 }
@@ -1405,6 +1428,22 @@ impl<'d> DeviceEncoder<'d> {
         let dev = self.dev;
         let grid = encode_grid(npages, ps, width);
         let d = encoders();
+        // The Vulkan kernels read the source in whole 4-byte words through a binding whose
+        // offset is a multiple of minStorageBufferOffsetAlignment (at most 256): bind the
+        // range rounded up to whole words when the buffer holds them, else encode a copy.
+        let staged;
+        let (src, offset, src_bind) = if dev.info().backend == Backend::Vulkan {
+            let words = len.next_multiple_of(4);
+            if offset.is_multiple_of(256) && src.len() - offset >= words {
+                (src, offset, words)
+            } else {
+                staged = dev.alloc(words, Placement::DeviceLocal)?;
+                dev.copy(src, offset, staged.as_ref(), 0, len)?;
+                (staged.as_ref(), 0, words)
+            }
+        } else {
+            (src, offset, len)
+        };
 
         // 1. Size pass.
         let sums = grow(dev, &mut self.sums, 8 * np as u64)?;
@@ -1418,7 +1457,7 @@ impl<'d> DeviceEncoder<'d> {
                 Arg::Buffer {
                     buffer: src,
                     offset,
-                    len,
+                    len: src_bind,
                     access: AccessMode::Read,
                 },
                 Arg::Scalar(Scalar::U64(len)),
@@ -1514,7 +1553,7 @@ impl<'d> DeviceEncoder<'d> {
                     Arg::Buffer {
                         buffer: src,
                         offset,
-                        len,
+                        len: src_bind,
                         access: AccessMode::Read,
                     },
                     Arg::Scalar(Scalar::U64(len)),

@@ -674,6 +674,21 @@ pub fn lz4_spirv() -> Arc<[u32]> {
     spirv_words(include_bytes!(concat!(env!("OUT_DIR"), "/hl_lz4.spv")))
 }
 
+/// SPIR-V of the encoder's size pass `hl_enc_size` (`shaders/hl_enc_common.wgsl` +
+/// `shaders/hl_enc_size.wgsl`; see [`crate::encode`]).
+pub fn enc_size_spirv() -> Arc<[u32]> {
+    spirv_words(include_bytes!(concat!(env!("OUT_DIR"), "/hl_enc_size.spv")))
+}
+
+/// SPIR-V of the encoder's write pass `hl_enc_write` (`shaders/hl_enc_common.wgsl` +
+/// `shaders/hl_enc_write.wgsl`; see [`crate::encode`]).
+pub fn enc_write_spirv() -> Arc<[u32]> {
+    spirv_words(include_bytes!(concat!(
+        env!("OUT_DIR"),
+        "/hl_enc_write.spv"
+    )))
+}
+
 /// The decoders, built once per process.
 pub fn decoders() -> &'static Decoders {
     static D: OnceLock<Decoders> = OnceLock::new();

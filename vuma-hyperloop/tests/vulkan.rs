@@ -17,6 +17,9 @@ mod common;
 use vuma_core::conformance::skip_or_fail;
 use vuma_core::{DynBuffer, DynDevice, HostDevice, Placement};
 use vuma_hyperloop::datasets::{Dataset, SplitMix64};
+use vuma_hyperloop::encode::{
+    encode_grid, encoders, stats_bytes, DeviceEncoder, JOB_BYTES, REC, STAT,
+};
 use vuma_hyperloop::kernels::{Entry, PageKind, ENTRY_BYTES};
 use vuma_hyperloop::page::ElemWidth;
 use vuma_hyperloop::planner::{DeviceCodec, PageDecision};
@@ -582,5 +585,370 @@ fn vulkan_decode_rates_are_measured() {
     vuma_hyperloop::residency::measure_device_decode(&dev, &mut m, sample, iters).unwrap();
     eprintln!("measured cost model:\n{}", m.to_text());
     common::assert_rates_measured(&prior, &m);
+    assert_clean(&dev);
+}
+
+// ---- the device encoder (eviction) --------------------------------------------------------
+
+/// Evicts `data` (written to a device buffer of `dev` at `offset`, `spare` bytes after it)
+/// through `enc` to `home`; checks the round trip through the uploader and returns the
+/// downloaded chunk images as a compressed buffer (the evicted buffer is recycled).
+fn evict_on(
+    dev: &dyn DynDevice,
+    enc: &mut DeviceEncoder<'_>,
+    data: &[u8],
+    (offset, spare): (u64, u64),
+    opts: &CompressOptions,
+    home: Placement,
+) -> CompressedBuffer {
+    let n = data.len() as u64;
+    let src = dev
+        .alloc(offset + n + spare, Placement::DeviceLocal)
+        .unwrap();
+    dev.fill(src.as_ref(), 0, offset + n + spare, 0xEE).unwrap();
+    dev.write(src.as_ref(), offset, data).unwrap();
+    let ev = enc
+        .evict_range(src.as_ref(), offset, n, opts, home)
+        .unwrap_or_else(|e| panic!("evict {n} bytes at {offset} to {home:?}: {e}"));
+    let back = common::decode_into(dev, n, GUARD, "eviction", &mut |u, d| {
+        u.upload_pinned(ev.pinned(), d).map(drop)
+    })
+    .unwrap();
+    assert!(back == *data, "{home:?}: eviction round trip differs");
+    let cb = ev.to_compressed(dev).unwrap();
+    enc.recycle(ev);
+    cb
+}
+
+/// Evicts `data` on `dev` to each of `homes` it supports and compares the chunk images with
+/// the host encoder's, byte for byte.
+fn check_eviction(
+    dev: &VulkanDevice,
+    enc: &mut DeviceEncoder<'_>,
+    what: &str,
+    data: &[u8],
+    at: (u64, u64),
+    opts: &CompressOptions,
+    homes: &[Placement],
+) {
+    let mut forced = opts.clone();
+    forced.force = Some(PageDecision::Codec(DeviceCodec::Bitplane));
+    let want = CompressedBuffer::compress(data, &forced).unwrap();
+    for &home in homes {
+        if !DynDevice::supports(dev, home) {
+            eprintln!("SKIP home {home:?}: not supported");
+            continue;
+        }
+        let got = evict_on(dev, enc, data, at, opts, home);
+        assert_eq!(
+            got.chunks().len(),
+            want.chunks().len(),
+            "{what} {home:?}: chunk count"
+        );
+        for (i, (a, b)) in got.chunks().iter().zip(want.chunks()).enumerate() {
+            if a != b {
+                let p = a.image.iter().zip(&b.image).position(|(x, y)| x != y);
+                panic!(
+                    "{what} {home:?}: chunk {i} differs from the host encoder (lengths {} vs {}, first difference at {p:?})",
+                    a.image.len(),
+                    b.image.len()
+                );
+            }
+        }
+        assert_eq!(got.summary().bytes_sent, want.summary().bytes_sent);
+    }
+}
+
+/// Staging twice (the second run reuses scratch and output buffers holding the first run's
+/// bytes: padding must still come out zero) and mapped.
+const ALL_HOMES: [Placement; 3] = [
+    Placement::Staging,
+    Placement::HostMapped,
+    Placement::Staging,
+];
+const STAGING: [Placement; 1] = [Placement::Staging];
+
+fn enc_opts(width: ElemWidth, page: usize, chunk: usize, direct: usize) -> CompressOptions {
+    let mut o = CompressOptions::with_width(width);
+    o.plan.page_size = page;
+    o.chunk_bytes = chunk;
+    o.direct_min_bytes = direct;
+    o
+}
+
+#[test]
+fn vulkan_eviction_matches_the_host_encoder() {
+    let Some(dev) = vulkan() else { return };
+    let mut enc = DeviceEncoder::new(&dev);
+    for ds in Dataset::ALL {
+        // Several chunks, a partial last page of odd length.
+        let data = ds.generate((5 << 16) + 4099, 6);
+        for width in [ds.width(), ElemWidth::U8, ElemWidth::Bf16, ElemWidth::F32] {
+            let o = enc_opts(width, 64 << 10, 128 << 10, 64 << 10);
+            check_eviction(&dev, &mut enc, ds.name(), &data, (0, 0), &o, &ALL_HOMES);
+            eprintln!("ok eviction {} {width:?}", ds.name());
+        }
+    }
+    assert_clean(&dev);
+}
+
+#[test]
+fn vulkan_eviction_of_tiny_mixed_and_offset_buffers() {
+    let Some(dev) = vulkan() else { return };
+    let mut enc = DeviceEncoder::new(&dev);
+    for len in [1usize, 3, 6, 1023, 1025, 4097, 65537] {
+        let random = vuma_hyperloop::datasets::random_bytes(len, len as u64);
+        let relu = vuma_hyperloop::datasets::relu_f32(len, len as u64);
+        for width in [ElemWidth::U8, ElemWidth::Bf16, ElemWidth::F32] {
+            let o = enc_opts(width, 64 << 10, 64 << 10, 1 << 20);
+            for (name, data) in [("random", &random), ("relu", &relu)] {
+                check_eviction(&dev, &mut enc, name, data, (0, 0), &o, &STAGING);
+            }
+        }
+        let o = enc_opts(ElemWidth::F32, 64 << 10, 64 << 10, 1 << 20);
+        check_eviction(
+            &dev,
+            &mut enc,
+            "zero",
+            &vec![0u8; len],
+            (0, 0),
+            &o,
+            &STAGING,
+        );
+    }
+    // Zero, ReLU, random and constant pages mixed, small pages, odd lengths of the source
+    // range at word-aligned, odd and 256-byte-aligned offsets (the last word of the range
+    // inside the buffer or not).
+    let mut data = vec![0u8; 8 << 10];
+    data.extend(vuma_hyperloop::datasets::relu_f32(12 << 10, 1));
+    data.extend(vuma_hyperloop::datasets::random_bytes(9 << 10, 2));
+    data.extend(vec![7u8; 3 << 10]);
+    data.extend(vuma_hyperloop::datasets::relu_f32((1 << 10) + 3, 3));
+    for width in [ElemWidth::U8, ElemWidth::Bf16, ElemWidth::F32] {
+        let o = enc_opts(width, 2 << 10, 8 << 10, 4 << 10);
+        check_eviction(&dev, &mut enc, "mixed", &data, (0, 0), &o, &ALL_HOMES);
+        for at in [(0u64, 1u64), (256, 0), (256, 7), (4, 3), (3, 0)] {
+            check_eviction(&dev, &mut enc, "mixed", &data, at, &o, &STAGING);
+        }
+    }
+    assert_clean(&dev);
+}
+
+/// Changes to the records or statistics: (word index, value).
+type Tamper = Vec<(usize, u32)>;
+
+/// Runs both encoder passes on `dev` over `data` (64 KiB pages of f32) with `jobs` writing
+/// into an output of `out_len` bytes (followed by a guard), after the given changes to the
+/// size pass's records and statistics (word index, value); returns the status and output.
+fn enc_write_outcome(
+    dev: &dyn DynDevice,
+    data: &[u8],
+    jobs: &[u8],
+    out_len: u64,
+    rec_tamper: &[(usize, u32)],
+    stat_tamper: &[(usize, u32)],
+) -> ([u8; 8], Vec<u8>) {
+    use vuma_core::{AccessMode, Arg, Scalar};
+    fn whole(b: &dyn DynBuffer, access: AccessMode) -> Arg<'_, dyn DynBuffer> {
+        Arg::Buffer {
+            buffer: b,
+            offset: 0,
+            len: b.len(),
+            access,
+        }
+    }
+    let np = data.len().div_ceil(64 << 10);
+    let src_len = data.len() as u64;
+    let src = dev
+        .alloc(src_len.next_multiple_of(4), Placement::DeviceLocal)
+        .unwrap();
+    dev.write(src.as_ref(), 0, data).unwrap();
+    let rec = dev
+        .alloc((np * REC * 4) as u64, Placement::DeviceLocal)
+        .unwrap();
+    let stats = dev
+        .alloc(
+            stats_bytes(np, 64 << 10, ElemWidth::F32),
+            Placement::DeviceLocal,
+        )
+        .unwrap();
+    let sums = dev.alloc(8 * np as u64, Placement::DeviceLocal).unwrap();
+    dev.fill(sums.as_ref(), 0, 8 * np as u64, 0).unwrap();
+    let g = encode_grid(np as u32, 64 << 10, ElemWidth::F32);
+    let sc = |v: u32| Arg::Scalar(Scalar::U32(v));
+    dev.launch(
+        &encoders().size,
+        &g,
+        &[
+            whole(src.as_ref(), AccessMode::Read),
+            Arg::Scalar(Scalar::U64(src_len)),
+            whole(rec.as_ref(), AccessMode::ReadWrite),
+            whole(stats.as_ref(), AccessMode::ReadWrite),
+            whole(sums.as_ref(), AccessMode::ReadWrite),
+            sc(np as u32),
+            sc(64 << 10),
+            sc(4),
+        ],
+    )
+    .unwrap();
+    for &(at, v) in rec_tamper {
+        dev.write(rec.as_ref(), 4 * at as u64, &v.to_le_bytes())
+            .unwrap();
+    }
+    for &(at, v) in stat_tamper {
+        dev.write(stats.as_ref(), 4 * at as u64, &v.to_le_bytes())
+            .unwrap();
+    }
+    let jb = dev
+        .alloc(jobs.len() as u64, Placement::DeviceLocal)
+        .unwrap();
+    dev.write(jb.as_ref(), 0, jobs).unwrap();
+    let out = dev.alloc(out_len + GUARD, Placement::DeviceLocal).unwrap();
+    dev.fill(out.as_ref(), 0, out_len + GUARD, 0xAB).unwrap();
+    let status = dev.alloc(8, Placement::DeviceLocal).unwrap();
+    let mut init = [0u8; 8];
+    init[4..].copy_from_slice(&u32::MAX.to_le_bytes());
+    dev.write(status.as_ref(), 0, &init).unwrap();
+    dev.launch(
+        &encoders().write,
+        &g,
+        &[
+            whole(src.as_ref(), AccessMode::Read),
+            Arg::Scalar(Scalar::U64(src_len)),
+            whole(rec.as_ref(), AccessMode::Read),
+            whole(stats.as_ref(), AccessMode::Read),
+            whole(jb.as_ref(), AccessMode::Read),
+            Arg::Buffer {
+                buffer: out.as_ref(),
+                offset: 0,
+                len: out_len,
+                access: AccessMode::ReadWrite,
+            },
+            Arg::Scalar(Scalar::U64(out_len)),
+            whole(status.as_ref(), AccessMode::ReadWrite),
+            sc(np as u32),
+            sc(64 << 10),
+            sc(4),
+            sc(0),
+        ],
+    )
+    .unwrap();
+    let mut st = [0u8; 8];
+    dev.read(status.as_ref(), 0, &mut st).unwrap();
+    let mut back = vec![0u8; (out_len + GUARD) as usize];
+    dev.read(out.as_ref(), 0, &mut back).unwrap();
+    assert!(
+        back[out_len as usize..].iter().all(|&b| b == 0xAB),
+        "encoder wrote past its output"
+    );
+    back.truncate(out_len as usize);
+    (st, back)
+}
+
+#[test]
+fn vulkan_encoder_flags_exactly_what_the_host_flags() {
+    let Some(dev) = vulkan() else { return };
+    let host = HostDevice::new();
+    // Mixed pages: ReLU (bitplane), random (raw), zero, with a short last page.
+    let mut data = vuma_hyperloop::datasets::relu_f32(2 << 16, 8);
+    data.extend(vuma_hyperloop::datasets::random_bytes(1 << 16, 9));
+    data.extend(vec![0u8; 1 << 16]);
+    data.extend(vuma_hyperloop::datasets::relu_f32(3002, 10));
+    let mut opts = CompressOptions::with_width(ElemWidth::F32);
+    opts.force = Some(PageDecision::Codec(DeviceCodec::Bitplane));
+    opts.direct_min_bytes = 64 << 10;
+    let cb = CompressedBuffer::compress(&data, &opts).unwrap();
+    assert_eq!(cb.chunks().len(), 1);
+    let img = &cb.chunks()[0].image;
+    let np = cb.chunks()[0].npages as usize;
+    let mut jobs = vec![0u8; np * JOB_BYTES];
+    for i in 0..np {
+        jobs[i * JOB_BYTES + 8..i * JOB_BYTES + 12].copy_from_slice(&(i as u32).to_le_bytes());
+        jobs[i * JOB_BYTES + 16..(i + 1) * JOB_BYTES]
+            .copy_from_slice(&Entry::read(img, i).to_bytes());
+    }
+    let out_len = img.len() as u64;
+    let run = |d: &dyn DynDevice, jobs: &[u8], rt: &[(usize, u32)], stt: &[(usize, u32)]| {
+        enc_write_outcome(d, &data, jobs, out_len, rt, stt)
+    };
+    // The clean jobs rebuild the host encoder's image exactly, on both devices.
+    for d in [&host as &dyn DynDevice, &dev] {
+        let (st, out) = run(d, &jobs, &[], &[]);
+        assert_eq!(st[..4], [0; 4], "{}: clean jobs flagged", d.info().name);
+        assert!(
+            out == *img,
+            "{}: clean jobs differ from the host image at {:?}",
+            d.info().name,
+            out.iter().zip(img).position(|(a, b)| a != b)
+        );
+    }
+    // Corrupt jobs: the same status on both.
+    let mut rng = SplitMix64::new(77);
+    let mut flagged = 0;
+    for _ in 0..40 {
+        let mut bad = jobs.clone();
+        for _ in 0..1 + rng.next_u64() % 2 {
+            let p = (rng.next_u64() as usize) % np;
+            // Offsets, index, src_off, lengths, dst_off, kind, width.
+            let field = [0usize, 8, 16, 24, 28, 32, 40, 41][(rng.next_u64() % 8) as usize];
+            bad[p * JOB_BYTES + field] ^= 1 << (rng.next_u64() % 8);
+        }
+        // (Unflagged corrupt jobs may make pages overlap: their bytes then depend on the
+        // order of the writes, so only the status is compared.)
+        let (h, _) = run(&host, &bad, &[], &[]);
+        let (d, _) = run(&dev, &bad, &[], &[]);
+        assert_eq!(h, d, "host and device encoders flag differently");
+        flagged += usize::from(h[..4] != [0; 4]);
+    }
+    eprintln!("{flagged}/40 corrupt job sets flagged identically");
+    assert!(flagged > 10);
+    // Corrupt records and statistics (page 0 and 1 are bitplane pages): the same status,
+    // and the same bytes (groups that are flagged are not written on either).
+    let slots = (stats_bytes(1, 64 << 10, ElemWidth::F32) / 4) as usize;
+    let first = Entry::read(img, 0);
+    assert_eq!(first.kind, PageKind::Bitplane as u8);
+    let mut cases: Vec<(Tamper, Tamper)> = vec![
+        (vec![(0, 1)], vec![]),
+        (vec![(3, 2000)], vec![]),
+        (vec![(REC + 5, 7)], vec![]),
+        (vec![], vec![(8, 1025)]),
+        (vec![], vec![(8, 0)]),
+        (vec![], vec![(STAT * 6 + 3, 0)]),
+        (vec![], vec![(slots + STAT * 2 + 8, 12345)]),
+    ];
+    for _ in 0..16 {
+        let at = (rng.next_u64() as usize) % (2 * slots);
+        cases.push((vec![], vec![(at, rng.next_u64() as u32)]));
+        let at = (rng.next_u64() as usize) % (2 * REC);
+        cases.push((vec![(at, (rng.next_u64() % 1100) as u32)], vec![]));
+    }
+    // Swap two records of page 0: the totals agree, the per-block sizes do not.
+    let r: Vec<u32> = (0..5)
+        .map(|i| {
+            let at = first.src_off as usize + 8 + 4 * i;
+            let rd = |k: usize| u32::from_le_bytes(img[k..k + 4].try_into().unwrap());
+            rd(at + 4) - rd(at)
+        })
+        .collect();
+    if let Some(b) = (1..4).find(|&b| r[b] != r[0]) {
+        cases.push((vec![(0, r[b]), (b, r[0])], vec![]));
+    }
+    let mut seen = 0;
+    for (rt, stt) in &cases {
+        let (h, ho) = run(&host, &jobs, rt, stt);
+        let (d, dout) = run(&dev, &jobs, rt, stt);
+        assert_eq!(h, d, "records {rt:?} stats {stt:?}: flagged differently");
+        assert!(
+            ho == dout,
+            "records {rt:?} stats {stt:?}: outputs differ at {:?}",
+            ho.iter().zip(&dout).position(|(a, b)| a != b)
+        );
+        seen += usize::from(h[..4] != [0; 4]);
+    }
+    eprintln!(
+        "{seen}/{} corrupt records/statistics flagged identically",
+        cases.len()
+    );
+    assert!(seen > cases.len() / 3);
     assert_clean(&dev);
 }
