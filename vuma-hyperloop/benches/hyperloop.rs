@@ -14,9 +14,10 @@
 //! pageable memory, each vs a raw copy of the same bytes from the same kind of memory; the
 //! device decode rate of each device codec (from device memory) vs the raw pinned link rate;
 //! the eviction round trip of ReLU activations resident on the device (device encode +
-//! download + upload + decode, through staging copies and through mapped memory) vs a raw
-//! pinned download + upload, and the rate of the eviction to staging alone (device encode
-//! and download, overlapped per chunk: `evict_to_staging`) vs the raw pinned download.
+//! download + upload + decode, through staging copies and through mapped memory; CUDA and
+//! Vulkan) vs a raw pinned download + upload, and the rate of the eviction to staging alone
+//! (device encode and download, overlapped per chunk: `evict_to_staging`) vs the raw pinned
+//! download.
 
 use std::time::Instant;
 
@@ -353,14 +354,19 @@ fn device_bench(
 /// into pinned memory + raw upload; through staging copies and through mapped memory (the
 /// encoder writes across the link, the decoders read across it). Also the device encode
 /// rate (GB/s of input) vs the raw pinned download it replaces.
-fn eviction_bench(dev: &dyn DynDevice, data: &[u8], iters: usize) -> vuma_core::Result<()> {
+fn eviction_bench(
+    dev: &dyn DynDevice,
+    backend: &str,
+    data: &[u8],
+    iters: usize,
+) -> vuma_core::Result<()> {
     use vuma_hyperloop::encode::DeviceEncoder;
     use vuma_hyperloop::page::ElemWidth;
     let name = dev.info().name.clone();
     let n = data.len() as u64;
     let rec = |bench: &str, value: f64, baseline: &str, b: f64| {
         Record {
-            bench: format!("hyperloop/cuda/{bench}/relu_f32"),
+            bench: format!("hyperloop/{backend}/{bench}/relu_f32"),
             device: name.clone(),
             value,
             unit: "GB/s".into(),
@@ -541,6 +547,12 @@ fn main() {
                 println!("ERROR: vulkan bench on {} failed: {e}", ds.name());
                 std::process::exit(1);
             }
+            if ds == Dataset::ReluF32 {
+                if let Err(e) = eviction_bench(dev, "vulkan", d, iters) {
+                    println!("ERROR: vulkan eviction bench failed: {e}");
+                    std::process::exit(1);
+                }
+            }
         }
         if let Some(dev) = cuda.as_ref() {
             if let Err(e) = device_bench(dev, "cuda", &model, ds, &data, iters) {
@@ -548,7 +560,7 @@ fn main() {
                 std::process::exit(1);
             }
             if ds == Dataset::ReluF32 {
-                if let Err(e) = eviction_bench(dev, &data, iters) {
+                if let Err(e) = eviction_bench(dev, "cuda", &data, iters) {
                     println!("ERROR: eviction bench failed: {e}");
                     std::process::exit(1);
                 }

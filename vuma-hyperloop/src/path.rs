@@ -19,7 +19,7 @@
 //!   (bitplane codec), and the host keeps the compressed chunk images in pinned memory as a
 //!   [`PackedHost`] copy. The next upload of that buffer to the same device sends the
 //!   compressed bytes and decodes them there; host access decodes them on the host.
-//!   Backends without the encoder kernels (Vulkan) write back plainly.
+//!   Backends without the encoder kernels write back plainly.
 //!
 //! Each transfer's [`TransferReport`] says what was decided and why, and how many bytes
 //! crossed the link.
@@ -482,7 +482,8 @@ impl TransferPath for HyperloopPath {
         {
             return Ok(None);
         }
-        // The encoder kernels have CUDA and host variants; Vulkan writes back plainly.
+        // The encoder kernels have CUDA, SPIR-V (Vulkan) and host variants; a backend
+        // without one writes back plainly.
         let backend = dev.info().backend;
         if crate::encode::encoders()
             .size
