@@ -14,8 +14,9 @@
 //!   LZ4 block decoding (bounds-checked, errors to a status word), SPIR-V for Vulkan (WGSL
 //!   compiled by naga at build time), each with a host-function variant of identical
 //!   semantics, launched through [`vuma_core::DynDevice`];
-//! - [`encode`]: the device encoder of the bitplane codec (eviction compresses on the
-//!   device and downloads fewer bytes; output byte-identical to the host encoder's);
+//! - [`encode`]: the device encoder of the bitplane codec, CUDA C and WGSL (eviction
+//!   compresses on the device and downloads fewer bytes; output byte-identical to the host
+//!   encoder's);
 //! - [`planner`]: the [`CostModel`] (link bandwidth from
 //!   [`DeviceInfo::host_link`](vuma_core::DeviceInfo), device decode and host encode rates,
 //!   measured once and cacheable) and the per-page [`TransferPlan`]
@@ -23,6 +24,9 @@
 //! - [`residency`]: compressed host residency — [`CompressedBuffer`]
 //!   (compress once), [`Uploader`] (batched, double-buffered chunk
 //!   copies + device decode), pinned and device-resident forms;
+//! - [`path`]: [`HyperloopPath`], the memory manager's
+//!   [`TransferPath`](vuma_core::TransferPath): write-backs encoded on the GPU and kept
+//!   compressed in pinned host memory, uploads that skip zero pages where that pays;
 //! - [`store`]: [`CompressedStore`] for cold evicted pages;
 //! - [`datasets`]: seeded generators of the data sets tests and benches use.
 //!
@@ -76,8 +80,8 @@ pub mod planner;
 pub mod residency;
 pub mod store;
 
-pub use planner::{CostModel, DeviceCodec, PageDecision, PlanConfig, TransferPlan};
 pub use encode::{DeviceEncoder, EncoderScratch};
 pub use path::{HyperloopPath, PathConfig};
+pub use planner::{CostModel, DeviceCodec, PageDecision, PlanConfig, TransferPlan};
 pub use residency::{CompressOptions, CompressedBuffer, PinnedCompressed, UploadScratch, Uploader};
 pub use store::CompressedStore;

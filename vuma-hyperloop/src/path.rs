@@ -1,5 +1,5 @@
 //! [`HyperloopPath`]: PCIe Hyperloop as the memory manager's
-//! [`TransferPath`](vuma_core::TransferPath).
+//! [`TransferPath`].
 //!
 //! Plug it into [`MemoryConfig::transfer`](vuma_core::MemoryConfig) (the `vuma` facade
 //! does so by default) and the manager's own migrations go through Hyperloop:
