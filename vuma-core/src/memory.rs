@@ -922,11 +922,16 @@ impl MemoryManager {
                 }
                 None => {
                     let t0 = std::time::Instant::now();
-                    let mut data = vec![0u8; size as usize];
-                    dev.read(block.as_ref(), offset, &mut data)?;
+                    // Reuse the stale host copy's memory (no fresh pages to fault in); it
+                    // stays as it was, and invalid, if the read fails.
                     let b = st.buffers.get_mut(&id).expect("live");
                     let had_host = b.host.is_some();
-                    b.host = Some(data);
+                    let mut data = b.host.take().unwrap_or_else(|| vec![0u8; size as usize]);
+                    let r = dev.read(block.as_ref(), offset, &mut data);
+                    if had_host || r.is_ok() {
+                        b.host = Some(data);
+                    }
+                    r?;
                     b.host_valid = true;
                     if !had_host {
                         let h = &mut st.stats.host;
