@@ -19,6 +19,9 @@
 //!   (bitplane codec), and the host keeps the compressed chunk images in pinned memory as a
 //!   [`PackedHost`] copy. The next upload of that buffer to the same device sends the
 //!   compressed bytes and decodes them there; host access decodes them on the host.
+//!   The path measures, per device, how fast its encoded write-backs and packed uploads
+//!   run; when the two together are slower than two plain pageable copies would be, the
+//!   write-back goes plain (every 16th is still encoded, to keep the rates current).
 //!   Backends without the encoder kernels write back plainly.
 //!
 //! Each transfer's [`TransferReport`] says what was decided and why, and how many bytes
@@ -63,6 +66,9 @@ pub struct PathConfig {
     /// there is no link to save: off by default (plain copies there); tests turn it on to
     /// drive every step of the path on the host device.
     pub on_shared_memory: bool,
+    /// Encode every write-back on the device, even where the rates measured so far say a
+    /// plain write-back and upload would be faster (default off: tests turn it on).
+    pub always_encode: bool,
     /// Encode write-backs on the device where the backend has the encoder (default on).
     pub device_encode: bool,
     /// Uncompressed bytes per chunk of a chunked upload or a device-encoded write-back.
@@ -80,6 +86,7 @@ impl Default for PathConfig {
             call_overhead_s: 15e-6,
             scan_bytes_per_s: 0.0,
             on_shared_memory: false,
+            always_encode: false,
             device_encode: true,
             chunk_bytes: 32 << 20,
         }
@@ -117,6 +124,9 @@ impl Scratch {
                     Rates {
                         plain_h2d: 0.7 * h2d_rate(dev),
                         scan,
+                        hl_evict: None,
+                        hl_upload: None,
+                        declined: 0,
                     },
                     fixed,
                 )
@@ -125,19 +135,41 @@ impl Scratch {
     }
 
     /// Folds a measured rate into the device's rates (a moving average).
-    fn observe(&self, id: vuma_core::DeviceId, scan: bool, v: f64) {
+    fn observe(&self, id: vuma_core::DeviceId, which: Rate, v: f64) {
         if !(v.is_finite() && v > 0.0) {
             return;
         }
         let mut m = self.rates.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((r, fixed_scan)) = m.get_mut(&id) {
-            let f = match (scan, *fixed_scan) {
-                (true, true) => return,
-                (true, false) => &mut r.scan,
-                (false, _) => &mut r.plain_h2d,
-            };
-            *f = 0.5 * *f + 0.5 * v;
+            let avg = |old: f64| 0.5 * old + 0.5 * v;
+            match which {
+                Rate::Scan if *fixed_scan => {}
+                Rate::Scan => r.scan = avg(r.scan),
+                Rate::PlainH2d => r.plain_h2d = avg(r.plain_h2d),
+                Rate::HlEvict => r.hl_evict = Some(r.hl_evict.map_or(v, avg)),
+                Rate::HlUpload => r.hl_upload = Some(r.hl_upload.map_or(v, avg)),
+            }
         }
+    }
+
+    /// Whether a device-encoded write-back (and the upload from the packed copy) is
+    /// expected to beat a plain write-back and upload, by the rates measured so far; true
+    /// until both Hyperloop rates are known, and for every 16th write-back declined.
+    fn encode_pays(&self, id: vuma_core::DeviceId) -> bool {
+        let mut m = self.rates.lock().unwrap_or_else(|e| e.into_inner());
+        let Some((r, _)) = m.get_mut(&id) else {
+            return true;
+        };
+        let (Some(e), Some(u)) = (r.hl_evict, r.hl_upload) else {
+            return true;
+        };
+        // Per logical byte: encode + download + upload + decode against two plain copies
+        // (a pageable download runs at about the pageable upload's rate).
+        if 1.0 / e + 1.0 / u < 2.0 / r.plain_h2d {
+            return true;
+        }
+        r.declined += 1;
+        r.declined.is_multiple_of(16)
     }
 
     /// Runs `f` with an encoder for `dev` that reuses this device's buffers.
@@ -345,6 +377,24 @@ struct Rates {
     plain_h2d: f64,
     /// Bytes per second of the zero-page scan on this host.
     scan: f64,
+    /// Logical bytes per second of device-encoded write-backs (encode and download), once
+    /// measured.
+    hl_evict: Option<f64>,
+    /// Logical bytes per second of uploads from packed copies (copy and decode), once
+    /// measured.
+    hl_upload: Option<f64>,
+    /// Write-backs left plain because the measured rates said so (every 16th is encoded
+    /// anyway, to keep the rates current).
+    declined: u32,
+}
+
+/// Which measured rate a sample is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rate {
+    PlainH2d,
+    Scan,
+    HlEvict,
+    HlUpload,
 }
 
 fn h2d_rate(dev: &dyn DynDevice) -> f64 {
@@ -377,7 +427,7 @@ impl TransferPath for HyperloopPath {
             dev.write(dst, dst_offset, src)?;
             let s = t.elapsed().as_secs_f64();
             if n >= self.cfg.min_bytes {
-                self.scratch.observe(id, false, n as f64 / s);
+                self.scratch.observe(id, Rate::PlainH2d, n as f64 / s);
             }
             let mut r = self.report(TransferKind::Upload, why, n);
             r.raw_pages = src.len().div_ceil(self.cfg.page_size) as u64;
@@ -428,7 +478,7 @@ impl TransferPath for HyperloopPath {
         let zero = scan_pages(src, ps, &cand);
         let scan_s = ts.elapsed().as_secs_f64();
         self.scratch
-            .observe(id, true, cand_bytes / scan_s.max(1e-9));
+            .observe(id, Rate::Scan, cand_bytes / scan_s.max(1e-9));
         let z = zero.iter().filter(|&&b| b).count();
         let rs = coalesce(&runs(&zero), min_run);
         let skipped = zero_bytes(&rs, ps, src.len());
@@ -499,11 +549,24 @@ impl TransferPath for HyperloopPath {
         } else {
             return Ok(None);
         };
+        let id = dev.info().id;
+        // Rates are kept per device from its first transfer on.
+        let _ = self.scratch.rates(id, dev, &self.cfg);
+        if !self.cfg.always_encode && !self.scratch.encode_pays(id) {
+            tracing::debug!(
+                device = %dev.info().name,
+                bytes = len,
+                "plain write-back: measured rates say encoding on the device would not pay"
+            );
+            return Ok(None);
+        }
         let t0 = Instant::now();
         let opts = self.options(dev);
         let ev = self
             .scratch
             .with_encoder(dev, |e| e.evict_range(src, offset, len, &opts, home))?;
+        self.scratch
+            .observe(id, Rate::HlEvict, len as f64 / t0.elapsed().as_secs_f64());
         let s = ev.summary().clone();
         let link = ev.stored_bytes();
         let report = TransferReport {
@@ -607,6 +670,8 @@ impl PackedHost for HyperloopPacked {
         let up = self
             .scratch
             .with_uploader(dev, |u| u.upload_pinned_into(ev.pinned(), dst, dst_offset))?;
+        self.scratch
+            .observe(self.device, Rate::HlUpload, self.len as f64 / up.time_s);
         let s = &self.summary;
         Ok(TransferReport {
             kind: TransferKind::Upload,
@@ -657,6 +722,31 @@ mod tests {
         assert_eq!(coalesce(&runs(&z), 4), vec![(false, 0, 10)]);
         let dense = vec![1u8; 10 * ps];
         assert!(zero_pages(&dense, ps, 64, 0.1).is_none());
+    }
+
+    #[test]
+    fn write_backs_go_plain_when_measured_rates_say_so() {
+        let host = vuma_core::HostDevice::new();
+        let id = vuma_core::DynDevice::info(&host).id;
+        let s = Scratch::default();
+        s.rates(id, &host, &PathConfig::default());
+        assert!(s.encode_pays(id), "encode until both rates are measured");
+        s.observe(id, Rate::HlEvict, 10e9);
+        assert!(s.encode_pays(id));
+        s.observe(id, Rate::HlUpload, 10e9);
+        for _ in 0..20 {
+            s.observe(id, Rate::PlainH2d, 40e9);
+        }
+        // 1/10 + 1/10 per GB against 2/40: plain, except every 16th write-back.
+        let encoded = (0..32).filter(|_| s.encode_pays(id)).count();
+        assert_eq!(encoded, 2);
+        for _ in 0..20 {
+            s.observe(id, Rate::HlEvict, 100e9);
+            s.observe(id, Rate::HlUpload, 100e9);
+        }
+        assert!(s.encode_pays(id), "fast enough again");
+        s.observe(id, Rate::HlUpload, f64::NAN);
+        assert!(s.encode_pays(id), "bad samples are ignored");
     }
 
     #[test]

@@ -38,6 +38,7 @@ fn scenario(dev: Arc<dyn DynDevice>) {
         scan_bytes_per_s: 1e12,
         call_overhead_s: 1e-9,
         on_shared_memory: true,
+        always_encode: true,
         ..PathConfig::default()
     })
     .unwrap();
