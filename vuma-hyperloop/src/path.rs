@@ -127,6 +127,7 @@ impl Scratch {
                         hl_evict: None,
                         hl_upload: None,
                         declined: 0,
+                        hl_samples: [0, 0],
                     },
                     fixed,
                 )
@@ -146,8 +147,17 @@ impl Scratch {
                 Rate::Scan if *fixed_scan => {}
                 Rate::Scan => r.scan = avg(r.scan),
                 Rate::PlainH2d => r.plain_h2d = avg(r.plain_h2d),
-                Rate::HlEvict => r.hl_evict = Some(r.hl_evict.map_or(v, avg)),
-                Rate::HlUpload => r.hl_upload = Some(r.hl_upload.map_or(v, avg)),
+                Rate::HlEvict | Rate::HlUpload => {
+                    let (slot, n) = if which == Rate::HlEvict {
+                        (&mut r.hl_evict, &mut r.hl_samples[0])
+                    } else {
+                        (&mut r.hl_upload, &mut r.hl_samples[1])
+                    };
+                    *n += 1;
+                    if *n > 1 {
+                        *slot = Some(slot.map_or(v, avg));
+                    }
+                }
             }
         }
     }
@@ -386,6 +396,9 @@ struct Rates {
     /// Write-backs left plain because the measured rates said so (every 16th is encoded
     /// anyway, to keep the rates current).
     declined: u32,
+    /// Samples seen of `hl_evict` and `hl_upload`: the first of each is a warm-up (it
+    /// pays for the scratch and pinned buffers) and is not counted.
+    hl_samples: [u32; 2],
 }
 
 /// Which measured rate a sample is for.
@@ -731,6 +744,9 @@ mod tests {
         let s = Scratch::default();
         s.rates(id, &host, &PathConfig::default());
         assert!(s.encode_pays(id), "encode until both rates are measured");
+        s.observe(id, Rate::HlEvict, 1e6); // warm-up samples: not counted
+        s.observe(id, Rate::HlUpload, 1e6);
+        assert!(s.encode_pays(id));
         s.observe(id, Rate::HlEvict, 10e9);
         assert!(s.encode_pays(id));
         s.observe(id, Rate::HlUpload, 10e9);
