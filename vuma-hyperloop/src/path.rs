@@ -56,9 +56,11 @@ pub struct PathConfig {
     pub probe_bytes: usize,
     /// Scan only when at least this fraction of the pages passed the probe (default 1/8).
     pub min_zero_fraction: f64,
-    /// Host-side cost of one device call (copy or fill), seconds (default 15 µs): zero runs
-    /// shorter than what two calls cost at the upload rate travel as data.
-    pub call_overhead_s: f64,
+    /// Host-side cost of one device call (copy or fill), seconds: the first estimate,
+    /// replaced by what calls are measured to cost (`None`, the default: 15 µs, 100 µs on
+    /// Vulkan, which waits for each submission). Zero runs shorter than what two calls
+    /// cost at the upload rate travel as data.
+    pub call_overhead_s: Option<f64>,
     /// Host bytes per second of the zero-page scan (0: estimate 8 GB/s per core, at most
     /// 80 GB/s).
     pub scan_bytes_per_s: f64,
@@ -83,7 +85,7 @@ impl Default for PathConfig {
             min_bytes: 1 << 20,
             probe_bytes: 64,
             min_zero_fraction: 0.125,
-            call_overhead_s: 15e-6,
+            call_overhead_s: None,
             scan_bytes_per_s: 0.0,
             on_shared_memory: false,
             always_encode: false,
@@ -124,6 +126,15 @@ impl Scratch {
                     Rates {
                         plain_h2d: 0.7 * h2d_rate(dev),
                         scan,
+                        // Vulkan waits for each submission (about 100 µs measured on the
+                        // H200); the others queue.
+                        call_s: cfg.call_overhead_s.unwrap_or(
+                            if dev.info().backend == Backend::Vulkan {
+                                100e-6
+                            } else {
+                                15e-6
+                            },
+                        ),
                         hl_evict: None,
                         hl_upload: None,
                         declined: 0,
@@ -147,6 +158,7 @@ impl Scratch {
                 Rate::Scan if *fixed_scan => {}
                 Rate::Scan => r.scan = avg(r.scan),
                 Rate::PlainH2d => r.plain_h2d = avg(r.plain_h2d),
+                Rate::Call => r.call_s = avg(r.call_s),
                 Rate::HlEvict | Rate::HlUpload => {
                     let (slot, n) = if which == Rate::HlEvict {
                         (&mut r.hl_evict, &mut r.hl_samples[0])
@@ -387,6 +399,8 @@ struct Rates {
     plain_h2d: f64,
     /// Bytes per second of the zero-page scan on this host.
     scan: f64,
+    /// Seconds one device call (copy or fill) costs beyond moving its bytes.
+    call_s: f64,
     /// Logical bytes per second of device-encoded write-backs (encode and download), once
     /// measured.
     hl_evict: Option<f64>,
@@ -406,6 +420,7 @@ struct Rates {
 enum Rate {
     PlainH2d,
     Scan,
+    Call,
     HlEvict,
     HlUpload,
 }
@@ -460,8 +475,7 @@ impl TransferPath for HyperloopPath {
         let rates = self.scratch.rates(id, dev, &self.cfg);
         let t_plain = n as f64 / rates.plain_h2d;
         // Zero runs shorter than this are sent as data: a device call costs more.
-        let min_run =
-            ((2.0 * self.cfg.call_overhead_s * rates.plain_h2d) / ps as f64).ceil() as usize;
+        let min_run = ((2.0 * rates.call_s * rates.plain_h2d) / ps as f64).ceil() as usize;
         let cand = probe_pages(src, ps, self.cfg.probe_bytes);
         let pages = cand.len();
         let c = cand.iter().filter(|&&c| c).count();
@@ -476,7 +490,7 @@ impl TransferPath for HyperloopPath {
         let best_zero = zero_bytes(&best, ps, src.len());
         let t_best = cand_bytes / rates.scan
             + (n - best_zero) as f64 / rates.plain_h2d
-            + best.len() as f64 * self.cfg.call_overhead_s;
+            + best.len() as f64 * rates.call_s;
         if t_best > 0.9 * t_plain {
             return plain(format!(
                 "plain: {c} of {pages} pages may be zero, but scanning them ({:.0} GB/s) and {} device calls would cost {:.2} ms against {:.2} ms plain ({:.0} GB/s)",
@@ -495,8 +509,7 @@ impl TransferPath for HyperloopPath {
         let z = zero.iter().filter(|&&b| b).count();
         let rs = coalesce(&runs(&zero), min_run);
         let skipped = zero_bytes(&rs, ps, src.len());
-        let t_runs =
-            (n - skipped) as f64 / rates.plain_h2d + rs.len() as f64 * self.cfg.call_overhead_s;
+        let t_runs = (n - skipped) as f64 / rates.plain_h2d + rs.len() as f64 * rates.call_s;
         if skipped == 0 || t_runs >= t_plain {
             return plain(format!(
                 "plain: {z} of {pages} pages are zero (scan {:.2} ms), too scattered to skip ({} calls: {:.2} ms against {:.2} ms plain)",
@@ -507,6 +520,7 @@ impl TransferPath for HyperloopPath {
             ));
         }
         let mut skipped_pages = 0u64;
+        let tr = Instant::now();
         for &(is_zero, p0, np) in &rs {
             let a = p0 * ps;
             let b = ((p0 + np) * ps).min(src.len());
@@ -517,6 +531,11 @@ impl TransferPath for HyperloopPath {
                 dev.write(dst, dst_offset + a as u64, &src[a..b])?;
             }
         }
+        // What each device call really cost beyond moving its bytes (Vulkan waits for every
+        // submission; CUDA does not).
+        let extra = tr.elapsed().as_secs_f64() - (n - skipped) as f64 / rates.plain_h2d;
+        self.scratch
+            .observe(id, Rate::Call, extra.max(1e-7) / rs.len().max(1) as f64);
         let mut r = self.report(TransferKind::Upload, String::new(), n);
         r.zero_pages = skipped_pages;
         r.raw_pages = pages as u64 - skipped_pages;

@@ -36,7 +36,7 @@ fn scenario(dev: Arc<dyn DynDevice>) {
     // any machine (the defaults weigh both against the link).
     let path = HyperloopPath::new(PathConfig {
         scan_bytes_per_s: 1e12,
-        call_overhead_s: 1e-9,
+        call_overhead_s: Some(1e-9),
         on_shared_memory: true,
         always_encode: true,
         ..PathConfig::default()
