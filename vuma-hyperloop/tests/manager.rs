@@ -252,3 +252,28 @@ fn eviction_of_a_sub_range_reuses_its_scratch() {
         )
         .is_err());
 }
+
+#[test]
+fn dense_uploads_decide_from_a_sample() {
+    let host = HostDevice::new();
+    let path = HyperloopPath::new(PathConfig {
+        on_shared_memory: true,
+        ..PathConfig::default()
+    })
+    .unwrap();
+    let len = 32usize << 20; // 512 pages: a sample of 256
+    let dst = DynDevice::alloc(&host, len as u64, vuma_core::Placement::DeviceLocal).unwrap();
+    let dense = Dataset::Random.generate(len, 9);
+    let r = path.upload(&host, &dense, dst.as_ref(), 0).unwrap();
+    assert!(r.decision.contains("sampled pages"), "{}", r.decision);
+    assert_eq!((r.link_bytes, r.zero_pages), (len as u64, 0));
+    let mut back = vec![0u8; len];
+    DynDevice::read(&host, dst.as_ref(), 0, &mut back).unwrap();
+    assert_eq!(back, dense);
+    // Mostly zero: the sample passes, the full probe and the model decide.
+    let zeros = Dataset::ZeroHeavy.generate(len, 9);
+    let r = path.upload(&host, &zeros, dst.as_ref(), 0).unwrap();
+    assert!(!r.decision.contains("sampled pages"), "{}", r.decision);
+    DynDevice::read(&host, dst.as_ref(), 0, &mut back).unwrap();
+    assert_eq!(back, zeros);
+}
