@@ -201,18 +201,9 @@ impl Scratch {
         f: impl FnOnce(&mut DeviceEncoder<'_>) -> Result<R>,
     ) -> Result<R> {
         let id = dev.info().id;
-        let mine = self
-            .encode
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&id)
-            .unwrap_or_default();
-        let mut enc = DeviceEncoder::with_scratch(dev, mine);
+        let mut enc = DeviceEncoder::with_scratch(dev, take(&self.encode, id));
         let r = f(&mut enc);
-        self.encode
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, enc.into_scratch());
+        put(&self.encode, id, enc.into_scratch());
         r
     }
 
@@ -238,19 +229,47 @@ impl Scratch {
         f: impl FnOnce(&mut Uploader<'_>) -> Result<R>,
     ) -> Result<R> {
         let id = dev.info().id;
-        let mine = self
-            .upload
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&id)
-            .unwrap_or_default();
-        let mut up = Uploader::with_scratch(dev, mine);
+        let mut up = Uploader::with_scratch(dev, take(&self.upload, id));
         let r = f(&mut up);
-        self.upload
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, up.into_scratch());
+        put(&self.upload, id, up.into_scratch());
         r
+    }
+}
+
+/// Takes device `id`'s entry out of `m` (the default when there is none), so that no lock
+/// is held while it is used.
+fn take<T: Default>(m: &Mutex<HashMap<vuma_core::DeviceId, T>>, id: vuma_core::DeviceId) -> T {
+    m.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&id)
+        .unwrap_or_default()
+}
+
+/// Puts device `id`'s entry back into `m`.
+fn put<T>(m: &Mutex<HashMap<vuma_core::DeviceId, T>>, id: vuma_core::DeviceId, v: T) {
+    m.lock().unwrap_or_else(|e| e.into_inner()).insert(id, v);
+}
+
+/// The report of a transfer of `logical` bytes, `link` of which crossed the link, with the
+/// page counts of `s`.
+fn summary_report(
+    kind: TransferKind,
+    decision: String,
+    logical: u64,
+    link: u64,
+    s: &PlanSummary,
+    time_s: f64,
+) -> TransferReport {
+    TransferReport {
+        kind,
+        path: "hyperloop",
+        decision,
+        logical_bytes: logical,
+        link_bytes: link,
+        zero_pages: s.zero_pages as u64,
+        raw_pages: s.raw_pages as u64,
+        compressed_pages: (s.bitplane_pages + s.lz4_pages) as u64,
+        time_s,
     }
 }
 
@@ -618,28 +637,20 @@ impl TransferPath for HyperloopPath {
             .observe(id, Rate::HlEvict, len as f64 / t0.elapsed().as_secs_f64());
         let s = ev.summary().clone();
         let link = ev.stored_bytes();
-        let report = TransferReport {
-            kind: TransferKind::Download,
-            path: "hyperloop",
-            decision: format!(
-                "encoded on the {} device: {} zero, {} bitplane, {} raw pages; {:.2}x",
-                if backend == Backend::Host {
-                    "host"
-                } else {
-                    "GPU"
-                },
-                s.zero_pages,
-                s.bitplane_pages,
-                s.raw_pages,
-                len as f64 / link.max(1) as f64
-            ),
-            logical_bytes: len,
-            link_bytes: link,
-            zero_pages: s.zero_pages as u64,
-            raw_pages: s.raw_pages as u64,
-            compressed_pages: (s.bitplane_pages + s.lz4_pages) as u64,
-            time_s: t0.elapsed().as_secs_f64(),
-        };
+        let decision = format!(
+            "encoded on the {} device: {} zero, {} bitplane, {} raw pages; {:.2}x",
+            if backend == Backend::Host {
+                "host"
+            } else {
+                "GPU"
+            },
+            s.zero_pages,
+            s.bitplane_pages,
+            s.raw_pages,
+            len as f64 / link.max(1) as f64
+        );
+        let time_s = t0.elapsed().as_secs_f64();
+        let report = summary_report(TransferKind::Download, decision, len, link, &s, time_s);
         let packed = HyperloopPacked {
             scratch: self.scratch.clone(),
             device: dev.info().id,
@@ -722,20 +733,18 @@ impl PackedHost for HyperloopPacked {
         self.scratch
             .observe(self.device, Rate::HlUpload, self.len as f64 / up.time_s);
         let s = &self.summary;
-        Ok(TransferReport {
-            kind: TransferKind::Upload,
-            path: "hyperloop",
-            decision: format!(
-                "compressed host copy decoded on the device: {} zero, {} bitplane, {} raw pages",
-                s.zero_pages, s.bitplane_pages, s.raw_pages
-            ),
-            logical_bytes: self.len,
-            link_bytes: up.bytes_sent,
-            zero_pages: s.zero_pages as u64,
-            raw_pages: s.raw_pages as u64,
-            compressed_pages: (s.bitplane_pages + s.lz4_pages) as u64,
-            time_s: up.time_s,
-        })
+        let decision = format!(
+            "compressed host copy decoded on the device: {} zero, {} bitplane, {} raw pages",
+            s.zero_pages, s.bitplane_pages, s.raw_pages
+        );
+        Ok(summary_report(
+            TransferKind::Upload,
+            decision,
+            self.len,
+            up.bytes_sent,
+            s,
+            up.time_s,
+        ))
     }
 }
 

@@ -1295,20 +1295,14 @@ fn begin(dev: &ash::Device, cmd: vk::CommandBuffer) -> Result<()> {
     Ok(())
 }
 
-/// Ends `cmd` with a barrier making device writes visible to the host, and submits it
-/// on `queue`, chained on the timeline (waits `ctx.value`, signals `ctx.value + 1`).
-/// Returns the value whose completion means `cmd` finished.
-fn end_and_submit(
-    dev: &ash::Device,
-    side: vk::Semaphore,
-    ctx: &mut Ctx,
-    queue: vk::Queue,
-    cmd: vk::CommandBuffer,
-) -> Result<u64> {
+/// Ends the recording `cmd` with a barrier that makes every device write visible to the
+/// host.
+fn end_with_host_barrier(dev: &ash::Device, cmd: vk::CommandBuffer) -> Result<()> {
     let mb = vk::MemoryBarrier::default()
         .src_access_mask(vk::AccessFlags::MEMORY_WRITE)
         .dst_access_mask(vk::AccessFlags::HOST_READ | vk::AccessFlags::HOST_WRITE);
-    // SAFETY: `cmd` is recording.
+    // SAFETY: `cmd` is recording (caller's contract; a wrong state is a Vulkan error the
+    // validation layer reports, not memory unsafety on our side).
     unsafe {
         dev.cmd_pipeline_barrier(
             cmd,
@@ -1321,7 +1315,20 @@ fn end_and_submit(
         );
         dev.end_command_buffer(cmd)
     }
-    .map_err(|e| vk_err("vkEndCommandBuffer", e))?;
+    .map_err(|e| vk_err("vkEndCommandBuffer", e))
+}
+
+/// Ends `cmd` with a barrier making device writes visible to the host, and submits it
+/// on `queue`, chained on the timeline (waits `ctx.value`, signals `ctx.value + 1`).
+/// Returns the value whose completion means `cmd` finished.
+fn end_and_submit(
+    dev: &ash::Device,
+    side: vk::Semaphore,
+    ctx: &mut Ctx,
+    queue: vk::Queue,
+    cmd: vk::CommandBuffer,
+) -> Result<u64> {
+    end_with_host_barrier(dev, cmd)?;
     let signal_v = [ctx.value + 1];
     let sems = [ctx.timeline];
     let cmds = [cmd];
@@ -2239,25 +2246,10 @@ impl Device for VulkanDevice {
             dst_offset,
             size: len,
         };
-        let mb = vk::MemoryBarrier::default()
-            .src_access_mask(vk::AccessFlags::MEMORY_WRITE)
-            .dst_access_mask(vk::AccessFlags::HOST_READ | vk::AccessFlags::HOST_WRITE);
         // SAFETY: `cmd` is recording; both buffers are valid, the regions in bounds and not
-        // overlapping; the trailing barrier makes the copy visible to the host.
-        unsafe {
-            dev.cmd_copy_buffer(cmd, src.raw, dst.raw, &[region]);
-            dev.cmd_pipeline_barrier(
-                cmd,
-                vk::PipelineStageFlags::ALL_COMMANDS,
-                vk::PipelineStageFlags::HOST,
-                vk::DependencyFlags::empty(),
-                &[mb],
-                &[],
-                &[],
-            );
-            dev.end_command_buffer(cmd)
-        }
-        .map_err(|e| vk_err("vkEndCommandBuffer", e))?;
+        // overlapping.
+        unsafe { dev.cmd_copy_buffer(cmd, src.raw, dst.raw, &[region]) };
+        end_with_host_barrier(dev, cmd)?;
         // Ordered after every operation issued so far (the main timeline's last value);
         // signals the next side value, which `wait_for` makes later submissions wait for.
         let value = self.shared.side_value.load(Ordering::Acquire) + 1;
