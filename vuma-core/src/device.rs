@@ -293,6 +293,9 @@ impl std::fmt::Debug for dyn DynDevice {
 /// range written by one argument overlapping another argument's range of the same buffer.
 /// Backends call it before touching any argument.
 pub fn check_launch_args<B: Buffer>(kernel: &Kernel, args: &[Arg<'_, B>]) -> Result<()> {
+    if let Some(sig) = kernel.signature() {
+        sig.check(kernel.name(), args)?;
+    }
     let bufs: Vec<(&B, u64, u64, bool)> = args
         .iter()
         .filter_map(|a| match *a {

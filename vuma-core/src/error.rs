@@ -158,6 +158,25 @@ pub enum Error {
     /// Nothing it would have written was touched.
     #[error("`{0}` was cancelled before it ran")]
     Cancelled(String),
+    /// A kernel holds the buffer for writing: a host access now would be lost or would see
+    /// a half-written copy. Transient: retry once the workload that holds it completes.
+    #[error("buffer {buffer} is being written by a kernel on {device}; retry when its workload completes")]
+    InUse {
+        /// The buffer's id.
+        buffer: u64,
+        /// The device running the kernel.
+        device: String,
+    },
+    /// The buffer's only valid copy was being written by a kernel that failed: its
+    /// contents are unknown. Final for the contents: overwrite the whole buffer (a host
+    /// write of every byte, or a kernel that writes it entirely) to use it again.
+    #[error("buffer {buffer} lost its contents: {reason}; overwrite it entirely to use it again")]
+    DataLost {
+        /// The buffer's id.
+        buffer: u64,
+        /// What happened.
+        reason: String,
+    },
     /// A failure injected by a test's fault plan.
     #[error("injected fault at {0}")]
     Injected(&'static str),
@@ -170,6 +189,7 @@ impl Error {
             self,
             Error::OutOfMemory { .. }
                 | Error::BudgetExceeded { .. }
+                | Error::InUse { .. }
                 | Error::QueueFull { .. }
                 | Error::Backend {
                     transient: true,

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use crate::error::Result;
 use crate::info::Backend;
 use crate::placement::AccessMode;
+use crate::signature::Signature;
 
 /// A scalar kernel argument, passed by value (CUDA), as a push constant (Vulkan, in order,
 /// each 4 bytes except 8 for 64-bit values) or as a value (host).
@@ -192,11 +193,13 @@ impl fmt::Debug for KernelVariant {
     }
 }
 
-/// A named kernel with variants for one or more backends.
+/// A named kernel with variants for one or more backends, and the [`Signature`] its
+/// launches are checked against.
 #[derive(Debug, Clone)]
 pub struct Kernel {
     name: Cow<'static, str>,
     variants: Vec<KernelVariant>,
+    signature: Option<Arc<Signature>>,
 }
 
 impl Kernel {
@@ -205,7 +208,21 @@ impl Kernel {
         Kernel {
             name: name.into(),
             variants: Vec::new(),
+            signature: None,
         }
+    }
+    /// Declares the kernel's parameters: every launch is checked against them before it
+    /// reaches a driver (count, kinds, access, and the bounds that keep the kernel inside
+    /// its buffers). Without one, only what the driver tells is checked (CUDA: the
+    /// parameter count and sizes; Vulkan: the bindings and push constants) and the kernel's
+    /// accesses are its author's contract.
+    pub fn with_signature(mut self, signature: Signature) -> Self {
+        self.signature = Some(Arc::new(signature));
+        self
+    }
+    /// The declared signature, if any.
+    pub fn signature(&self) -> Option<&Signature> {
+        self.signature.as_deref()
     }
     /// Adds CUDA C source with its entry point.
     pub fn with_cuda_source(

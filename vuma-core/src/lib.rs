@@ -62,6 +62,7 @@ pub mod kernel;
 pub mod memory;
 pub mod placement;
 pub mod pool;
+pub mod signature;
 pub mod storage;
 pub mod transfer;
 
@@ -80,5 +81,6 @@ pub use placement::{
     choose_placement, human_bytes, AccessMode, Placement, PlacementConfig, PlacementDecision,
 };
 pub use pool::{Pool, PoolAlloc, PoolConfig, PoolStats};
+pub use signature::{Bound, Param, ScalarKind, Signature};
 pub use storage::{DeviceStorage, RawStorage};
 pub use transfer::{PackedHost, TransferKind, TransferPath, TransferReport};

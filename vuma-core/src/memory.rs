@@ -143,6 +143,11 @@ struct BufState {
     written: bool,
     copies: HashMap<usize, Copy>,
     in_use: u32,
+    /// Leases with write access outstanding, by device (host access waits for them).
+    writers: Vec<usize>,
+    /// The only valid copy was being written by a kernel that failed: reads are refused
+    /// until the whole buffer is overwritten.
+    lost: bool,
     dropped: bool,
 }
 
@@ -177,6 +182,49 @@ impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MemoryManager({} devices)", self.devices.len())
+    }
+}
+
+impl State {
+    /// Refuses host access to a buffer a kernel holds for writing (the access would be
+    /// lost, or would see a half-written copy).
+    fn check_no_writer(&self, devices: &[DevSlot], id: BufferId) -> Result<()> {
+        match self.buffers.get(&id).and_then(|b| b.writers.first()) {
+            Some(&d) => Err(Error::InUse {
+                buffer: id.0,
+                device: devices[d].device.info().name.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Zeroed host memory for a copy of `size` bytes, or the transient
+/// [`Error::OutOfMemory`] (never an abort) when the host has none.
+fn host_zeroed(size: u64) -> Result<Vec<u8>> {
+    let oom = || Error::OutOfMemory {
+        device: "host".into(),
+        requested: size,
+    };
+    let n = usize::try_from(size).map_err(|_| oom())?;
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let layout = std::alloc::Layout::array::<u8>(n).map_err(|_| oom())?;
+    // SAFETY: `layout` has a non-zero size (checked above).
+    let p = unsafe { std::alloc::alloc_zeroed(layout) };
+    if p.is_null() {
+        return Err(oom());
+    }
+    // SAFETY: `p` was allocated by the global allocator with the layout of `[u8; n]`
+    // (alignment 1, `n` bytes), all `n` bytes are initialised (zeroed), and ownership
+    // passes to the vector, which frees it with the same layout.
+    Ok(unsafe { Vec::from_raw_parts(p, n, n) })
 }
 
 /// Keeps unified buffers coherent across the host and a set of devices.
@@ -300,6 +348,8 @@ impl Residency {
 /// [`MemoryManager::release`].
 #[derive(Debug)]
 pub struct Lease {
+    /// The manager the lease belongs to: released there whichever handle is used.
+    owner: Arc<Shared>,
     buffer: BufferId,
     device: usize,
     block: Arc<dyn DynBuffer>,
@@ -488,6 +538,8 @@ impl MemoryManager {
                 written: false,
                 copies: HashMap::new(),
                 in_use: 0,
+                writers: Vec::new(),
+                lost: false,
                 dropped: false,
             },
         );
@@ -520,17 +572,19 @@ impl MemoryManager {
         check_range(offset, data.len() as u64, buf.size)?;
         let whole = offset == 0 && data.len() as u64 == buf.size;
         let mut st = self.shared.lock();
+        st.check_no_writer(&self.shared.devices, buf.id)?;
         if whole {
             drop_packed(&mut st, buf.id);
         } else {
             self.make_host_valid(&mut st, buf.id)?;
         }
-        materialise_host(&mut st, buf.id);
+        materialise_host(&mut st, buf.id)?;
         let b = st.buffers.get_mut(&buf.id).expect("live buffer");
         let host = b.host.as_mut().expect("materialised");
         host[offset as usize..offset as usize + data.len()].copy_from_slice(data);
         b.host_valid = true;
         b.written = true;
+        b.lost = false;
         for c in b.copies.values_mut() {
             c.valid = false;
         }
@@ -543,6 +597,9 @@ impl MemoryManager {
         self.check_owner(buf)?;
         check_range(offset, out.len() as u64, buf.size)?;
         let mut st = self.shared.lock();
+        if !st.buffers[&buf.id].host_valid {
+            st.check_no_writer(&self.shared.devices, buf.id)?;
+        }
         self.make_host_valid(&mut st, buf.id)?;
         let b = &st.buffers[&buf.id];
         match &b.host {
@@ -554,7 +611,7 @@ impl MemoryManager {
 
     /// The whole content as a vector.
     pub fn to_vec(&self, buf: &UnifiedBuffer) -> Result<Vec<u8>> {
-        let mut v = vec![0u8; buf.size as usize];
+        let mut v = host_zeroed(buf.size)?;
         self.read(buf, 0, &mut v)?;
         Ok(v)
     }
@@ -567,8 +624,9 @@ impl MemoryManager {
     ) -> Result<R> {
         self.check_owner(buf)?;
         let mut st = self.shared.lock();
+        st.check_no_writer(&self.shared.devices, buf.id)?;
         self.make_host_valid(&mut st, buf.id)?;
-        materialise_host(&mut st, buf.id);
+        materialise_host(&mut st, buf.id)?;
         let b = st.buffers.get_mut(&buf.id).expect("live buffer");
         b.written = true;
         for c in b.copies.values_mut() {
@@ -623,6 +681,22 @@ impl MemoryManager {
             .get(index)
             .ok_or_else(|| Error::invalid(format!("no device with index {index}")))?;
         let mut st = self.shared.lock();
+        {
+            let b = &st.buffers[&buf.id];
+            if let Some(&d) = b.writers.iter().find(|&&d| d != index) {
+                // A kernel on another device is writing it: its copy is in flight.
+                return Err(Error::InUse {
+                    buffer: buf.id.0,
+                    device: self.shared.devices[d].device.info().name.clone(),
+                });
+            }
+            if b.lost && access.reads() {
+                return Err(Error::DataLost {
+                    buffer: buf.id.0,
+                    reason: "a kernel writing its only valid copy failed".into(),
+                });
+            }
+        }
         st.tick += 1;
         let tick = st.tick;
         let size = buf.size;
@@ -743,12 +817,16 @@ impl MemoryManager {
         }
         let b = st.buffers.get_mut(&buf.id).expect("live");
         b.in_use += 1;
+        if access.writes() {
+            b.writers.push(index);
+        }
         let c = b.copies.get_mut(&index).expect("copy");
         c.last_use = tick;
         if access.reads() {
             c.valid = true;
         }
         Ok(Lease {
+            owner: self.shared.clone(),
             buffer: buf.id,
             device: index,
             block: c.alloc.block().clone(),
@@ -763,15 +841,28 @@ impl MemoryManager {
     /// one; a failed kernel's copy is dropped from the valid set unless it held the only
     /// valid data.
     pub fn release(&self, lease: Lease, outcome: Outcome) {
-        let mut st = self.shared.lock();
+        if !Arc::ptr_eq(&lease.owner, &self.shared) {
+            tracing::warn!(
+                buffer = lease.buffer.0,
+                "a lease was released through another manager; releasing it into its own"
+            );
+        }
+        let shared = lease.owner.clone();
+        let mut st = shared.lock();
         let Some(b) = st.buffers.get_mut(&lease.buffer) else {
             return;
         };
         b.in_use = b.in_use.saturating_sub(1);
+        if lease.access.writes() {
+            if let Some(i) = b.writers.iter().position(|&d| d == lease.device) {
+                b.writers.swap_remove(i);
+            }
+        }
         let mut stale = None;
         match outcome {
             Outcome::Completed if lease.access.writes() => {
                 b.written = true;
+                b.lost = false;
                 b.host_valid = false;
                 for (d, c) in b.copies.iter_mut() {
                     c.valid = *d == lease.device;
@@ -787,6 +878,10 @@ impl MemoryManager {
                         if let Some(c) = b.copies.get_mut(&lease.device) {
                             c.valid = false;
                         }
+                    } else if b.copies.get(&lease.device).is_some_and(|c| c.valid) {
+                        // The only valid copy was partly written: say so instead of
+                        // serving bytes that match no serial order.
+                        b.lost = true;
                     }
                 }
             }
@@ -926,7 +1021,10 @@ impl MemoryManager {
                     // stays as it was, and invalid, if the read fails.
                     let b = st.buffers.get_mut(&id).expect("live");
                     let had_host = b.host.is_some();
-                    let mut data = b.host.take().unwrap_or_else(|| vec![0u8; size as usize]);
+                    let mut data = match b.host.take() {
+                        Some(h) => h,
+                        None => host_zeroed(size)?,
+                    };
                     let r = dev.read(block.as_ref(), offset, &mut data);
                     if had_host || r.is_ok() {
                         b.host = Some(data);
@@ -969,7 +1067,7 @@ impl MemoryManager {
         };
         let size = b.size;
         let _span = tracing::debug_span!("unpack", buffer = id.0, bytes = size).entered();
-        let mut data = vec![0u8; size as usize];
+        let mut data = host_zeroed(size)?;
         p.data
             .unpack(self.shared.devices[p.device].device.as_ref(), &mut data)?;
         drop_packed(st, id);
@@ -986,6 +1084,12 @@ impl MemoryManager {
     /// device copy.
     fn make_host_valid(&self, st: &mut State, id: BufferId) -> Result<()> {
         let b = &st.buffers[&id];
+        if b.lost {
+            return Err(Error::DataLost {
+                buffer: id.0,
+                reason: "a kernel writing its only valid copy failed".into(),
+            });
+        }
         if b.host_valid {
             return self.unpack_host(st, id);
         }
@@ -1001,7 +1105,10 @@ impl MemoryManager {
         let b = st.buffers.get_mut(&id).expect("live");
         // Reuse the (stale) host copy's memory; it stays invalid if the read fails.
         let had = b.host.is_some();
-        let mut data = b.host.take().unwrap_or_else(|| vec![0u8; size as usize]);
+        let mut data = match b.host.take() {
+            Some(h) => h,
+            None => host_zeroed(size)?,
+        };
         let dev = &self.shared.devices[d].device;
         let r = dev.read(block.as_ref(), offset, &mut data);
         b.host = Some(data);
@@ -1095,15 +1202,16 @@ fn drop_packed(st: &mut State, id: BufferId) {
     }
 }
 
-fn materialise_host(st: &mut State, id: BufferId) {
+fn materialise_host(st: &mut State, id: BufferId) -> Result<()> {
     let b = st.buffers.get_mut(&id).expect("live buffer");
     if b.host.is_none() {
-        b.host = Some(vec![0u8; b.size as usize]);
+        b.host = Some(host_zeroed(b.size)?);
         let size = b.size;
         st.stats.host.bytes_in_use += size;
         st.stats.host.peak_bytes = st.stats.host.peak_bytes.max(st.stats.host.bytes_in_use);
         st.stats.host.allocations += 1;
     }
+    Ok(())
 }
 
 fn counts_against_budget(slot: &DevSlot, placement: Placement) -> bool {

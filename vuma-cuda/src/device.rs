@@ -1131,6 +1131,7 @@ impl Device for CudaDevice {
         let inner = &*self.inner;
         inner.bind()?;
         let f = self.function(kernel.name(), code, entry)?;
+        check_param_layout(f, kernel.name(), args)?;
         if config.shared_mem_bytes > 48 * 1024 {
             // SAFETY: valid function; opting in to more than 48 KiB of dynamic shared memory.
             check("cuFuncSetAttribute", unsafe {
@@ -1142,10 +1143,12 @@ impl Device for CudaDevice {
             })?;
         }
         let mut ptrs = params.pointers();
-        // SAFETY: `ptrs` holds one pointer per kernel parameter, each to an 8-byte slot
-        // holding the value (device pointers as u64, scalars in the low bytes); `params`
-        // outlives the call (the driver copies the values at launch). Buffer ranges were
-        // checked; the kernel's own accesses are the kernel author's contract.
+        // SAFETY: `ptrs` holds one pointer per kernel parameter (the count and each size
+        // were checked against the function's own parameter table by `check_param_layout`),
+        // each to an 8-byte slot holding the value (device pointers as u64, scalars in the
+        // low bytes); `params` outlives the call (the driver copies the values at launch).
+        // Buffer ranges were checked, and the bounds of a declared signature; the kernel's
+        // own accesses beyond that are the kernel author's contract.
         check("cuLaunchKernel", unsafe {
             sys::cuLaunchKernel(
                 f,
@@ -1362,6 +1365,64 @@ fn load_image(kernel: &str, image: &[u8]) -> Result<sys::CUmodule> {
             text
         ),
     })
+}
+
+/// Checks a launch's arguments against the function's own parameter table (from the
+/// driver): the count, and each size (8 bytes for a buffer's device pointer, 4 or 8 for a
+/// scalar). A mismatch would make the driver read past the argument array or pass garbage:
+/// it is a typed error here, never a launch.
+fn check_param_layout(
+    f: sys::CUfunction,
+    kernel: &str,
+    args: &[Arg<'_, CudaBuffer>],
+) -> Result<()> {
+    // `cuFuncGetParamCount` is CUDA 13.2; under 13.0 the count is the first index that
+    // `cuFuncGetParamInfo` refuses (CUDA_ERROR_INVALID_VALUE past the last parameter).
+    let info = |i: usize| {
+        let (mut offset, mut size) = (0usize, 0usize);
+        // SAFETY: `f` is a loaded function of this device's context (bound by the caller);
+        // both out-pointers are valid; an index past the last parameter is an error return.
+        let r = unsafe { sys::cuFuncGetParamInfo(f, i, &mut offset, &mut size) };
+        (r == sys::CUresult::CUDA_SUCCESS).then_some(size)
+    };
+    if info(args.len()).is_some() {
+        let mut count = args.len() + 1;
+        while info(count).is_some() && count < 4096 {
+            count += 1;
+        }
+        return Err(Error::invalid(format!(
+            "kernel `{kernel}` takes {count} parameters, {} arguments given",
+            args.len()
+        )));
+    }
+    for (i, a) in args.iter().enumerate() {
+        let Some(size) = info(i) else {
+            return Err(Error::invalid(format!(
+                "kernel `{kernel}` takes {i} parameters, {} arguments given",
+                args.len()
+            )));
+        };
+        let given = match a {
+            Arg::Buffer { .. } => 8,
+            Arg::Scalar(s) => s.to_le_bytes().len(),
+        };
+        if size != given {
+            return Err(Error::invalid(format!(
+                "kernel `{kernel}` parameter {i} is {size} bytes, the argument given is {given} \
+                 ({}): pass a {}",
+                match a {
+                    Arg::Buffer { .. } => "a buffer pointer".to_string(),
+                    Arg::Scalar(s) => format!("{s:?}"),
+                },
+                match size {
+                    4 => "32-bit scalar (U32, I32 or F32)",
+                    8 => "buffer or a 64-bit scalar (U64)",
+                    _ => "value of that size",
+                }
+            )));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -49,9 +49,20 @@ fn transient(code: sys::CUresult) -> bool {
 pub(crate) fn cuda_error(op: &'static str, code: sys::CUresult) -> Error {
     use sys::CUresult as R;
     match code {
+        // Sticky errors: the context is corrupted and every later call on it fails, so the
+        // device's memory is gone for this process (copies elsewhere are intact).
         R::CUDA_ERROR_DEVICE_UNAVAILABLE
         | R::CUDA_ERROR_DEVICE_NOT_LICENSED
-        | R::CUDA_ERROR_ECC_UNCORRECTABLE => Error::DeviceLost {
+        | R::CUDA_ERROR_ECC_UNCORRECTABLE
+        | R::CUDA_ERROR_ILLEGAL_ADDRESS
+        | R::CUDA_ERROR_LAUNCH_FAILED
+        | R::CUDA_ERROR_ILLEGAL_INSTRUCTION
+        | R::CUDA_ERROR_MISALIGNED_ADDRESS
+        | R::CUDA_ERROR_INVALID_ADDRESS_SPACE
+        | R::CUDA_ERROR_INVALID_PC
+        | R::CUDA_ERROR_HARDWARE_STACK_ERROR
+        | R::CUDA_ERROR_ASSERT
+        | R::CUDA_ERROR_CONTEXT_IS_DESTROYED => Error::DeviceLost {
             device: "cuda".into(),
             reason: format!("{op}: {}", describe(code)),
         },

@@ -979,6 +979,18 @@ impl<'d> Uploader<'d> {
                     r.src, r.len
                 )));
             }
+            // The destination too: a run past `len` would land in whatever follows the
+            // destination range in its block (another buffer of the same pool block).
+            if let Some(r) = p
+                .runs
+                .iter()
+                .find(|r| r.dst.checked_add(r.len).is_none_or(|e| e > len))
+            {
+                return Err(bad(format!(
+                    "direct run to {}..+{} outside the {len}-byte destination",
+                    r.dst, r.len
+                )));
+            }
         }
         let in_place = match &src {
             Source::Device(_) => true,

@@ -477,3 +477,29 @@ fn long_raw_runs_go_direct_scattered_raw_pages_go_through_the_chunk() {
     assert!(c.runs.is_empty() && c.has_fill && c.kernel_pages == c.npages);
     upload_and_check(&host, &zero_heavy, &cb);
 }
+
+/// The audit's probe: a raw run whose destination offset was changed wrote past its range
+/// into the rest of the block and returned `Ok`. The destination of every run is checked
+/// against the upload's length: a typed error, and nothing outside the range is touched.
+#[test]
+fn a_direct_run_past_its_destination_is_refused() {
+    let host = HostDevice::new();
+    let random = datasets::random_bytes(4 << 20, 1);
+    let clean = CompressedBuffer::compress(&random, &CompressOptions::default()).unwrap();
+    assert_eq!(clean.chunks()[0].runs.len(), 1);
+    let dst = DynDevice::alloc(&host, 8 << 20, Placement::DeviceLocal).unwrap();
+    host.fill(dst.as_ref(), 0, 8 << 20, 0xCD).unwrap();
+    for bad_dst in [2_088_912u64, 1, u64::MAX - 8] {
+        let mut cb = clean.clone();
+        cb.chunks_mut()[0].runs[0].dst = bad_dst;
+        for off in [0u64, 1 << 20] {
+            let e = Uploader::new(&host)
+                .upload_into(&cb, dst.as_ref(), off)
+                .unwrap_err();
+            assert!(matches!(e, Error::Corrupt { .. }), "{e}");
+        }
+    }
+    let mut all = vec![0u8; 8 << 20];
+    host.read(dst.as_ref(), 0, &mut all).unwrap();
+    assert!(all.iter().all(|&b| b == 0xCD), "nothing was written");
+}

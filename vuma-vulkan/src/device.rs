@@ -1879,6 +1879,7 @@ impl VulkanDevice {
                 )));
             }
         }
+        crate::reflect::check(kernel.name(), words, bindings.len(), push.len())?;
         let key = PipelineKey::new(words, entry, bindings.len() as u32, push.len() as u32);
         let mut guard = self.lock();
         let ctx = &mut *guard;

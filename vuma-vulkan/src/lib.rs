@@ -122,6 +122,7 @@ mod device;
 mod instance;
 pub mod kernels;
 pub mod memory;
+mod reflect;
 
 pub use buffer::VulkanBuffer;
 pub use device::{H2dStrategy, VulkanDevice};

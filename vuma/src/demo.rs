@@ -45,12 +45,35 @@ fn u32_at(v: &[u8], i: usize) -> u32 {
     u32::from_le_bytes([v[4 * i], v[4 * i + 1], v[4 * i + 2], v[4 * i + 3]])
 }
 
+/// The largest `--scale` (the large buffer's 256 MiB times it must count in u32 elements).
+pub const MAX_SCALE: f64 = 64.0;
+
+/// `n` 4-byte values from `f`, in host memory taken fallibly: a machine without the memory
+/// gets the transient [`Error::OutOfMemory`], not an abort.
+fn host_bytes(n: u64, f: impl Fn(u64) -> [u8; 4]) -> Result<Vec<u8>> {
+    let oom = || Error::OutOfMemory {
+        device: "host".into(),
+        requested: n.saturating_mul(4),
+    };
+    let len = usize::try_from(n.checked_mul(4).ok_or_else(oom)?).map_err(|_| oom())?;
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).map_err(|_| oom())?;
+    for i in 0..n {
+        v.extend_from_slice(&f(i));
+    }
+    Ok(v)
+}
+
 /// Runs the seed scenario on `vuma`.
 pub fn run(vuma: &UnifiedMemoryManager, opts: &DemoOptions) -> Result<DemoOutcome> {
-    let scale = if opts.scale.is_finite() && opts.scale > 0.0 {
+    // The kernels count elements in u32: 256 MiB x 64 is the most the large buffer holds.
+    let scale = if opts.scale.is_finite() && opts.scale > 0.0 && opts.scale <= MAX_SCALE {
         opts.scale
     } else {
-        return Err(Error::invalid("demo scale must be a positive number"));
+        return Err(Error::invalid(format!(
+            "demo scale must be a number in (0, {MAX_SCALE}], not {}",
+            opts.scale
+        )));
     };
     let elems = |bytes: f64| ((bytes * scale) as u64 / 4).max(1024);
     let mut reports = Vec::new();
@@ -58,9 +81,9 @@ pub fn run(vuma: &UnifiedMemoryManager, opts: &DemoOptions) -> Result<DemoOutcom
 
     // 1. Heavy AI inference: ReLU + scale over activations.
     let n_act = elems(64.0 * 1048576.0);
-    let act: Vec<u8> = (0..n_act)
-        .flat_map(|i| (((i * 2_654_435_761) % 2001) as f32 / 1000.0 - 1.0).to_le_bytes())
-        .collect();
+    let act = host_bytes(n_act, |i| {
+        (((i * 2_654_435_761) % 2001) as f32 / 1000.0 - 1.0).to_le_bytes()
+    })?;
     let x = vuma.create_buffer_from(&act)?;
     let y = vuma.create_buffer(n_act * 4)?;
     let ai = GpuWorkload::new(
@@ -79,10 +102,8 @@ pub fn run(vuma: &UnifiedMemoryManager, opts: &DemoOptions) -> Result<DemoOutcom
 
     // 2. Light UI work: blend two 1080p frames.
     let px = (1920 * 1080) as u64;
-    let a: Vec<u8> = (0..px)
-        .flat_map(|i| (i as u32).wrapping_mul(0x0101_0101).to_le_bytes())
-        .collect();
-    let b: Vec<u8> = (0..px).flat_map(|i| (!(i as u32)).to_le_bytes()).collect();
+    let a = host_bytes(px, |i| (i as u32).wrapping_mul(0x0101_0101).to_le_bytes())?;
+    let b = host_bytes(px, |i| (!(i as u32)).to_le_bytes())?;
     let fa = vuma.create_buffer_from(&a)?;
     let fb = vuma.create_buffer_from(&b)?;
     let fd = vuma.create_buffer(px * 4)?;

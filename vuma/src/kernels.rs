@@ -1,8 +1,10 @@
 //! The kernels of the seed scenario, each with a CUDA, a SPIR-V (with the `vulkan` feature)
 //! and a host variant of identical semantics. All are grid-stride loops with 64-thread
-//! blocks, so one [`LaunchConfig`] (from [`launch_for`]) serves every backend.
+//! blocks, so one [`LaunchConfig`] (from [`launch_for`]) serves every backend. Each declares
+//! its [`Signature`]: an element count `n` larger than a buffer is a typed error on every
+//! backend before anything is launched.
 
-use vuma_core::{Error, HostLaunch, Kernel, LaunchConfig, Result, Scalar};
+use vuma_core::{Error, HostLaunch, Kernel, LaunchConfig, Result, Scalar, Signature};
 
 /// Threads per block (CUDA) and workgroup size (WGSL) of every kernel here.
 pub const BLOCK: u32 = 64;
@@ -105,6 +107,15 @@ fn par_mut(y: &mut [u8], f: impl Fn(&mut [u8]) + Sync) {
 /// `n: u32`, `scale: f32`.
 pub fn relu_scale() -> Kernel {
     let k = Kernel::new("relu_scale")
+        .with_signature(
+            Signature::new()
+                .read("x")
+                .write("y")
+                .u32("n")
+                .f32("scale")
+                .bound("n", "x", 4)
+                .bound("n", "y", 4),
+        )
         .with_cuda_source(RELU_SCALE_CUDA, "relu_scale")
         .with_host(|l| {
             let n = scalars_u32(l, "relu_scale", 1)?[0] as usize;
@@ -141,6 +152,16 @@ pub fn relu_scale() -> Kernel {
 /// `n: u32` pixels.
 pub fn blend() -> Kernel {
     let k = Kernel::new("blend")
+        .with_signature(
+            Signature::new()
+                .read("a")
+                .read("b")
+                .write("dst")
+                .u32("n")
+                .bound("n", "a", 4)
+                .bound("n", "b", 4)
+                .bound("n", "dst", 4),
+        )
         .with_cuda_source(BLEND_CUDA, "blend")
         .with_host(|l| {
             let n = scalars_u32(l, "blend", 1)?[0] as usize;
@@ -172,6 +193,14 @@ pub fn blend() -> Kernel {
 /// `add` (u32).
 pub fn scale_u32() -> Kernel {
     let k = Kernel::new("scale_u32")
+        .with_signature(
+            Signature::new()
+                .read_write("buf")
+                .u32("n")
+                .u32("mul")
+                .u32("add")
+                .bound("n", "buf", 4),
+        )
         .with_cuda_source(SCALE_U32_CUDA, "scale_u32")
         .with_host(|l| {
             let s = scalars_u32(l, "scale_u32", 3)?;

@@ -1,0 +1,141 @@
+//! Probe tests of "safe means safe" through the facade, on every backend this machine has
+//! (the host device everywhere; Vulkan on lavapipe in CI; CUDA and Vulkan on a GPU machine,
+//! where `VUMA_REQUIRE_HW=1` turns an absent backend into a failure): a workload whose
+//! arguments do not match its kernel is a typed error, never a crash, and leaves every
+//! buffer as it was.
+
+use std::sync::Arc;
+
+use vuma::{kernels, GpuWorkload, Priority, UnifiedMemoryManager, WorkloadKind};
+use vuma_core::{Backend, Error, Kernel, Scalar};
+
+/// Managers with one backend each (the host device alone; Vulkan alone; CUDA alone).
+fn managers() -> Vec<(&'static str, UnifiedMemoryManager)> {
+    let mut out = Vec::new();
+    let host = UnifiedMemoryManager::builder()
+        .cuda(false)
+        .vulkan(false)
+        .build()
+        .expect("the host device");
+    out.push(("host", host));
+    for (name, cuda, vulkan) in [("vulkan", false, true), ("cuda", true, false)] {
+        match UnifiedMemoryManager::builder()
+            .cuda(cuda)
+            .vulkan(vulkan)
+            .host(false)
+            .build()
+        {
+            Ok(v) => out.push((name, v)),
+            Err(e) => vuma_core::conformance::skip_or_fail(name, &e.to_string()),
+        }
+    }
+    out
+}
+
+fn expect_invalid(name: &str, what: &str, r: vuma_core::Result<vuma::WorkloadReport>) -> String {
+    match r {
+        Err(e @ Error::InvalidArgument(_)) => {
+            println!("{name}: {what}: {e}");
+            e.to_string()
+        }
+        Err(e) => panic!("{name}: {what}: expected an invalid-argument error, got {e}"),
+        Ok(r) => panic!("{name}: {what}: ran on {} instead of failing", r.device),
+    }
+}
+
+/// The seed-shaped workload of the audit (a kernel, no buffers, no scalars) crashed the
+/// process on the H200; an oversized element count wrote past its buffer into others of
+/// the same pool block; a user kernel given the wrong number of arguments made the driver
+/// read past the argument array.
+#[test]
+fn mismatched_workloads_are_typed_errors_on_every_backend() {
+    for (name, vuma) in managers() {
+        let backend = vuma.devices()[0].info().backend;
+        // 1. No arguments at all.
+        let w = GpuWorkload::new(
+            "AI_Training_Job",
+            WorkloadKind::AiInference,
+            kernels::relu_scale(),
+        )
+        .complexity(0.95)
+        .priority(Priority::Realtime);
+        let e = expect_invalid(name, "no arguments", vuma.process_workload(&w));
+        assert!(e.contains("takes 4 arguments"), "{e}");
+        // 2. An element count twice the buffer, next to a neighbour in the same pool block.
+        let words = 4096u32;
+        let buf = vuma
+            .create_buffer_from(&vec![1u8; words as usize * 4])
+            .unwrap();
+        let neighbour = vuma
+            .create_buffer_from(&vec![2u8; words as usize * 4])
+            .unwrap();
+        let touch = GpuWorkload::new("touch", WorkloadKind::HeavyCompute, kernels::scale_u32())
+            .read_write(&neighbour, 1)
+            .scalar(Scalar::U32(words))
+            .scalar(Scalar::U32(1))
+            .scalar(Scalar::U32(0))
+            .launch(kernels::launch_for(u64::from(words)));
+        vuma.process_workload(&touch)
+            .expect("a well-formed workload runs");
+        let w = GpuWorkload::new(
+            "oversized",
+            WorkloadKind::HeavyCompute,
+            kernels::scale_u32(),
+        )
+        .read_write(&buf, 1)
+        .scalar(Scalar::U32(words * 2))
+        .scalar(Scalar::U32(3))
+        .scalar(Scalar::U32(7))
+        .launch(kernels::launch_for(u64::from(words) * 2));
+        let e = expect_invalid(name, "oversized n", vuma.process_workload(&w));
+        assert!(e.contains("do not fit"), "{e}");
+        // 3. Wrong scalar types.
+        let w = GpuWorkload::new("types", WorkloadKind::HeavyCompute, kernels::scale_u32())
+            .read_write(&buf, 1)
+            .scalar(Scalar::F32(1.0))
+            .scalar(Scalar::U32(3))
+            .scalar(Scalar::U32(7))
+            .launch(kernels::launch_for(u64::from(words)));
+        expect_invalid(name, "f32 for n", vuma.process_workload(&w));
+        // 4. A kernel without a signature, given too few arguments: on CUDA the driver's
+        // parameter table catches it, on Vulkan the module's bindings and push constants.
+        let raw = match backend {
+            Backend::Cuda => Some(Kernel::new("raw_scale").with_cuda_source(
+                r#"extern "C" __global__ void raw_scale(unsigned int* b, unsigned int n, unsigned int m) {
+                    unsigned int i = blockIdx.x * blockDim.x + threadIdx.x; if (i < n) b[i] *= m; }"#,
+                "raw_scale",
+            )),
+            Backend::Vulkan => {
+                let mut k = Kernel::new("raw_scale");
+                for v in kernels::scale_u32().variants() {
+                    if v.backend() == Backend::Vulkan {
+                        k = k.with_variant(v.clone());
+                    }
+                }
+                Some(k)
+            }
+            _ => None,
+        };
+        if let Some(raw) = raw {
+            let w = GpuWorkload::new("raw", WorkloadKind::HeavyCompute, raw)
+                .read_write(&buf, 1)
+                .scalar(Scalar::U32(words))
+                .launch(kernels::launch_for(u64::from(words)));
+            expect_invalid(
+                name,
+                "unsigned kernel, missing arguments",
+                vuma.process_workload(&w),
+            );
+        }
+        // Nothing was touched: both buffers hold what they held.
+        assert!(
+            vuma.to_vec(&buf).unwrap().iter().all(|&b| b == 1),
+            "{name}: buf changed"
+        );
+        assert!(
+            vuma.to_vec(&neighbour).unwrap().iter().all(|&b| b == 2),
+            "{name}: the neighbour changed"
+        );
+        let _ = Arc::strong_count(&buf);
+    }
+}
