@@ -96,6 +96,30 @@ pub trait Device: Send + Sync + 'static {
     /// Waits until every operation issued so far has completed, and reports any error that
     /// an asynchronous operation (or a `Drop`) recorded.
     fn synchronize(&self) -> Result<()>;
+
+    /// Page-locks the host memory `ptr..ptr + len` for this device, so that [`Device::write`]
+    /// from and [`Device::read`] into host ranges inside it run as DMA at the link's speed
+    /// (no staging through a bounce buffer). `Ok(false)`: the device has no use for it (the
+    /// default; devices that share host memory, backends without host registration).
+    ///
+    /// # Safety
+    /// The memory must stay allocated (neither freed nor moved) until
+    /// [`Device::unpin_host`] was called for `ptr` on this device.
+    unsafe fn pin_host(&self, ptr: *mut u8, len: usize) -> Result<bool> {
+        let _ = (ptr, len);
+        Ok(false)
+    }
+
+    /// Undoes [`Device::pin_host`] for the range starting at `ptr`. No-op for a pointer
+    /// this device did not pin.
+    ///
+    /// # Safety
+    /// No operation of this device may still be using the range (a `write` or `read` that
+    /// returned is done with it).
+    unsafe fn unpin_host(&self, ptr: *mut u8) -> Result<()> {
+        let _ = ptr;
+        Ok(())
+    }
 }
 
 /// The object-safe face of [`Device`]. Implemented for every `Device`; buffers of the
@@ -140,6 +164,16 @@ pub trait DynDevice: Send + Sync {
     ) -> Result<Fence>;
     /// See [`Device::wait_for`].
     fn wait_for(&self, fence: &Fence) -> Result<()>;
+    /// See [`Device::pin_host`].
+    ///
+    /// # Safety
+    /// As [`Device::pin_host`].
+    unsafe fn pin_host(&self, ptr: *mut u8, len: usize) -> Result<bool>;
+    /// See [`Device::unpin_host`].
+    ///
+    /// # Safety
+    /// As [`Device::unpin_host`].
+    unsafe fn unpin_host(&self, ptr: *mut u8) -> Result<()>;
     /// See [`Device::synchronize`].
     fn synchronize(&self) -> Result<()>;
 }
@@ -275,6 +309,14 @@ impl<D: Device> DynDevice for D {
     }
     fn synchronize(&self) -> Result<()> {
         Device::synchronize(self)
+    }
+    unsafe fn pin_host(&self, ptr: *mut u8, len: usize) -> Result<bool> {
+        // SAFETY: the caller keeps the contract of `Device::pin_host`.
+        unsafe { Device::pin_host(self, ptr, len) }
+    }
+    unsafe fn unpin_host(&self, ptr: *mut u8) -> Result<()> {
+        // SAFETY: the caller keeps the contract of `Device::unpin_host`.
+        unsafe { Device::unpin_host(self, ptr) }
     }
 }
 

@@ -57,6 +57,7 @@ pub mod device;
 pub mod error;
 pub mod fault;
 pub mod host;
+mod hostcopy;
 pub mod info;
 pub mod kernel;
 pub mod memory;
@@ -71,6 +72,7 @@ pub use codec::Codec;
 pub use device::{check_launch_args, Device, DynDevice, Fence};
 pub use error::{check_range, Error, Result};
 pub use host::{HostBuffer, HostDevice};
+pub use hostcopy::PinConfig;
 pub use info::{Backend, DeviceId, DeviceInfo, DeviceKind, LinkInfo, MemoryHeap};
 pub use kernel::{Arg, CudaCode, HostFn, HostLaunch, Kernel, KernelVariant, LaunchConfig, Scalar};
 pub use memory::{

@@ -35,11 +35,13 @@
 //! keeps the rules simple (and is where a later version can pipeline).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::buffer::DynBuffer;
 use crate::device::DynDevice;
 use crate::error::{check_range, Error, Result};
+use crate::hostcopy::{HostCopy, PinConfig};
 use crate::info::DeviceId;
 use crate::kernel::Arg;
 use crate::placement::{choose_placement, AccessMode, Placement, PlacementConfig};
@@ -71,6 +73,8 @@ pub struct MemoryConfig {
     pub budgets: HashMap<usize, u64>,
     /// How bytes cross the link (`None`: plain device copies). See [`TransferPath`].
     pub transfer: Option<Arc<dyn TransferPath>>,
+    /// When host copies are pinned (page-locked for DMA at the link's speed).
+    pub pin: PinConfig,
 }
 
 /// O(1) statistics of one location.
@@ -134,7 +138,7 @@ struct Packed {
 struct BufState {
     size: u64,
     /// `None` until the host copy is materialised (or while it is packed).
-    host: Option<Vec<u8>>,
+    host: Option<HostCopy>,
     /// The valid host content in packed form. Invariant: when set, `host_valid` is true
     /// and `host` is `None`.
     packed: Option<Packed>,
@@ -176,6 +180,8 @@ struct Shared {
     devices: Vec<DevSlot>,
     config: MemoryConfig,
     state: Mutex<State>,
+    /// Bytes of host copies pinned now (each pinned copy gives its bytes back on drop).
+    pinned: Arc<AtomicU64>,
 }
 
 impl Shared {
@@ -464,6 +470,7 @@ impl MemoryManager {
                     },
                     budget_used: vec![0; n],
                 }),
+                pinned: Arc::new(AtomicU64::new(0)),
             }),
         }
     }
@@ -578,7 +585,7 @@ impl MemoryManager {
         } else {
             self.make_host_valid(&mut st, buf.id)?;
         }
-        materialise_host(&mut st, buf.id)?;
+        self.materialise_host(&mut st, buf.id)?;
         let b = st.buffers.get_mut(&buf.id).expect("live buffer");
         let host = b.host.as_mut().expect("materialised");
         host[offset as usize..offset as usize + data.len()].copy_from_slice(data);
@@ -626,13 +633,13 @@ impl MemoryManager {
         let mut st = self.shared.lock();
         st.check_no_writer(&self.shared.devices, buf.id)?;
         self.make_host_valid(&mut st, buf.id)?;
-        materialise_host(&mut st, buf.id)?;
+        self.materialise_host(&mut st, buf.id)?;
         let b = st.buffers.get_mut(&buf.id).expect("live buffer");
         b.written = true;
         for c in b.copies.values_mut() {
             c.valid = false;
         }
-        Ok(f(b.host.as_mut().expect("materialised")))
+        Ok(f(&mut b.host.as_mut().expect("materialised")[..]))
     }
 
     /// Where the buffer currently has copies, and whether each is valid.
@@ -1023,7 +1030,7 @@ impl MemoryManager {
                     let had_host = b.host.is_some();
                     let mut data = match b.host.take() {
                         Some(h) => h,
-                        None => host_zeroed(size)?,
+                        None => self.new_host_copy(size)?,
                     };
                     let r = dev.read(block.as_ref(), offset, &mut data);
                     if had_host || r.is_ok() {
@@ -1058,6 +1065,61 @@ impl MemoryManager {
         Ok(wb)
     }
 
+    /// A zeroed host copy of `size` bytes, pinned for the devices that can DMA from it when
+    /// the pinned budget allows.
+    fn new_host_copy(&self, size: u64) -> Result<HostCopy> {
+        let mut h = HostCopy::zeroed(size)?;
+        let cfg = &self.shared.config.pin;
+        if cfg.enabled && size >= cfg.min_bytes {
+            let budget = cfg.budget_bytes();
+            let claimed = self
+                .shared
+                .pinned
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |p| {
+                    (p.saturating_add(size) <= budget).then_some(p + size)
+                })
+                .is_ok();
+            if claimed {
+                let devs: Vec<Arc<dyn DynDevice>> = self
+                    .shared
+                    .devices
+                    .iter()
+                    .map(|d| d.device.clone())
+                    .filter(|d| !d.info().unified_memory)
+                    .collect();
+                if h.pin(&devs) {
+                    h.count_pinned(self.shared.pinned.clone());
+                } else {
+                    self.shared.pinned.fetch_sub(size, Ordering::SeqCst);
+                }
+            } else {
+                tracing::debug!(
+                    bytes = size,
+                    budget,
+                    "pinned-host budget full: this host copy stays pageable"
+                );
+            }
+        }
+        Ok(h)
+    }
+
+    fn materialise_host(&self, st: &mut State, id: BufferId) -> Result<()> {
+        let size = st.buffers[&id].size;
+        if st.buffers[&id].host.is_none() {
+            let h = self.new_host_copy(size)?;
+            st.buffers.get_mut(&id).expect("live buffer").host = Some(h);
+            st.stats.host.bytes_in_use += size;
+            st.stats.host.peak_bytes = st.stats.host.peak_bytes.max(st.stats.host.bytes_in_use);
+            st.stats.host.allocations += 1;
+        }
+        Ok(())
+    }
+
+    /// Bytes of host copies pinned now (see [`PinConfig`]).
+    pub fn pinned_bytes(&self) -> u64 {
+        self.shared.pinned.load(Ordering::SeqCst)
+    }
+
     /// Turns a packed host copy back into plain bytes (decoded on the host with the help
     /// of the device that packed it). On failure the packed copy stays as it was.
     fn unpack_host(&self, st: &mut State, id: BufferId) -> Result<()> {
@@ -1067,7 +1129,7 @@ impl MemoryManager {
         };
         let size = b.size;
         let _span = tracing::debug_span!("unpack", buffer = id.0, bytes = size).entered();
-        let mut data = host_zeroed(size)?;
+        let mut data = self.new_host_copy(size)?;
         p.data
             .unpack(self.shared.devices[p.device].device.as_ref(), &mut data)?;
         drop_packed(st, id);
@@ -1107,7 +1169,7 @@ impl MemoryManager {
         let had = b.host.is_some();
         let mut data = match b.host.take() {
             Some(h) => h,
-            None => host_zeroed(size)?,
+            None => self.new_host_copy(size)?,
         };
         let dev = &self.shared.devices[d].device;
         let r = dev.read(block.as_ref(), offset, &mut data);
@@ -1168,7 +1230,7 @@ impl MemoryManager {
         let b = &st.buffers[&id];
         let dst = &b.copies[&index];
         let (block, off) = (dst.alloc.block().as_ref(), dst.alloc.offset());
-        let report = match (&b.host, &self.shared.config.transfer) {
+        let mut report = match (&b.host, &self.shared.config.transfer) {
             (Some(h), Some(path)) => path.upload(dev.as_ref(), h, block, off)?,
             (Some(h), None) => {
                 let t0 = std::time::Instant::now();
@@ -1180,6 +1242,11 @@ impl MemoryManager {
                 return Ok((0, None, None));
             }
         };
+        if b.host.as_ref().is_some_and(HostCopy::is_pinned) {
+            report.decision.push_str(" (from a pinned host copy)");
+        } else if !dev.info().unified_memory {
+            report.decision.push_str(" (from a pageable host copy)");
+        }
         record_upload(st, index, &report);
         Ok((size, Some(Location::Host), Some(report)))
     }
@@ -1200,18 +1267,6 @@ fn drop_packed(st: &mut State, id: BufferId) {
         st.stats.host.bytes_in_use -= n;
         st.stats.host.packed_bytes -= n;
     }
-}
-
-fn materialise_host(st: &mut State, id: BufferId) -> Result<()> {
-    let b = st.buffers.get_mut(&id).expect("live buffer");
-    if b.host.is_none() {
-        b.host = Some(host_zeroed(b.size)?);
-        let size = b.size;
-        st.stats.host.bytes_in_use += size;
-        st.stats.host.peak_bytes = st.stats.host.peak_bytes.max(st.stats.host.bytes_in_use);
-        st.stats.host.allocations += 1;
-    }
-    Ok(())
 }
 
 fn counts_against_budget(slot: &DevSlot, placement: Placement) -> bool {

@@ -1,6 +1,6 @@
 //! [`CudaDevice`] and [`CudaBuffer`]: VUMA's `Device`/`Buffer` over the CUDA driver API.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::{c_char, c_void, CStr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -82,6 +82,9 @@ pub(crate) struct Inner {
     side: sys::CUstream,
     side_state: Mutex<Side>,
     ring: Mutex<Ring>,
+    /// Host ranges page-locked through `pin_host` (start → length): `write` and `read`
+    /// with host memory inside one DMA straight from or into it.
+    pinned: Mutex<BTreeMap<usize, usize>>,
     modules: Mutex<HashMap<u128, Module>>,
     deferred: Mutex<Vec<Error>>,
     cc: (u32, u32),
@@ -144,6 +147,47 @@ impl Inner {
     pub(crate) fn defer(&self, e: Error) {
         tracing::warn!(device = %self.name, "deferred CUDA error: {e}");
         lock(&self.deferred).push(e);
+    }
+
+    /// Whether `ptr..ptr + len` lies inside one range pinned through `pin_host`.
+    fn is_pinned(&self, ptr: usize, len: usize) -> bool {
+        lock(&self.pinned)
+            .range(..=ptr)
+            .next_back()
+            .is_some_and(|(&start, &n)| ptr.saturating_add(len) <= start.saturating_add(n))
+    }
+
+    /// One DMA between pinned host memory and device memory on `stream`, ordered after the
+    /// compute stream's work and before its later work; returns when it is done.
+    fn pinned_copy(&self, to_device: bool, dptr: u64, host: *mut c_void, len: usize) -> Result<()> {
+        let stream = if to_device { self.h2d } else { self.d2h };
+        let ring = lock(&self.ring);
+        self.bind()?;
+        self.join(ring.ev_start, self.compute, stream)?;
+        // SAFETY: `host..host + len` is pinned host memory the caller holds for the call,
+        // `dptr..dptr + len` a checked range of a live allocation of this context; the
+        // stream is synchronised before returning, so neither is used afterwards.
+        let r = check(
+            if to_device {
+                "cuMemcpyHtoDAsync_v2"
+            } else {
+                "cuMemcpyDtoHAsync_v2"
+            },
+            unsafe {
+                if to_device {
+                    sys::cuMemcpyHtoDAsync_v2(dptr, host, len, stream)
+                } else {
+                    sys::cuMemcpyDtoHAsync_v2(host, dptr, len, stream)
+                }
+            },
+        )
+        .and_then(|()| {
+            // SAFETY: valid stream of this context.
+            let r = unsafe { sys::cuStreamSynchronize(stream) };
+            check("cuStreamSynchronize", r)
+        });
+        let joined = self.join(ring.ev_done, stream, self.compute);
+        self.settle(stream, r.and(joined))
     }
 
     fn sync_compute(&self) -> Result<()> {
@@ -453,6 +497,7 @@ impl CudaDevice {
                 ev_join: std::ptr::null_mut(),
                 pending: false,
             }),
+            pinned: Mutex::new(BTreeMap::new()),
             ring: Mutex::new(Ring {
                 slots: Vec::new(),
                 slot_bytes: RING_SLOT_BYTES,
@@ -1003,6 +1048,14 @@ impl Device for CudaDevice {
             par_copy(d, src, inner.threads);
             return Ok(());
         }
+        if inner.is_pinned(src.as_ptr() as usize, src.len()) {
+            return inner.pinned_copy(
+                true,
+                dst.dptr + offset,
+                src.as_ptr() as *mut c_void,
+                src.len(),
+            );
+        }
         let mut ring = lock(&inner.ring);
         inner.bind()?;
         inner.join(ring.ev_start, inner.compute, inner.h2d)?;
@@ -1029,6 +1082,14 @@ impl Device for CudaDevice {
             let s = unsafe { std::slice::from_raw_parts(src.host.add(offset as usize), dst.len()) };
             par_copy(dst, s, inner.threads);
             return Ok(());
+        }
+        if inner.is_pinned(dst.as_ptr() as usize, dst.len()) {
+            return inner.pinned_copy(
+                false,
+                src.dptr + offset,
+                dst.as_mut_ptr() as *mut c_void,
+                dst.len(),
+            );
         }
         let mut ring = lock(&inner.ring);
         inner.bind()?;
@@ -1248,6 +1309,34 @@ impl Device for CudaDevice {
         } else {
             Err(deferred.remove(0))
         }
+    }
+
+    unsafe fn pin_host(&self, ptr: *mut u8, len: usize) -> Result<bool> {
+        if len == 0 {
+            return Ok(false);
+        }
+        let inner = &*self.inner;
+        inner.bind()?;
+        // SAFETY: the caller keeps `ptr..ptr + len` allocated and in place until
+        // `unpin_host`; registration only page-locks it and maps it for the device.
+        check("cuMemHostRegister_v2", unsafe {
+            sys::cuMemHostRegister_v2(ptr as *mut c_void, len, 0)
+        })?;
+        lock(&inner.pinned).insert(ptr as usize, len);
+        Ok(true)
+    }
+
+    unsafe fn unpin_host(&self, ptr: *mut u8) -> Result<()> {
+        let inner = &*self.inner;
+        if lock(&inner.pinned).remove(&(ptr as usize)).is_none() {
+            return Ok(());
+        }
+        inner.bind()?;
+        // SAFETY: `ptr` was registered by `pin_host` on this context and no operation of
+        // this device uses it any more (the caller's contract).
+        check("cuMemHostUnregister", unsafe {
+            sys::cuMemHostUnregister(ptr as *mut c_void)
+        })
     }
 }
 

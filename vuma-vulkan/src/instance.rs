@@ -15,7 +15,9 @@ pub struct VulkanOptions {
     /// Enable `VK_LAYER_KHRONOS_validation` (with synchronization validation) and count its
     /// errors and warnings through a `VK_EXT_debug_utils` messenger. Also enabled by the
     /// environment variable `VUMA_VK_VALIDATION=1`. When the layer is not installed the
-    /// device opens without it and [`VulkanDevice::validation_active`] says so.
+    /// device opens without it and [`VulkanDevice::validation_active`] says so, unless
+    /// `VUMA_REQUIRE_VALIDATION=1`: then opening fails with `Error::Unavailable` (CI and
+    /// the hardware runs set it, so validation checks cannot pass having checked nothing).
     ///
     /// [`VulkanDevice::validation_active`]: crate::VulkanDevice::validation_active
     pub validation: bool,
@@ -159,6 +161,16 @@ impl Instance {
                 && instance_extension_present(&entry, None, ext::debug_utils::NAME)
             {
                 validation = true;
+            } else if std::env::var("VUMA_REQUIRE_VALIDATION").is_ok_and(|v| v == "1") {
+                // Tests that count validation errors would pass having checked nothing.
+                return Err(Error::Unavailable {
+                    backend: Backend::Vulkan,
+                    reason: "validation required (VUMA_REQUIRE_VALIDATION=1) but \
+                             VK_LAYER_KHRONOS_validation (or VK_EXT_debug_utils) is not \
+                             installed: install vulkan-validationlayers, or point \
+                             VK_ADD_LAYER_PATH at its explicit_layer.d"
+                        .into(),
+                });
             } else {
                 let note = "validation requested but VK_LAYER_KHRONOS_validation (or \
                             VK_EXT_debug_utils) is not installed: running unvalidated";
