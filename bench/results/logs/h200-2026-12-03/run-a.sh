@@ -20,16 +20,16 @@ for b in ${RUN_BENCHES:-vuma-stream vuma-hyperloop-manager}; do
   echo "== bench $b"
   VUMA_BENCH_OUT="$OUT/records.jsonl" timeout 300 "$bin" 2>&1 | tee "$OUT/bench-$b.log" | tail -40
 done
-# 2. Tests (all bundled binaries), validation required.
-if [ -z "${NO_TESTS:-}" ]; then
-  OUT="$OUT/tests" VUMA_MAX_OUT_FILES=2 VUMA_TEST_TIMEOUT=300 bash $B/run.sh --no-gl > /dev/null 2>&1
-  grep -E "^(PASS|FAIL|SKIP)|test result|ERROR|SKIP" "$OUT/tests/summary.txt" | head -80
-fi
-# 3. compute-sanitizer memcheck on the safety probes (oversized n, wrong arguments).
+# 2. compute-sanitizer memcheck on the safety probes (oversized n, wrong arguments).
 S=$B/tests/vuma-safety
 SAN=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
 if [ -x "$S" ] && [ -x "$SAN" ]; then
   "$SAN" --tool memcheck "$S" > "$OUT/sanitize-safety.log" 2>&1
   echo "sanitizer on safety: rc=$? $(grep -E 'ERROR SUMMARY|test result' "$OUT/sanitize-safety.log" | tr '\n' ' ')"
+fi
+# 3. Tests (all bundled binaries), validation required.
+if [ -z "${NO_TESTS:-}" ]; then
+  OUT="$OUT/tests" VUMA_MAX_OUT_FILES=2 VUMA_TEST_TIMEOUT=300 bash $B/run.sh --no-gl > /dev/null 2>&1
+  grep -E "^(PASS|FAIL|SKIP)|test result|ERROR|SKIP" "$OUT/tests/summary.txt" | head -80
 fi
 ls -la "$OUT" "$OUT/tests" 2>/dev/null | head -30
