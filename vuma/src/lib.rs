@@ -64,12 +64,14 @@ pub mod demo;
 pub mod info;
 pub mod kernels;
 mod manager;
+pub mod prefetch;
 mod report;
 pub mod stats;
 pub mod trace;
 mod workload;
 
 pub use manager::{BackendStatus, Builder, UnifiedMemoryManager};
+pub use prefetch::Prefetch;
 pub use report::{BufferReport, StageTimes, WorkloadReport};
 pub use workload::{GpuWorkload, Tiling, WorkloadArg};
 
