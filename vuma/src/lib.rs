@@ -15,7 +15,12 @@
 //! - `cuda` (default) — the CUDA backend (`vuma-cuda`; the driver is loaded at run time, so
 //!   builds and starts without CUDA and reports why it is absent);
 //! - `vulkan` (default) — the Vulkan backend (`vuma-vulkan`; loader opened at run time);
-//! - `hyperloop` (default) — PCIe Hyperloop codecs and transfer planning (`vuma-hyperloop`).
+//! - `hyperloop` (default) — PCIe Hyperloop codecs and transfer planning (`vuma-hyperloop`);
+//! - `cli` (default) — the `vuma` command and what only it needs (`clap`, `indicatif`,
+//!   `tracing-subscriber`); implies `trace`. A library leaves it out:
+//!   `vuma = { version = "0.1", default-features = false, features = ["cuda", "vulkan", "hyperloop"] }`;
+//! - `trace` — [`trace`]: a Chrome-trace (Perfetto) timeline of the `tracing` spans, as a
+//!   `tracing-subscriber` layer.
 //!
 //! Backends that fail to start are reported in [`UnifiedMemoryManager::backends`] and
 //! skipped; the host device is always there.
@@ -55,6 +60,7 @@
 //! assert_eq!(f32::from_le_bytes(out[4 * 1000..4 * 1001].try_into().unwrap()), 976.0);
 //! # Ok::<(), vuma_core::Error>(())
 //! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -66,6 +72,7 @@ pub mod kernels;
 mod manager;
 mod report;
 pub mod stats;
+#[cfg(feature = "trace")]
 pub mod trace;
 mod workload;
 
@@ -74,7 +81,7 @@ pub use report::{BufferReport, StageTimes, WorkloadReport};
 pub use workload::{GpuWorkload, Tiling, WorkloadArg};
 
 pub use vuma_core as core;
-pub use vuma_core::{AccessMode, Error, Result, UnifiedBuffer};
+pub use vuma_core::{AccessMode, Error, Result, Scalar, UnifiedBuffer};
 #[cfg(feature = "cuda")]
 pub use vuma_cuda as cuda;
 #[cfg(feature = "hyperloop")]
