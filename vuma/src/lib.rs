@@ -74,6 +74,7 @@ mod report;
 pub mod stats;
 #[cfg(feature = "trace")]
 pub mod trace;
+mod typed;
 mod workload;
 
 pub use manager::{BackendStatus, Builder, UnifiedMemoryManager};
