@@ -91,3 +91,8 @@ pub use vuma_sched as sched;
 pub use vuma_sched::{Priority, Tier, WorkloadKind};
 #[cfg(feature = "vulkan")]
 pub use vuma_vulkan as vulkan;
+
+/// The README's Rust examples, compiled and run as doctests of this crate.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
