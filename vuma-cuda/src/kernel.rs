@@ -38,7 +38,12 @@ pub(crate) fn code_key(parts: &[&[u8]]) -> u128 {
 /// The key of the CUBIN compiled from `source` for `arch` by NVRTC `nvrtc` (`"13.0"`):
 /// SHA-256 over the full source, the architecture, NVRTC's version and its options.
 fn cubin_digest(source: &str, arch: &str, nvrtc: &str) -> [u8; 32] {
-    let mut parts: Vec<&[u8]> = vec![b"cubin", source.as_bytes(), arch.as_bytes(), nvrtc.as_bytes()];
+    let mut parts: Vec<&[u8]> = vec![
+        b"cubin",
+        source.as_bytes(),
+        arch.as_bytes(),
+        nvrtc.as_bytes(),
+    ];
     parts.extend(NVRTC_OPTIONS.iter().map(|o| o.as_bytes()));
     code_digest(&parts)
 }
@@ -79,9 +84,12 @@ pub(crate) fn nvrtc_version() -> Result<(i32, i32)> {
         .map_err(unavailable)
 }
 
+/// CUBINs by the SHA-256 digest of what produced them.
+type CubinCache = HashMap<[u8; 32], std::sync::Arc<Vec<u8>>>;
+
 /// Process-wide CUBIN cache (shared by every device of the same architecture).
-fn memory_cache() -> &'static Mutex<HashMap<[u8; 32], std::sync::Arc<Vec<u8>>>> {
-    static CACHE: OnceLock<Mutex<HashMap<[u8; 32], std::sync::Arc<Vec<u8>>>>> = OnceLock::new();
+fn memory_cache() -> &'static Mutex<CubinCache> {
+    static CACHE: OnceLock<Mutex<CubinCache>> = OnceLock::new();
     CACHE.get_or_init(Default::default)
 }
 
@@ -319,7 +327,10 @@ mod tests {
             let src = format!("{base} // {i}");
             let d = cubin_digest(&src, "sm_90", "13.0");
             assert_eq!(d, cubin_digest(&src, "sm_90", "13.0"));
-            assert!(names.insert(cache_file_name(&d)), "source {i} shares a cache entry");
+            assert!(
+                names.insert(cache_file_name(&d)),
+                "source {i} shares a cache entry"
+            );
         }
         // The same source for another architecture or NVRTC is another entry.
         for (arch, nvrtc) in [("sm_89", "13.0"), ("sm_90", "13.1"), ("sm_90a", "13.0")] {

@@ -93,7 +93,7 @@ impl UnifiedMemoryManager {
     pub fn to_vec_of<T: Pod>(&self, buf: &UnifiedBuffer) -> Result<Vec<T>> {
         let size = elem_size::<T>()?;
         let bytes = buf.len();
-        if bytes % size as u64 != 0 {
+        if !bytes.is_multiple_of(size as u64) {
             return Err(Error::ElementSize {
                 bytes,
                 elem: std::any::type_name::<T>(),
@@ -176,11 +176,13 @@ mod tests {
         let vuma = host();
         let b = vuma.create_buffer_from(&[1, 2, 3, 4, 5, 6]).unwrap();
         match vuma.to_vec_of::<u32>(&b) {
-            Err(e @ Error::ElementSize {
-                bytes: 6,
-                elem_size: 4,
-                ..
-            }) => {
+            Err(
+                e @ Error::ElementSize {
+                    bytes: 6,
+                    elem_size: 4,
+                    ..
+                },
+            ) => {
                 let msg = e.to_string();
                 assert!(msg.contains("6 bytes") && msg.contains("u32"), "{msg}");
             }

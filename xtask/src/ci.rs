@@ -663,9 +663,7 @@ mod tests {
             env,
             &[("RUSTDOCFLAGS".to_string(), "-D warnings".to_string())]
         );
-        let Step::Msrv { args } = &p[7] else {
-            panic!()
-        };
+        let Step::Msrv { args } = &p[7] else { panic!() };
         assert_eq!(
             args.join(" "),
             "check --workspace --all-targets --all-features --locked"
@@ -715,7 +713,10 @@ mod tests {
             installed_toolchain("1.88-x86_64-unknown-linux-gnu\n", "1.88").as_deref(),
             Some("1.88-x86_64-unknown-linux-gnu")
         );
-        assert_eq!(installed_toolchain("1.95.0-x86_64-unknown-linux-gnu\n", "1.88"), None);
+        assert_eq!(
+            installed_toolchain("1.95.0-x86_64-unknown-linux-gnu\n", "1.88"),
+            None
+        );
         assert_eq!(installed_toolchain("", "1.88"), None);
     }
 
