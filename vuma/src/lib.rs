@@ -61,6 +61,8 @@
 //! # Ok::<(), vuma_core::Error>(())
 //! ```
 #![cfg_attr(docsrs, feature(doc_cfg))]
+// The crate docs link `trace`, which exists only with the `trace` feature.
+#![cfg_attr(not(feature = "trace"), allow(rustdoc::broken_intra_doc_links))]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
