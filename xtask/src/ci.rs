@@ -212,6 +212,14 @@ pub const ARCH_RULES: &[(&str, &[&str])] = &[
     ),
 ];
 
+/// What a library user of the facade gets: `vuma` with its backends and without the `cli`
+/// feature must not pull in the CLI's crates (package, features, forbidden crates).
+pub const LIBRARY_RULE: (&str, &str, &[&str]) = (
+    "vuma",
+    "cuda,vulkan,hyperloop",
+    &["clap", "indicatif", "tracing-subscriber"],
+);
+
 fn strings(a: &[&str]) -> Vec<String> {
     a.iter().map(|s| s.to_string()).collect()
 }
@@ -602,6 +610,38 @@ pub fn architecture_check() -> Result<Vec<String>> {
             } else {
                 bad.push(format!("{krate} ({label}) depends on {}", v.join(", ")));
             }
+        }
+    }
+    let (krate, features, forbidden) = LIBRARY_RULE;
+    if members.contains(krate) {
+        let mut c: Command = cargo();
+        c.args([
+            "tree",
+            "-p",
+            krate,
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+            "--target",
+            "all",
+            "--no-default-features",
+            "--features",
+            features,
+        ]);
+        let tree = run_stdout(&mut c)?;
+        let v = violations(&tree, forbidden);
+        if v.is_empty() {
+            report.push(format!(
+                "{krate} (--no-default-features --features {features}): ok, {} crates, none of {}",
+                tree_crates(&tree).len(),
+                forbidden.join(", ")
+            ));
+        } else {
+            bad.push(format!(
+                "{krate} as a library (--features {features}) depends on {}",
+                v.join(", ")
+            ));
         }
     }
     if bad.is_empty() {
