@@ -27,7 +27,9 @@
 //!
 //! ## Tour
 //! - [`UnifiedMemoryManager`] — start it ([`UnifiedMemoryManager::new`] or
-//!   [`UnifiedMemoryManager::builder`]), create [`UnifiedBuffer`]s, run workloads, read
+//!   [`UnifiedMemoryManager::builder`]), create [`UnifiedBuffer`]s (from bytes, or typed:
+//!   [`UnifiedMemoryManager::create_buffer_from_slice`], [`UnifiedMemoryManager::to_vec_of`]
+//!   for any `bytemuck::Pod` element), run workloads, read
 //!   [`UnifiedMemoryManager::stats`] (O(1), always on; [`stats`] prints them as a table).
 //! - [`GpuWorkload`] — a kernel ([`kernels`] has VUMA's own), its buffers with access modes,
 //!   scalars, launch shape, kind, complexity and priority.
@@ -39,12 +41,12 @@
 //!
 //! ## Example
 //! ```
-//! use vuma::{kernels, GpuWorkload, Priority, UnifiedMemoryManager, WorkloadKind};
-//! use vuma_core::Scalar;
+//! use vuma::{kernels, GpuWorkload, Priority, Scalar, UnifiedMemoryManager, WorkloadKind};
 //!
 //! let vuma = UnifiedMemoryManager::builder().cuda(false).vulkan(false).build()?;
 //! let n = 1024u32;
-//! let x = vuma.create_buffer_from(&(0..n).flat_map(|i| (i as f32 - 512.0).to_le_bytes()).collect::<Vec<_>>())?;
+//! let input: Vec<f32> = (0..n).map(|i| i as f32 - 512.0).collect();
+//! let x = vuma.create_buffer_from_slice(&input)?;
 //! let y = vuma.create_buffer(u64::from(n) * 4)?;
 //! let w = GpuWorkload::new("activations", WorkloadKind::AiInference, kernels::relu_scale())
 //!     .complexity(0.9)
@@ -56,9 +58,9 @@
 //!     .launch(kernels::launch_for(u64::from(n)));
 //! let report = vuma.process_workload(&w)?;
 //! println!("{report}");
-//! let out = vuma.to_vec(&y)?;
-//! assert_eq!(f32::from_le_bytes(out[4 * 1000..4 * 1001].try_into().unwrap()), 976.0);
-//! # Ok::<(), vuma_core::Error>(())
+//! let out: Vec<f32> = vuma.to_vec_of(&y)?;
+//! assert_eq!(out[1000], 976.0);
+//! # Ok::<(), vuma::Error>(())
 //! ```
 #![cfg_attr(docsrs, feature(doc_cfg))]
 // The crate docs link `trace`, which exists only with the `trace` feature.
