@@ -142,8 +142,9 @@ struct BufState {
     size: u64,
     /// `None` until the host copy is materialised (or while it is packed).
     host: Option<HostCopy>,
-    /// The valid host content in packed form. Invariant: when set, `host_valid` is true
-    /// and `host` is `None`.
+    /// The valid host content in packed form. Invariant: when set, `host_valid` is true;
+    /// `host` is `None` (a packed write-back) or holds the same bytes (a clean copy packed
+    /// on eviction so that later uploads cross the link packed).
     packed: Option<Packed>,
     host_valid: bool,
     /// Whether any copy was ever written; an unwritten buffer reads as zeros.
@@ -612,11 +613,11 @@ impl MemoryManager {
         // An upload reading the host copy outside the lock finishes first.
         let mut st = self.shared.wait_while(st, |st| st.buffers[&buf.id].filling());
         st.check_no_writer(&self.shared.devices, buf.id)?;
-        if whole {
-            drop_packed(&mut st, buf.id);
-        } else {
+        if !whole {
             self.make_host_valid(&mut st, buf.id)?;
         }
+        // The content changes: a packed copy of it is stale.
+        drop_packed(&mut st, buf.id);
         self.materialise_host(&mut st, buf.id)?;
         let b = st.buffers.get_mut(&buf.id).expect("live buffer");
         let host = b.host.as_mut().expect("materialised");
@@ -666,6 +667,7 @@ impl MemoryManager {
         let mut st = self.shared.wait_while(st, |st| st.buffers[&buf.id].filling());
         st.check_no_writer(&self.shared.devices, buf.id)?;
         self.make_host_valid(&mut st, buf.id)?;
+        drop_packed(&mut st, buf.id);
         self.materialise_host(&mut st, buf.id)?;
         let b = st.buffers.get_mut(&buf.id).expect("live buffer");
         b.written = true;
@@ -1096,6 +1098,9 @@ impl MemoryManager {
             st.stats.devices[index].writeback_bytes += wb;
             reports.push(report);
         }
+        if !sole {
+            self.pack_clean_copy(st, id, index, reports);
+        }
         let b = st.buffers.get_mut(&id).expect("live");
         let size = b.size;
         if b.copies.remove(&index).is_some_and(|c| c.counts) {
@@ -1162,6 +1167,50 @@ impl MemoryManager {
         self.shared.pinned.load(Ordering::SeqCst)
     }
 
+    /// Before a clean device copy of `id` on `index` is freed: lets the transfer path pack
+    /// it (next to the plain host copy) when the buffer has no packed copy yet, so later
+    /// uploads cross the link packed. Best effort: a failure only logs.
+    fn pack_clean_copy(
+        &self,
+        st: &mut State,
+        id: BufferId,
+        index: usize,
+        reports: &mut Vec<TransferReport>,
+    ) {
+        let Some(path) = &self.shared.config.transfer else {
+            return;
+        };
+        let b = &st.buffers[&id];
+        let c = &b.copies[&index];
+        if !(c.valid && b.host_valid && b.written && b.packed.is_none() && b.host.is_some()) {
+            return;
+        }
+        let dev = &self.shared.devices[index].device;
+        let (block, offset, size) = (c.alloc.block().clone(), c.alloc.offset(), b.size);
+        match path.pack_clean(dev.as_ref(), block.as_ref(), offset, size) {
+            Ok(Some((data, report))) => {
+                let stored = data.stored_bytes();
+                st.buffers.get_mut(&id).expect("live").packed = Some(Packed {
+                    device: index,
+                    data,
+                });
+                let h = &mut st.stats.host;
+                h.bytes_in_use += stored;
+                h.packed_bytes += stored;
+                h.peak_bytes = h.peak_bytes.max(h.bytes_in_use);
+                h.link_bytes_in += report.link_bytes;
+                reports.push(report);
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(
+                buffer = id.0,
+                device = index,
+                error = %e,
+                "packing a clean copy failed; later uploads go plain"
+            ),
+        }
+    }
+
     /// Turns a packed host copy back into plain bytes (decoded on the host with the help
     /// of the device that packed it). On failure the packed copy stays as it was.
     fn unpack_host(&self, st: &mut State, id: BufferId) -> Result<()> {
@@ -1169,6 +1218,10 @@ impl MemoryManager {
         let Some(p) = &b.packed else {
             return Ok(());
         };
+        if b.host.is_some() {
+            // A clean packed copy next to the plain one: the plain bytes are valid.
+            return Ok(());
+        }
         let size = b.size;
         let _span = tracing::debug_span!("unpack", buffer = id.0, bytes = size).entered();
         let mut data = self.new_host_copy(size)?;
