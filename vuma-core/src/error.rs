@@ -70,6 +70,18 @@ pub enum Error {
         /// Size of the buffer.
         size: u64,
     },
+    /// A buffer's length is not a whole number of elements of the type it is read as.
+    /// Final for that buffer and type: read it as bytes, or as a type whose size divides
+    /// its length.
+    #[error("a buffer of {bytes} bytes is not a whole number of `{elem}` ({elem_size} bytes each); read it as bytes or as a type whose size divides {bytes}")]
+    ElementSize {
+        /// The buffer's length in bytes.
+        bytes: u64,
+        /// The element type's name.
+        elem: &'static str,
+        /// The element type's size in bytes.
+        elem_size: usize,
+    },
     /// An argument is malformed; the message says which and why.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

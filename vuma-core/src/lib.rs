@@ -45,6 +45,7 @@
 //! assert_eq!(out, [2u8; 16]);
 //! # Ok::<(), vuma_core::Error>(())
 //! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 

@@ -36,7 +36,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use crate::buffer::DynBuffer;
 use crate::device::DynDevice;
@@ -127,6 +127,9 @@ struct Copy {
     last_use: u64,
     /// Whether the copy counts against the device's budget.
     counts: bool,
+    /// An upload into it from the host copy is in flight outside the manager's lock:
+    /// others wait for it (`Shared::filled`) instead of seeing a half-moved copy.
+    filling: bool,
 }
 
 /// A host copy in a transfer path's packed form, with the device that packed it.
@@ -139,8 +142,9 @@ struct BufState {
     size: u64,
     /// `None` until the host copy is materialised (or while it is packed).
     host: Option<HostCopy>,
-    /// The valid host content in packed form. Invariant: when set, `host_valid` is true
-    /// and `host` is `None`.
+    /// The valid host content in packed form. Invariant: when set, `host_valid` is true;
+    /// `host` is `None` (a packed write-back) or holds the same bytes (a clean copy packed
+    /// on eviction so that later uploads cross the link packed).
     packed: Option<Packed>,
     host_valid: bool,
     /// Whether any copy was ever written; an unwritten buffer reads as zeros.
@@ -180,6 +184,8 @@ struct Shared {
     devices: Vec<DevSlot>,
     config: MemoryConfig,
     state: Mutex<State>,
+    /// Signalled whenever an upload that ran outside the lock has finished.
+    filled: Condvar,
     /// Bytes of host copies pinned now (each pinned copy gives its bytes back on drop).
     pinned: Arc<AtomicU64>,
 }
@@ -187,6 +193,26 @@ struct Shared {
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits (releasing the lock) while `busy` holds; uploads running outside the lock
+    /// always finish and signal `filled`.
+    fn wait_while<'a>(
+        &self,
+        mut st: MutexGuard<'a, State>,
+        mut busy: impl FnMut(&State) -> bool,
+    ) -> MutexGuard<'a, State> {
+        while busy(&st) {
+            st = self.filled.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+        st
+    }
+}
+
+impl BufState {
+    /// Whether an upload from the host copy into one of its copies is in flight.
+    fn filling(&self) -> bool {
+        self.copies.values().any(|c| c.filling)
     }
 }
 
@@ -411,9 +437,13 @@ impl Lease {
 pub enum Outcome {
     /// The kernel completed; if it had write access, the device copy is now the valid one.
     Completed,
-    /// The kernel failed; the device copy's contents are unknown and it is dropped from
-    /// the valid set unless it holds the only valid data.
+    /// The kernel failed; the device copy's contents are unknown: it is dropped from the
+    /// valid set, or, when it held the only valid data, the buffer reports
+    /// [`Error::DataLost`] until it is overwritten entirely.
     Failed,
+    /// Nothing used the lease (the kernel was never launched: an argument was refused, or
+    /// another buffer could not be made resident): nothing changes.
+    NotRun,
 }
 
 impl MemoryManager {
@@ -470,6 +500,7 @@ impl MemoryManager {
                     },
                     budget_used: vec![0; n],
                 }),
+                filled: Condvar::new(),
                 pinned: Arc::new(AtomicU64::new(0)),
             }),
         }
@@ -578,13 +609,15 @@ impl MemoryManager {
         self.check_owner(buf)?;
         check_range(offset, data.len() as u64, buf.size)?;
         let whole = offset == 0 && data.len() as u64 == buf.size;
-        let mut st = self.shared.lock();
+        let st = self.shared.lock();
+        // An upload reading the host copy outside the lock finishes first.
+        let mut st = self.shared.wait_while(st, |st| st.buffers[&buf.id].filling());
         st.check_no_writer(&self.shared.devices, buf.id)?;
-        if whole {
-            drop_packed(&mut st, buf.id);
-        } else {
+        if !whole {
             self.make_host_valid(&mut st, buf.id)?;
         }
+        // The content changes: a packed copy of it is stale.
+        drop_packed(&mut st, buf.id);
         self.materialise_host(&mut st, buf.id)?;
         let b = st.buffers.get_mut(&buf.id).expect("live buffer");
         let host = b.host.as_mut().expect("materialised");
@@ -630,9 +663,11 @@ impl MemoryManager {
         f: impl FnOnce(&mut [u8]) -> R,
     ) -> Result<R> {
         self.check_owner(buf)?;
-        let mut st = self.shared.lock();
+        let st = self.shared.lock();
+        let mut st = self.shared.wait_while(st, |st| st.buffers[&buf.id].filling());
         st.check_no_writer(&self.shared.devices, buf.id)?;
         self.make_host_valid(&mut st, buf.id)?;
+        drop_packed(&mut st, buf.id);
         self.materialise_host(&mut st, buf.id)?;
         let b = st.buffers.get_mut(&buf.id).expect("live buffer");
         b.written = true;
@@ -687,7 +722,13 @@ impl MemoryManager {
             .devices
             .get(index)
             .ok_or_else(|| Error::invalid(format!("no device with index {index}")))?;
-        let mut st = self.shared.lock();
+        let st = self.shared.lock();
+        // An upload into this copy (or, for a writer, into any copy) that runs outside the
+        // lock finishes first.
+        let mut st = self.shared.wait_while(st, |st| {
+            let b = &st.buffers[&buf.id];
+            b.copies.get(&index).is_some_and(|c| c.filling) || (access.writes() && b.filling())
+        });
         {
             let b = &st.buffers[&buf.id];
             if let Some(&d) = b.writers.iter().find(|&&d| d != index) {
@@ -785,6 +826,7 @@ impl MemoryManager {
                     valid: false,
                     last_use: tick,
                     counts,
+                    filling: false,
                 },
             );
         } else {
@@ -800,7 +842,9 @@ impl MemoryManager {
         } else {
             st.stats.devices[index].misses += 1;
         }
-        if !valid_here && access.reads() {
+        if !valid_here && access.reads() && self.fills_outside_lock(&st, buf.id) {
+            st = self.fill_outside_lock(st, buf.id, index, &mut residency)?;
+        } else if !valid_here && access.reads() {
             match self.fill_copy(&mut st, buf.id, index) {
                 Ok((moved, src, report)) => {
                     residency.bytes_moved = moved;
@@ -876,7 +920,7 @@ impl MemoryManager {
                 }
                 stale = b.packed.take();
             }
-            Outcome::Completed => {}
+            Outcome::Completed | Outcome::NotRun => {}
             Outcome::Failed => {
                 if lease.access.writes() {
                     let others =
@@ -1054,6 +1098,9 @@ impl MemoryManager {
             st.stats.devices[index].writeback_bytes += wb;
             reports.push(report);
         }
+        if !sole {
+            self.pack_clean_copy(st, id, index, reports);
+        }
         let b = st.buffers.get_mut(&id).expect("live");
         let size = b.size;
         if b.copies.remove(&index).is_some_and(|c| c.counts) {
@@ -1120,6 +1167,50 @@ impl MemoryManager {
         self.shared.pinned.load(Ordering::SeqCst)
     }
 
+    /// Before a clean device copy of `id` on `index` is freed: lets the transfer path pack
+    /// it (next to the plain host copy) when the buffer has no packed copy yet, so later
+    /// uploads cross the link packed. Best effort: a failure only logs.
+    fn pack_clean_copy(
+        &self,
+        st: &mut State,
+        id: BufferId,
+        index: usize,
+        reports: &mut Vec<TransferReport>,
+    ) {
+        let Some(path) = &self.shared.config.transfer else {
+            return;
+        };
+        let b = &st.buffers[&id];
+        let c = &b.copies[&index];
+        if !(c.valid && b.host_valid && b.written && b.packed.is_none() && b.host.is_some()) {
+            return;
+        }
+        let dev = &self.shared.devices[index].device;
+        let (block, offset, size) = (c.alloc.block().clone(), c.alloc.offset(), b.size);
+        match path.pack_clean(dev.as_ref(), block.as_ref(), offset, size) {
+            Ok(Some((data, report))) => {
+                let stored = data.stored_bytes();
+                st.buffers.get_mut(&id).expect("live").packed = Some(Packed {
+                    device: index,
+                    data,
+                });
+                let h = &mut st.stats.host;
+                h.bytes_in_use += stored;
+                h.packed_bytes += stored;
+                h.peak_bytes = h.peak_bytes.max(h.bytes_in_use);
+                h.link_bytes_in += report.link_bytes;
+                reports.push(report);
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(
+                buffer = id.0,
+                device = index,
+                error = %e,
+                "packing a clean copy failed; later uploads go plain"
+            ),
+        }
+    }
+
     /// Turns a packed host copy back into plain bytes (decoded on the host with the help
     /// of the device that packed it). On failure the packed copy stays as it was.
     fn unpack_host(&self, st: &mut State, id: BufferId) -> Result<()> {
@@ -1127,6 +1218,10 @@ impl MemoryManager {
         let Some(p) = &b.packed else {
             return Ok(());
         };
+        if b.host.is_some() {
+            // A clean packed copy next to the plain one: the plain bytes are valid.
+            return Ok(());
+        }
         let size = b.size;
         let _span = tracing::debug_span!("unpack", buffer = id.0, bytes = size).entered();
         let mut data = self.new_host_copy(size)?;
@@ -1189,6 +1284,99 @@ impl MemoryManager {
         st.stats.host.bytes_in += size;
         st.stats.host.link_bytes_in += size;
         Ok(())
+    }
+
+    /// Whether an upload into an invalid copy of `id` can run outside the lock: the source
+    /// is the plain, valid, materialised host copy (no packed copy to prefer, nothing to
+    /// download first) and no kernel holds the buffer for writing.
+    fn fills_outside_lock(&self, st: &State, id: BufferId) -> bool {
+        let b = &st.buffers[&id];
+        b.written && b.host_valid && b.packed.is_none() && b.host.is_some() && b.writers.is_empty()
+    }
+
+    /// Uploads the host copy of `id` into its (invalid) copy on `index` with the lock
+    /// released: the copy is marked `filling` and the buffer in use, so nothing evicts it,
+    /// frees or changes the host copy (writers wait for `filled`), or fills it twice. On
+    /// failure a copy allocated by this acquire is given back and nothing else changes.
+    fn fill_outside_lock<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, State>,
+        id: BufferId,
+        index: usize,
+        residency: &mut Residency,
+    ) -> Result<MutexGuard<'a, State>> {
+        let dev = self.shared.devices[index].device.clone();
+        let path = self.shared.config.transfer.clone();
+        let b = st.buffers.get_mut(&id).expect("live");
+        let size = b.size;
+        let host = b.host.as_ref().expect("materialised");
+        let (src, pinned) = (host.as_ptr(), host.is_pinned());
+        b.in_use += 1;
+        let c = b.copies.get_mut(&index).expect("copy");
+        c.filling = true;
+        let (block, off) = (c.alloc.block().clone(), c.alloc.offset());
+        drop(st);
+        let _span =
+            tracing::debug_span!("upload", buffer = id.0, device = index, bytes = size).entered();
+        // SAFETY: `src` points to the host copy's `size` bytes. While the copy is
+        // `filling`, every mutator of the host copy waits (`write`, `with_host_mut`), and
+        // the buffer being in use keeps it from being dropped or its host copy replaced
+        // (only write-backs of a sole device copy replace it, and the host copy is valid).
+        let host = unsafe { std::slice::from_raw_parts(src, size as usize) };
+        let r = match &path {
+            Some(path) => path.upload(dev.as_ref(), host, block.as_ref(), off),
+            None => {
+                let t0 = std::time::Instant::now();
+                dev.write(block.as_ref(), off, host).map(|()| {
+                    TransferReport::direct(TransferKind::Upload, size, t0.elapsed().as_secs_f64())
+                })
+            }
+        };
+        let mut st = self.shared.lock();
+        let b = st.buffers.get_mut(&id).expect("live while in use");
+        b.in_use -= 1;
+        if let Some(c) = b.copies.get_mut(&index) {
+            c.filling = false;
+        }
+        self.shared.filled.notify_all();
+        match r {
+            Ok(mut report) => {
+                report.decision.push_str(if pinned {
+                    " (from a pinned host copy)"
+                } else {
+                    " (from a pageable host copy)"
+                });
+                record_upload(&mut st, index, &report);
+                residency.bytes_moved = size;
+                residency.source = Some(Location::Host);
+                residency.transfers.push(report);
+                Ok(st)
+            }
+            Err(e) => {
+                if residency.allocated {
+                    let b = st.buffers.get_mut(&id).expect("live");
+                    if let Some(c) = b.copies.remove(&index) {
+                        st.stats.devices[index].bytes_in_use -= size;
+                        if c.counts {
+                            st.budget_used[index] -= size;
+                        }
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Makes `buf` resident on device `index` for reading and lets it go again: the upload
+    /// happens now (outside the manager's lock when it comes from the host copy, so other
+    /// threads' work goes on), and a later acquire finds it resident. What
+    /// `cudaMemPrefetchAsync` is to Unified Memory; run it on another thread (the facade's
+    /// `prefetch` does) to overlap it with work on other buffers.
+    pub fn prefetch(&self, buf: &UnifiedBuffer, index: usize) -> Result<Residency> {
+        let lease = self.acquire(buf, index, AccessMode::Read, 1)?;
+        let residency = lease.residency.clone();
+        self.release(lease, Outcome::NotRun);
+        Ok(residency)
     }
 
     /// Fills the (invalid) copy on `index` from the cheapest valid source: a packed host

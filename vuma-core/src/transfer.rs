@@ -146,6 +146,20 @@ pub trait TransferPath: Send + Sync + std::fmt::Debug {
         offset: u64,
         len: u64,
     ) -> Result<Option<(Box<dyn PackedHost>, TransferReport)>>;
+    /// A *clean* device copy (the host copy holds the same bytes) is being evicted: packs
+    /// it, like [`evict`](Self::evict), so that later uploads of this read-mostly buffer
+    /// cross the link packed; the plain host copy stays as well. `None` (the default):
+    /// packing would not pay here (the manager then just frees the device copy).
+    fn pack_clean(
+        &self,
+        dev: &dyn DynDevice,
+        src: &dyn DynBuffer,
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<(Box<dyn PackedHost>, TransferReport)>> {
+        let _ = (dev, src, offset, len);
+        Ok(None)
+    }
 }
 
 #[cfg(test)]

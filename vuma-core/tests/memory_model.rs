@@ -2,7 +2,8 @@
 //! host devices with small budgets, checked against a plain reference model (one `Vec<u8>`
 //! per buffer). Every read must return exactly the last write; statistics stay consistent;
 //! with injected faults, no byte is lost. Each property also runs with a packing
-//! [`TransferPath`] (write-backs kept packed on the host, zero runs filled on the device).
+//! [`TransferPath`] (write-backs kept packed on the host, clean evictions packed next to
+//! the plain host copy, zero runs filled on the device).
 
 use std::sync::Arc;
 
@@ -126,6 +127,18 @@ impl TransferPath for PackingPath {
         let mut r = TransferReport::direct(TransferKind::Download, len, 0.0);
         r.link_bytes = p.stored_bytes();
         Ok(Some((Box::new(p), r)))
+    }
+    /// Clean copies are packed too (declining the same buffers), so the model exercises a
+    /// packed copy next to a valid plain one: later uploads use the packed one, host
+    /// writes drop it.
+    fn pack_clean(
+        &self,
+        dev: &dyn DynDevice,
+        src: &dyn DynBuffer,
+        off: u64,
+        len: u64,
+    ) -> vuma_core::Result<Option<(Box<dyn PackedHost>, TransferReport)>> {
+        self.evict(dev, src, off, len)
     }
 }
 

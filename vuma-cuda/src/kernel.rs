@@ -7,24 +7,56 @@ use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 
 use cudarc::nvrtc::sys as nvrtc;
+use sha2::{Digest, Sha256};
 use vuma_core::{Error, Result, Scalar};
 
 use crate::error::{guard, unavailable};
 
-/// A stable 128-bit key (two FNV-1a 64 passes with different offsets) of everything that
-/// determines a compiled module.
-pub(crate) fn code_key(parts: &[&[u8]]) -> u128 {
-    let mut a: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut b: u64 = 0x6c62_272e_07bb_0142;
+/// NVRTC options besides `--gpu-architecture` (part of every cache key).
+const NVRTC_OPTIONS: &[&str] = &["--std=c++17"];
+
+/// The SHA-256 digest of `parts`, each prefixed by its length (so `["ab", "c"]` and
+/// `["a", "bc"]` differ): the key of everything that determines a compiled module.
+pub(crate) fn code_digest(parts: &[&[u8]]) -> [u8; 32] {
+    let mut h = Sha256::new();
     for p in parts {
-        for &byte in p.iter().chain(&[0xffu8]) {
-            a = (a ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
-            b = (b ^ u64::from(byte))
-                .wrapping_mul(0x0000_0100_0000_01b3)
-                .rotate_left(5);
-        }
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p);
     }
-    (u128::from(a) << 64) | u128::from(b)
+    h.finalize().into()
+}
+
+/// The first 128 bits of [`code_digest`]: the per-device module cache's key (a
+/// cryptographic hash, so distinct code never shares a module in practice).
+pub(crate) fn code_key(parts: &[&[u8]]) -> u128 {
+    let d = code_digest(parts);
+    let mut head = [0u8; 16];
+    head.copy_from_slice(&d[..16]);
+    u128::from_be_bytes(head)
+}
+
+/// The key of the CUBIN compiled from `source` for `arch` by NVRTC `nvrtc` (`"13.0"`):
+/// SHA-256 over the full source, the architecture, NVRTC's version and its options.
+fn cubin_digest(source: &str, arch: &str, nvrtc: &str) -> [u8; 32] {
+    let mut parts: Vec<&[u8]> = vec![
+        b"cubin",
+        source.as_bytes(),
+        arch.as_bytes(),
+        nvrtc.as_bytes(),
+    ];
+    parts.extend(NVRTC_OPTIONS.iter().map(|o| o.as_bytes()));
+    code_digest(&parts)
+}
+
+/// The on-disk cache's file name for a CUBIN digest: its 64 hex digits.
+fn cache_file_name(digest: &[u8; 32]) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(70);
+    for b in digest {
+        let _ = write!(s, "{b:02x}");
+    }
+    s.push_str(".cubin");
+    s
 }
 
 /// NVRTC's version, or `Unavailable` when libnvrtc cannot be loaded.
@@ -52,9 +84,12 @@ pub(crate) fn nvrtc_version() -> Result<(i32, i32)> {
         .map_err(unavailable)
 }
 
+/// CUBINs by the SHA-256 digest of what produced them.
+type CubinCache = HashMap<[u8; 32], std::sync::Arc<Vec<u8>>>;
+
 /// Process-wide CUBIN cache (shared by every device of the same architecture).
-fn memory_cache() -> &'static Mutex<HashMap<u128, std::sync::Arc<Vec<u8>>>> {
-    static CACHE: OnceLock<Mutex<HashMap<u128, std::sync::Arc<Vec<u8>>>>> = OnceLock::new();
+fn memory_cache() -> &'static Mutex<CubinCache> {
+    static CACHE: OnceLock<Mutex<CubinCache>> = OnceLock::new();
     CACHE.get_or_init(Default::default)
 }
 
@@ -81,21 +116,18 @@ pub(crate) fn cubin_for(
 ) -> Result<(u128, std::sync::Arc<Vec<u8>>)> {
     let (vmaj, vmin) = nvrtc_version()?;
     let arch = format!("sm_{}{}", cc.0, cc.1);
-    let key = code_key(&[
-        source.as_bytes(),
-        arch.as_bytes(),
-        format!("nvrtc {vmaj}.{vmin}").as_bytes(),
-    ]);
+    let digest = cubin_digest(source, &arch, &format!("{vmaj}.{vmin}"));
+    let key = code_key(&[&digest]);
     if !fresh {
         if let Some(c) = memory_cache()
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
+            .get(&digest)
         {
             return Ok((key, c.clone()));
         }
     }
-    let file = disk_cache_dir().map(|d| d.join(format!("{key:032x}.cubin")));
+    let file = disk_cache_dir().map(|d| d.join(cache_file_name(&digest)));
     let from_disk = if fresh {
         None
     } else {
@@ -120,7 +152,7 @@ pub(crate) fn cubin_for(
     memory_cache()
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .insert(key, cubin.clone());
+        .insert(digest, cubin.clone());
     Ok((key, cubin))
 }
 
@@ -144,8 +176,8 @@ pub(crate) fn compile_cubin(kernel: &str, source: &str, arch: &str) -> Result<Ve
         kernel: kernel.into(),
         log: "source contains a NUL byte".into(),
     })?;
-    let opts: Vec<CString> = [format!("--gpu-architecture={arch}"), "--std=c++17".into()]
-        .into_iter()
+    let opts: Vec<CString> = std::iter::once(format!("--gpu-architecture={arch}"))
+        .chain(NVRTC_OPTIONS.iter().map(|o| o.to_string()))
         .map(|o| CString::new(o).expect("options have no NUL"))
         .collect();
     let opt_ptrs: Vec<*const c_char> = opts.iter().map(|o| o.as_ptr()).collect();
@@ -275,6 +307,49 @@ mod tests {
         assert_eq!(a, code_key(&[b"src", b"sm_90"]));
         assert_ne!(a, code_key(&[b"src", b"sm_89"]));
         assert_ne!(code_key(&[b"ab", b"c"]), code_key(&[b"a", b"bc"]));
+        // Separator bytes inside a part cannot fake a part boundary.
+        assert_ne!(code_key(&[b"a\xffb"]), code_key(&[b"a", b"b"]));
+        assert_ne!(code_key(&[b""]), code_key(&[]));
+        // SHA-256 of the length-prefixed parts (a known vector: SHA-256 of 8 zero bytes).
+        assert_eq!(
+            cache_file_name(&code_digest(&[b""])),
+            "af5570f5a1810b7af78caf4bc70a660f0df51e42baf91d4de5b2328de0e83dfc.cubin"
+        );
+    }
+
+    #[test]
+    fn different_sources_never_share_a_cache_entry() {
+        // Many near-identical sources (the former 64-bit FNV-1a key could map two sources
+        // to one file and run the wrong kernel): each gets its own digest and file.
+        let base = "extern \"C\" __global__ void k(float* x) { x[0] = 1.0f; }";
+        let mut names = std::collections::HashSet::new();
+        for i in 0..2000 {
+            let src = format!("{base} // {i}");
+            let d = cubin_digest(&src, "sm_90", "13.0");
+            assert_eq!(d, cubin_digest(&src, "sm_90", "13.0"));
+            assert!(
+                names.insert(cache_file_name(&d)),
+                "source {i} shares a cache entry"
+            );
+        }
+        // The same source for another architecture or NVRTC is another entry.
+        for (arch, nvrtc) in [("sm_89", "13.0"), ("sm_90", "13.1"), ("sm_90a", "13.0")] {
+            let d = cubin_digest(&format!("{base} // 0"), arch, nvrtc);
+            assert!(names.insert(cache_file_name(&d)), "{arch} {nvrtc}");
+        }
+        // Sources that differ in one byte anywhere, or in length only, differ.
+        let long = "x".repeat(1 << 16);
+        let mut flipped = long.clone().into_bytes();
+        flipped[1 << 15] = b'y';
+        let flipped = String::from_utf8(flipped).unwrap();
+        assert_ne!(
+            cubin_digest(&long, "sm_90", "13.0"),
+            cubin_digest(&flipped, "sm_90", "13.0")
+        );
+        assert_ne!(
+            cubin_digest(&long, "sm_90", "13.0"),
+            cubin_digest(&long[1..], "sm_90", "13.0")
+        );
     }
 
     #[test]

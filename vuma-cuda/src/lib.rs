@@ -84,9 +84,10 @@
 //! stream.
 //!
 //! **NVRTC and the caches.** CUDA C source is compiled by raw NVRTC calls to a CUBIN for
-//! the device's exact `sm_XY` (no PTX JIT at load). CUBINs are cached per process (keyed by
-//! a 128-bit hash of the source, the architecture and NVRTC's version) and on disk; loaded
-//! modules and functions are cached per device. A cached CUBIN that fails to load is
+//! the device's exact `sm_XY` (no PTX JIT at load). CUBINs are cached per process and on disk,
+//! keyed by SHA-256 over the full source, the architecture, NVRTC's version and its options
+//! (the file name is the digest's 64 hex digits), so different code never shares an entry;
+//! loaded modules and functions are cached per device. A cached CUBIN that fails to load is
 //! recompiled. PTX goes through the driver JIT with its error log captured.
 //!
 //! **Errors.** Driver status codes map to [`Error::Backend`](vuma_core::Error::Backend)

@@ -15,6 +15,10 @@
 //!   more than the budget is resident (the GPU holds more than the host's RAM, so the
 //!   budget is emulated this way rather than by oversubscription).
 //!
+//! VUMA runs four ways: with Hyperloop off and on (`Builder::hyperloop`), each as a plain
+//! loop of `process_workload` calls and with a look-ahead of one layer
+//! (`UnifiedMemoryManager::prefetch` of layer i+1 before the workload of layer i).
+//!
 //! Sizes: 16 layers of 256 MiB and of 64 MiB; `VUMA_BENCH_QUICK=1`: 8 layers of 16 MiB.
 //! Without a CUDA device, or without cached weights (`cargo xtask fetch-data`), it prints a
 //! SKIP line and records nothing.
@@ -100,7 +104,7 @@ const PASSES: usize = 4;
 
 /// GB/s per steady pass through `process_workload`, and the last pass's link bytes and
 /// the decisions of its uploads.
-fn vuma_stream(c: &Case, grid: u32, hyperloop: bool) -> R<(f64, String)> {
+fn vuma_stream(c: &Case, grid: u32, hyperloop: bool, prefetch: bool) -> R<(f64, String)> {
     let budgets: HashMap<usize, u64> = [(0, c.budget())].into();
     let vuma = UnifiedMemoryManager::builder()
         .vulkan(false)
@@ -144,8 +148,22 @@ fn vuma_stream(c: &Case, grid: u32, hyperloop: bool) -> R<(f64, String)> {
         let t = Instant::now();
         let mut link = 0u64;
         let mut first = String::new();
-        for w in &work {
+        let dev = vuma.devices()[0].info().id;
+        let mut ahead = if prefetch {
+            Some(vuma.prefetch(&layers[0], dev).map_err(e)?)
+        } else {
+            None
+        };
+        for (i, w) in work.iter().enumerate() {
+            // Look-ahead: the next layer's upload runs while this layer's workload does.
+            let this = ahead.take();
+            if prefetch && i + 1 < layers.len() {
+                ahead = Some(vuma.prefetch(&layers[i + 1], dev).map_err(e)?);
+            }
             let r = vuma.process_workload(w).map_err(e)?;
+            if let Some(p) = this {
+                p.wait().map_err(e)?;
+            }
             link += r.link_bytes;
             if first.is_empty() {
                 if let Some(tr) = r.buffers.iter().flat_map(|b| &b.transfers).next() {
@@ -447,9 +465,14 @@ fn main() {
                     c.layers,
                     c.budget() / MIB
                 );
-                for (hl, tag) in [(false, "hyperloop_off"), (true, "hyperloop_on")] {
+                for (hl, pf, tag) in [
+                    (false, false, "hyperloop_off"),
+                    (false, true, "hyperloop_off_prefetch"),
+                    (true, false, "hyperloop_on"),
+                    (true, true, "hyperloop_on_prefetch"),
+                ] {
                     dev.bind_to_thread().map_err(e)?;
-                    let (v, notes) = vuma_stream(&c, grid, hl)?;
+                    let (v, notes) = vuma_stream(&c, grid, hl, pf)?;
                     println!("    vuma {tag}: {v:.1} GB/s ({notes})");
                     for (base, b) in [
                         (

@@ -2,8 +2,7 @@
 //!
 //! `cargo run --release -p vuma --example seed`
 
-use vuma::{kernels, GpuWorkload, Priority, UnifiedMemoryManager, WorkloadKind};
-use vuma_core::Scalar;
+use vuma::{kernels, GpuWorkload, Priority, Scalar, UnifiedMemoryManager, WorkloadKind};
 
 fn main() -> vuma::Result<()> {
     let vuma = UnifiedMemoryManager::new()?;
@@ -16,10 +15,8 @@ fn main() -> vuma::Result<()> {
 
     // A heavy AI workload over 32 MiB of activations.
     let n: u32 = 8 << 20;
-    let input: Vec<u8> = (0..n)
-        .flat_map(|i| ((i % 200) as f32 - 100.0).to_le_bytes())
-        .collect();
-    let x = vuma.create_buffer_from(&input)?;
+    let input: Vec<f32> = (0..n).map(|i| (i % 200) as f32 - 100.0).collect();
+    let x = vuma.create_buffer_from_slice(&input)?;
     let y = vuma.create_buffer(u64::from(n) * 4)?;
     let heavy = GpuWorkload::new(
         "transformer-layer",
@@ -50,8 +47,8 @@ fn main() -> vuma::Result<()> {
         .launch(kernels::launch_for(u64::from(px)));
     println!("{}", vuma.process_workload(&light)?);
 
-    let y_host = vuma.to_vec(&y)?;
-    assert_eq!(&y_host[..4], &0f32.to_le_bytes());
+    let y_host: Vec<f32> = vuma.to_vec_of(&y)?;
+    assert_eq!((y_host[0], y_host[150]), (0.0, 50.0));
     assert_eq!(vuma.to_vec(&out)?[0], 0x60);
     println!("\nresults verified on the host");
     Ok(())

@@ -15,14 +15,21 @@
 //! - `cuda` (default) — the CUDA backend (`vuma-cuda`; the driver is loaded at run time, so
 //!   builds and starts without CUDA and reports why it is absent);
 //! - `vulkan` (default) — the Vulkan backend (`vuma-vulkan`; loader opened at run time);
-//! - `hyperloop` (default) — PCIe Hyperloop codecs and transfer planning (`vuma-hyperloop`).
+//! - `hyperloop` (default) — PCIe Hyperloop codecs and transfer planning (`vuma-hyperloop`);
+//! - `cli` (default) — the `vuma` command and what only it needs (`clap`, `indicatif`,
+//!   `tracing-subscriber`); implies `trace`. A library leaves it out:
+//!   `vuma = { version = "0.1", default-features = false, features = ["cuda", "vulkan", "hyperloop"] }`;
+//! - `trace` — [`trace`]: a Chrome-trace (Perfetto) timeline of the `tracing` spans, as a
+//!   `tracing-subscriber` layer.
 //!
 //! Backends that fail to start are reported in [`UnifiedMemoryManager::backends`] and
 //! skipped; the host device is always there.
 //!
 //! ## Tour
 //! - [`UnifiedMemoryManager`] — start it ([`UnifiedMemoryManager::new`] or
-//!   [`UnifiedMemoryManager::builder`]), create [`UnifiedBuffer`]s, run workloads, read
+//!   [`UnifiedMemoryManager::builder`]), create [`UnifiedBuffer`]s (from bytes, or typed:
+//!   [`UnifiedMemoryManager::create_buffer_from_slice`], [`UnifiedMemoryManager::to_vec_of`]
+//!   for any `bytemuck::Pod` element), run workloads, read
 //!   [`UnifiedMemoryManager::stats`] (O(1), always on; [`stats`] prints them as a table).
 //! - [`GpuWorkload`] — a kernel ([`kernels`] has VUMA's own), its buffers with access modes,
 //!   scalars, launch shape, kind, complexity and priority.
@@ -34,12 +41,12 @@
 //!
 //! ## Example
 //! ```
-//! use vuma::{kernels, GpuWorkload, Priority, UnifiedMemoryManager, WorkloadKind};
-//! use vuma_core::Scalar;
+//! use vuma::{kernels, GpuWorkload, Priority, Scalar, UnifiedMemoryManager, WorkloadKind};
 //!
 //! let vuma = UnifiedMemoryManager::builder().cuda(false).vulkan(false).build()?;
 //! let n = 1024u32;
-//! let x = vuma.create_buffer_from(&(0..n).flat_map(|i| (i as f32 - 512.0).to_le_bytes()).collect::<Vec<_>>())?;
+//! let input: Vec<f32> = (0..n).map(|i| i as f32 - 512.0).collect();
+//! let x = vuma.create_buffer_from_slice(&input)?;
 //! let y = vuma.create_buffer(u64::from(n) * 4)?;
 //! let w = GpuWorkload::new("activations", WorkloadKind::AiInference, kernels::relu_scale())
 //!     .complexity(0.9)
@@ -51,10 +58,13 @@
 //!     .launch(kernels::launch_for(u64::from(n)));
 //! let report = vuma.process_workload(&w)?;
 //! println!("{report}");
-//! let out = vuma.to_vec(&y)?;
-//! assert_eq!(f32::from_le_bytes(out[4 * 1000..4 * 1001].try_into().unwrap()), 976.0);
-//! # Ok::<(), vuma_core::Error>(())
+//! let out: Vec<f32> = vuma.to_vec_of(&y)?;
+//! assert_eq!(out[1000], 976.0);
+//! # Ok::<(), vuma::Error>(())
 //! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
+// The crate docs link `trace`, which exists only with the `trace` feature.
+#![cfg_attr(not(feature = "trace"), allow(rustdoc::broken_intra_doc_links))]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -64,17 +74,21 @@ pub mod demo;
 pub mod info;
 pub mod kernels;
 mod manager;
+pub mod prefetch;
 mod report;
 pub mod stats;
+#[cfg(feature = "trace")]
 pub mod trace;
+mod typed;
 mod workload;
 
 pub use manager::{BackendStatus, Builder, UnifiedMemoryManager};
+pub use prefetch::Prefetch;
 pub use report::{BufferReport, StageTimes, WorkloadReport};
 pub use workload::{GpuWorkload, Tiling, WorkloadArg};
 
 pub use vuma_core as core;
-pub use vuma_core::{AccessMode, Error, Result, UnifiedBuffer};
+pub use vuma_core::{AccessMode, Error, Result, Scalar, UnifiedBuffer};
 #[cfg(feature = "cuda")]
 pub use vuma_cuda as cuda;
 #[cfg(feature = "hyperloop")]
@@ -83,3 +97,8 @@ pub use vuma_sched as sched;
 pub use vuma_sched::{Priority, Tier, WorkloadKind};
 #[cfg(feature = "vulkan")]
 pub use vuma_vulkan as vulkan;
+
+/// The README's Rust examples, compiled and run as doctests of this crate.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

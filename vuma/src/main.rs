@@ -1,10 +1,13 @@
 //! The `vuma` command: `info`, `demo`, `bench`; `--trace FILE` for a Perfetto timeline.
 
+use std::fs::File;
+use std::io::{BufWriter, IsTerminal};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::fmt::format::FmtSpan;
 use tracing_subscriber::prelude::*;
 use vuma::core::bench::{report, svg};
 use vuma::trace::ChromeTrace;
@@ -71,12 +74,33 @@ enum Command {
 
 type CliResult = Result<(), Box<dyn std::error::Error>>;
 
+/// Creates the `--trace` file before any work, so that a bad path fails at once.
+fn create_trace_file(path: &Path) -> Result<File, String> {
+    File::create(path).map_err(|e| {
+        format!(
+            "cannot create the trace file {}: {e} (give a writable path to --trace)",
+            path.display()
+        )
+    })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let trace_file = match cli.trace.as_deref().map(create_trace_file).transpose() {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // `VUMA_LOG=debug` (any `EnvFilter` directive): events, and each span when it closes
+    // (with its fields and time busy/idle); colour only on a terminal.
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_span_events(FmtSpan::CLOSE)
         .with_filter(tracing_subscriber::EnvFilter::from_env("VUMA_LOG"));
-    let trace = cli.trace.as_ref().map(|_| ChromeTrace::new());
+    let trace = trace_file.as_ref().map(|_| ChromeTrace::new());
     let chrome = trace
         .as_ref()
         .map(|t| t.layer().with_filter(LevelFilter::DEBUG));
@@ -90,8 +114,8 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     };
-    if let (Some(t), Some(path)) = (trace, cli.trace) {
-        match t.write(&path) {
+    if let (Some(t), Some(file), Some(path)) = (trace, trace_file, cli.trace) {
+        match t.write_to(&mut BufWriter::new(file)) {
             Ok(()) => eprintln!(
                 "trace: {} events written to {} (open in https://ui.perfetto.dev)",
                 t.len(),

@@ -448,10 +448,10 @@ impl UnifiedMemoryManager {
                 match self.memory.acquire(buffer, index, *access, *reuse) {
                     Ok(l) => leases.push(l),
                     Err(e) => {
-                        // Nothing ran: a lease with write access must not become the valid
-                        // copy (its contents are stale), so these end as `Failed`.
+                        // Nothing ran: the leases end as `NotRun` (no copy changes; a lease
+                        // with write access must not become the valid copy).
                         for l in leases {
-                            self.memory.release(l, Outcome::Failed);
+                            self.memory.release(l, Outcome::NotRun);
                         }
                         return Err(e);
                     }
@@ -498,21 +498,24 @@ impl UnifiedMemoryManager {
         let t2 = Instant::now();
         let plan = plan_launches(w, &leases, device.info().l2_bytes);
         let tiles = plan.as_ref().map_or(0, |t| t.len() as u32);
+        let mut launched = 0usize;
         let run = match plan {
             Err(e) => Err(e),
             Ok(tiles) => {
                 let _run = tracing::debug_span!("launch", device = %device.info().name, tiles = tiles.len(), passes = w.passes).entered();
-                run_tiles(&*device, w, &leases, &tiles).and_then(|()| device.synchronize())
+                run_tiles(&*device, w, &leases, &tiles, &mut launched)
+                    .and_then(|()| device.synchronize())
             }
         };
         let t_run = t2.elapsed();
 
         // Record.
         let t3 = Instant::now();
-        let outcome = if run.is_ok() {
-            Outcome::Completed
-        } else {
-            Outcome::Failed
+        let outcome = match &run {
+            Ok(()) => Outcome::Completed,
+            // Refused before any launch (arguments, compilation): no copy was touched.
+            Err(_) if launched == 0 => Outcome::NotRun,
+            Err(_) => Outcome::Failed,
         };
         let buffers: Vec<BufferReport> = leases
             .iter()
@@ -633,12 +636,14 @@ fn plan_launches(w: &GpuWorkload, leases: &[Lease], l2_bytes: u64) -> Result<Vec
         .collect())
 }
 
-/// Launches `w.passes` passes over each tile in turn.
+/// Launches `w.passes` passes over each tile in turn, counting the launches that were
+/// issued in `launched`.
 fn run_tiles(
     device: &dyn DynDevice,
     w: &GpuWorkload,
     leases: &[Lease],
     tiles: &[TileRange],
+    launched: &mut usize,
 ) -> Result<()> {
     let elem_bytes = match w.tiling {
         Tiling::Elementwise { elem_bytes } => u64::from(elem_bytes.max(1)),
@@ -679,6 +684,7 @@ fn run_tiles(
         }
         for _ in 0..w.passes {
             device.launch(&w.kernel, &cfg, &args)?;
+            *launched += 1;
         }
     }
     Ok(())

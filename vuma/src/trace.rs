@@ -171,6 +171,14 @@ impl ChromeTrace {
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
         std::fs::write(path, self.to_json() + "\n")
     }
+
+    /// Writes the trace to `out` (e.g. a file opened before the work started, so that a bad
+    /// path is an error up front rather than after the run).
+    pub fn write_to(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        out.write_all(self.to_json().as_bytes())?;
+        out.write_all(b"\n")?;
+        out.flush()
+    }
 }
 
 impl<S> Layer<S> for ChromeLayer

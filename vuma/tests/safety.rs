@@ -139,3 +139,29 @@ fn mismatched_workloads_are_typed_errors_on_every_backend() {
         let _ = Arc::strong_count(&buf);
     }
 }
+
+/// A workload refused before any launch (an oversized count) on a buffer whose only valid
+/// copy is on the device leaves that copy valid: nothing ran, nothing is lost.
+#[test]
+fn a_refused_workload_keeps_the_only_copy() {
+    let vuma = UnifiedMemoryManager::builder()
+        .cuda(false)
+        .vulkan(false)
+        .build()
+        .expect("the host device");
+    let words = 1024u32;
+    let buf = vuma.create_buffer_from(&vec![1u8; words as usize * 4]).unwrap();
+    let scale = |n: u32| {
+        GpuWorkload::new("scale", WorkloadKind::HeavyCompute, kernels::scale_u32())
+            .read_write(&buf, 1)
+            .scalar(Scalar::U32(n))
+            .scalar(Scalar::U32(1))
+            .scalar(Scalar::U32(1))
+            .launch(kernels::launch_for(u64::from(n)))
+    };
+    vuma.process_workload(&scale(words)).unwrap(); // the device copy is now the only valid one
+    assert!(vuma.process_workload(&scale(words * 4)).is_err());
+    let v = vuma.to_vec(&buf).expect("not lost");
+    let want = (0x0101_0101u32 + 1).to_le_bytes();
+    assert!(v.chunks_exact(4).all(|c| c == want));
+}

@@ -39,6 +39,12 @@ pub enum Step {
     },
     /// The dependency-graph check ([`ARCH_RULES`]).
     Architecture,
+    /// `cargo +<MSRV> check …` ([`MSRV`]); skipped, with a SKIP line, when no toolchain of
+    /// that version is installed (`rustup toolchain list`). CI never downloads it.
+    Msrv {
+        /// Arguments after `cargo +<toolchain>`.
+        args: Vec<String>,
+    },
     /// `cargo +nightly miri …` ([`MIRI_TOOLCHAIN`]); skipped, with a SKIP line, when
     /// `cargo +nightly miri --version` fails.
     Miri {
@@ -56,8 +62,43 @@ impl Step {
         match self {
             Step::Cargo { name, .. } | Step::Miri { name, .. } => name,
             Step::Architecture => "architecture",
+            Step::Msrv { .. } => "msrv",
         }
     }
+}
+
+/// The minimum supported Rust version: the workspace's `rust-version` (a test keeps the two
+/// equal). The `msrv` step checks the workspace with it where it is installed.
+pub const MSRV: &str = "1.88";
+
+/// How to install the MSRV toolchain (printed with the `msrv` step's SKIP line).
+pub const MSRV_INSTALL: &str = "rustup toolchain install 1.88 --profile minimal";
+
+/// The installed toolchain (a name from `rustup toolchain list`) of version `version`
+/// (`1.88` matches `1.88-x86_64-…` and `1.88.0-x86_64-…`), if any.
+pub fn installed_toolchain(list: &str, version: &str) -> Option<String> {
+    list.lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .find(|name| {
+            // `<version>-<host>` or `<version>.<patch>-<host>`.
+            let rest = name.strip_prefix(version).unwrap_or("");
+            let rest = rest
+                .strip_prefix('.')
+                .map_or(rest, |r| r.trim_start_matches(|c: char| c.is_ascii_digit()));
+            rest.starts_with('-') && rest.len() > 1
+        })
+        .map(String::from)
+}
+
+/// The MSRV toolchain if `rustup toolchain list` shows it installed.
+fn msrv_toolchain() -> Option<String> {
+    let out = Command::new("rustup")
+        .args(["toolchain", "list"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    installed_toolchain(&String::from_utf8_lossy(&out.stdout), MSRV)
 }
 
 /// The toolchain the Miri steps run under (`cargo +nightly-2026-05-20 miri`): a dated
@@ -171,6 +212,14 @@ pub const ARCH_RULES: &[(&str, &[&str])] = &[
     ),
 ];
 
+/// What a library user of the facade gets: `vuma` with its backends and without the `cli`
+/// feature must not pull in the CLI's crates (package, features, forbidden crates).
+pub const LIBRARY_RULE: (&str, &str, &[&str]) = (
+    "vuma",
+    "cuda,vulkan,hyperloop",
+    &["clap", "indicatif", "tracing-subscriber"],
+);
+
 fn strings(a: &[&str]) -> Vec<String> {
     a.iter().map(|s| s.to_string()).collect()
 }
@@ -261,6 +310,15 @@ pub fn plan(opts: &CiOptions) -> Vec<Step> {
         env: vec![("RUSTDOCFLAGS".into(), "-D warnings".into())],
     });
     steps.push(Step::Architecture);
+    if !opts.quick {
+        steps.push(Step::Msrv {
+            args: cat(&[
+                &strings(&["check"]),
+                &select,
+                &strings(&["--all-targets", "--all-features", "--locked"]),
+            ]),
+        });
+    }
     if !opts.quick && !opts.no_miri {
         for (pkg, targets, tests) in MIRI_SELECTION {
             if !opts.packages.is_empty() && !opts.packages.iter().any(|p| p == pkg) {
@@ -399,6 +457,39 @@ pub fn run(opts: &CiOptions) -> Result<bool> {
                     )
                 }
             }
+            Step::Msrv { args } => {
+                eprintln!(
+                    "\n==> [{}/{}] msrv: cargo +{MSRV} {}",
+                    i + 1,
+                    steps.len(),
+                    args.join(" ")
+                );
+                match msrv_toolchain() {
+                    Some(tc) => {
+                        let mut c = Command::new("cargo");
+                        c.arg(format!("+{tc}"))
+                            .args(args)
+                            .current_dir(crate::util::workspace_root());
+                        let shown = display_cmd(&c);
+                        match run_status(&mut c) {
+                            Ok((st, took)) if st.success() => (Verdict::Pass, took, shown),
+                            Ok((st, took)) => (Verdict::Fail(fmt_status(st)), took, shown),
+                            Err(e) => (Verdict::Fail(e.to_string()), Duration::ZERO, shown),
+                        }
+                    }
+                    None => {
+                        eprintln!(
+                            "SKIP msrv: no Rust {MSRV} toolchain in `rustup toolchain list`; \
+                             install with: {MSRV_INSTALL}"
+                        );
+                        (
+                            Verdict::Skip(format!("Rust {MSRV} not installed")),
+                            Duration::ZERO,
+                            format!("cargo +{MSRV} {}", args.join(" ")),
+                        )
+                    }
+                }
+            }
             Step::Architecture => {
                 eprintln!(
                     "\n==> [{}/{}] architecture: cargo tree checks",
@@ -521,6 +612,38 @@ pub fn architecture_check() -> Result<Vec<String>> {
             }
         }
     }
+    let (krate, features, forbidden) = LIBRARY_RULE;
+    if members.contains(krate) {
+        let mut c: Command = cargo();
+        c.args([
+            "tree",
+            "-p",
+            krate,
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+            "--target",
+            "all",
+            "--no-default-features",
+            "--features",
+            features,
+        ]);
+        let tree = run_stdout(&mut c)?;
+        let v = violations(&tree, forbidden);
+        if v.is_empty() {
+            report.push(format!(
+                "{krate} (--no-default-features --features {features}): ok, {} crates, none of {}",
+                tree_crates(&tree).len(),
+                forbidden.join(", ")
+            ));
+        } else {
+            bad.push(format!(
+                "{krate} as a library (--features {features}) depends on {}",
+                v.join(", ")
+            ));
+        }
+    }
     if bad.is_empty() {
         Ok(report)
     } else {
@@ -549,6 +672,7 @@ mod tests {
                 "test",
                 "doc",
                 "architecture",
+                "msrv",
                 "miri-vuma-core",
                 "miri-vuma-hyperloop"
             ]
@@ -579,7 +703,12 @@ mod tests {
             env,
             &[("RUSTDOCFLAGS".to_string(), "-D warnings".to_string())]
         );
-        let Step::Miri { args, env, .. } = &p[8] else {
+        let Step::Msrv { args } = &p[7] else { panic!() };
+        assert_eq!(
+            args.join(" "),
+            "check --workspace --all-targets --all-features --locked"
+        );
+        let Step::Miri { args, env, .. } = &p[9] else {
             panic!()
         };
         assert_eq!(
@@ -600,8 +729,35 @@ mod tests {
             no_miri: true,
             ..Default::default()
         });
-        assert_eq!(p.len(), 7);
+        assert_eq!(p.len(), 8);
         assert!(!p.iter().any(|s| matches!(s, Step::Miri { .. })));
+    }
+
+    #[test]
+    fn msrv_matches_the_manifest_and_toolchains_are_found() {
+        let manifest =
+            std::fs::read_to_string(crate::util::workspace_root().join("Cargo.toml")).unwrap();
+        assert!(
+            manifest.contains(&format!("rust-version = \"{MSRV}\"")),
+            "MSRV {MSRV} is not the workspace's rust-version"
+        );
+        assert!(MSRV_INSTALL.contains(MSRV));
+        let list = "stable-x86_64-unknown-linux-gnu (active, default)\n\
+                    1.880-x86_64-unknown-linux-gnu\n\
+                    1.88.0-x86_64-unknown-linux-gnu\n";
+        assert_eq!(
+            installed_toolchain(list, "1.88").as_deref(),
+            Some("1.88.0-x86_64-unknown-linux-gnu")
+        );
+        assert_eq!(
+            installed_toolchain("1.88-x86_64-unknown-linux-gnu\n", "1.88").as_deref(),
+            Some("1.88-x86_64-unknown-linux-gnu")
+        );
+        assert_eq!(
+            installed_toolchain("1.95.0-x86_64-unknown-linux-gnu\n", "1.88"),
+            None
+        );
+        assert_eq!(installed_toolchain("", "1.88"), None);
     }
 
     #[test]
