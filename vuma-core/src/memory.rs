@@ -611,7 +611,9 @@ impl MemoryManager {
         let whole = offset == 0 && data.len() as u64 == buf.size;
         let st = self.shared.lock();
         // An upload reading the host copy outside the lock finishes first.
-        let mut st = self.shared.wait_while(st, |st| st.buffers[&buf.id].filling());
+        let mut st = self
+            .shared
+            .wait_while(st, |st| st.buffers[&buf.id].filling());
         st.check_no_writer(&self.shared.devices, buf.id)?;
         if !whole {
             self.make_host_valid(&mut st, buf.id)?;
@@ -664,7 +666,9 @@ impl MemoryManager {
     ) -> Result<R> {
         self.check_owner(buf)?;
         let st = self.shared.lock();
-        let mut st = self.shared.wait_while(st, |st| st.buffers[&buf.id].filling());
+        let mut st = self
+            .shared
+            .wait_while(st, |st| st.buffers[&buf.id].filling());
         st.check_no_writer(&self.shared.devices, buf.id)?;
         self.make_host_valid(&mut st, buf.id)?;
         drop_packed(&mut st, buf.id);

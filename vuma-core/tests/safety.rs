@@ -163,7 +163,8 @@ fn concurrent_callers_lose_nothing() {
                 for step in 0..400u32 {
                     let (b, model) = &mine[next(4) as usize];
                     let d = next(2) as usize;
-                    let retry = |e: &Error| matches!(e, Error::BudgetExceeded { .. } | Error::InUse { .. });
+                    let retry =
+                        |e: &Error| matches!(e, Error::BudgetExceeded { .. } | Error::InUse { .. });
                     match next(5) {
                         0 => {
                             let v = (step % 251) as u8;

@@ -85,6 +85,8 @@ pub(crate) struct Inner {
     /// Host ranges page-locked through `pin_host` (start → length): `write` and `read`
     /// with host memory inside one DMA straight from or into it.
     pinned: Mutex<BTreeMap<usize, usize>>,
+    /// Parameter sizes of each launched function, read once from the driver.
+    param_sizes: Mutex<HashMap<usize, Arc<[usize]>>>,
     modules: Mutex<HashMap<u128, Module>>,
     deferred: Mutex<Vec<Error>>,
     cc: (u32, u32),
@@ -147,6 +149,30 @@ impl Inner {
     pub(crate) fn defer(&self, e: Error) {
         tracing::warn!(device = %self.name, "deferred CUDA error: {e}");
         lock(&self.deferred).push(e);
+    }
+
+    /// The parameter sizes of function `f`, from the driver's table, cached per function.
+    /// `cuFuncGetParamCount` is CUDA 13.2; under 13.0 the count is the first index that
+    /// `cuFuncGetParamInfo` refuses (one `CUDA_ERROR_INVALID_VALUE` per function, which
+    /// compute-sanitizer lists as an API error; the memory checks are unaffected).
+    fn param_table(&self, f: sys::CUfunction) -> Arc<[usize]> {
+        if let Some(t) = lock(&self.param_sizes).get(&(f as usize)) {
+            return t.clone();
+        }
+        let mut sizes = Vec::new();
+        while sizes.len() < 4096 {
+            let (mut offset, mut size) = (0usize, 0usize);
+            // SAFETY: `f` is a loaded function of this context (bound by the caller); both
+            // out-pointers are valid; an index past the last parameter is an error return.
+            let r = unsafe { sys::cuFuncGetParamInfo(f, sizes.len(), &mut offset, &mut size) };
+            if r != sys::CUresult::CUDA_SUCCESS {
+                break;
+            }
+            sizes.push(size);
+        }
+        let t: Arc<[usize]> = sizes.into();
+        lock(&self.param_sizes).insert(f as usize, t.clone());
+        t
     }
 
     /// Whether `ptr..ptr + len` lies inside one range pinned through `pin_host`.
@@ -498,6 +524,7 @@ impl CudaDevice {
                 pending: false,
             }),
             pinned: Mutex::new(BTreeMap::new()),
+            param_sizes: Mutex::new(HashMap::new()),
             ring: Mutex::new(Ring {
                 slots: Vec::new(),
                 slot_bytes: RING_SLOT_BYTES,
@@ -1192,7 +1219,7 @@ impl Device for CudaDevice {
         let inner = &*self.inner;
         inner.bind()?;
         let f = self.function(kernel.name(), code, entry)?;
-        check_param_layout(f, kernel.name(), args)?;
+        check_param_layout(&inner.param_table(f), kernel.name(), args)?;
         if config.shared_mem_bytes > 48 * 1024 {
             // SAFETY: valid function; opting in to more than 48 KiB of dynamic shared memory.
             check("cuFuncSetAttribute", unsafe {
@@ -1460,37 +1487,16 @@ fn load_image(kernel: &str, image: &[u8]) -> Result<sys::CUmodule> {
 /// driver): the count, and each size (8 bytes for a buffer's device pointer, 4 or 8 for a
 /// scalar). A mismatch would make the driver read past the argument array or pass garbage:
 /// it is a typed error here, never a launch.
-fn check_param_layout(
-    f: sys::CUfunction,
-    kernel: &str,
-    args: &[Arg<'_, CudaBuffer>],
-) -> Result<()> {
-    // `cuFuncGetParamCount` is CUDA 13.2; under 13.0 the count is the first index that
-    // `cuFuncGetParamInfo` refuses (CUDA_ERROR_INVALID_VALUE past the last parameter).
-    let info = |i: usize| {
-        let (mut offset, mut size) = (0usize, 0usize);
-        // SAFETY: `f` is a loaded function of this device's context (bound by the caller);
-        // both out-pointers are valid; an index past the last parameter is an error return.
-        let r = unsafe { sys::cuFuncGetParamInfo(f, i, &mut offset, &mut size) };
-        (r == sys::CUresult::CUDA_SUCCESS).then_some(size)
-    };
-    if info(args.len()).is_some() {
-        let mut count = args.len() + 1;
-        while info(count).is_some() && count < 4096 {
-            count += 1;
-        }
+fn check_param_layout(sizes: &[usize], kernel: &str, args: &[Arg<'_, CudaBuffer>]) -> Result<()> {
+    if sizes.len() != args.len() {
         return Err(Error::invalid(format!(
-            "kernel `{kernel}` takes {count} parameters, {} arguments given",
+            "kernel `{kernel}` takes {} parameters, {} arguments given",
+            sizes.len(),
             args.len()
         )));
     }
     for (i, a) in args.iter().enumerate() {
-        let Some(size) = info(i) else {
-            return Err(Error::invalid(format!(
-                "kernel `{kernel}` takes {i} parameters, {} arguments given",
-                args.len()
-            )));
-        };
+        let size = sizes[i];
         let given = match a {
             Arg::Buffer { .. } => 8,
             Arg::Scalar(s) => s.to_le_bytes().len(),

@@ -177,6 +177,24 @@ impl Scratch {
     /// Whether a device-encoded write-back (and the upload from the packed copy) is
     /// expected to beat a plain write-back and upload, by the rates measured so far; true
     /// until both Hyperloop rates are known, and for every 16th write-back declined.
+    /// Whether packing a clean copy pays on device `id`: its packed uploads (measured)
+    /// beat plain uploads by 5%; unmeasured ones are tried. Every 16th declined one is
+    /// packed anyway to keep the rates current.
+    fn clean_pack_pays(&self, id: vuma_core::DeviceId) -> bool {
+        let mut m = self.rates.lock().unwrap_or_else(|e| e.into_inner());
+        let Some((r, _)) = m.get_mut(&id) else {
+            return true;
+        };
+        let Some(u) = r.hl_upload else {
+            return true;
+        };
+        if u > 1.05 * r.plain_h2d {
+            return true;
+        }
+        r.declined += 1;
+        r.declined.is_multiple_of(16)
+    }
+
     fn encode_pays(&self, id: vuma_core::DeviceId) -> bool {
         let mut m = self.rates.lock().unwrap_or_else(|e| e.into_inner());
         let Some((r, _)) = m.get_mut(&id) else {
@@ -594,6 +612,34 @@ impl TransferPath for HyperloopPath {
         offset: u64,
         len: u64,
     ) -> Result<Option<(Box<dyn PackedHost>, TransferReport)>> {
+        self.pack(dev, src, offset, len, false)
+    }
+
+    fn pack_clean(
+        &self,
+        dev: &dyn DynDevice,
+        src: &dyn DynBuffer,
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<(Box<dyn PackedHost>, TransferReport)>> {
+        self.pack(dev, src, offset, len, true)
+    }
+}
+
+impl HyperloopPath {
+    /// Encodes `src[offset..offset + len]` on the device into a packed host copy, when
+    /// the measured rates say it pays: for a write-back (`clean == false`), an encoded
+    /// write-back plus a packed upload against two plain copies; for a clean copy (the
+    /// host copy stays valid), a packed upload against a plain upload, since the encoding
+    /// is paid once and every later upload gains.
+    fn pack(
+        &self,
+        dev: &dyn DynDevice,
+        src: &dyn DynBuffer,
+        offset: u64,
+        len: u64,
+        clean: bool,
+    ) -> Result<Option<(Box<dyn PackedHost>, TransferReport)>> {
         if !self.cfg.device_encode
             || len < self.cfg.min_bytes
             || (dev.info().unified_memory && !self.cfg.on_shared_memory)
@@ -620,11 +666,17 @@ impl TransferPath for HyperloopPath {
         let id = dev.info().id;
         // Rates are kept per device from its first transfer on.
         let _ = self.scratch.rates(id, dev, &self.cfg);
-        if !self.cfg.always_encode && !self.scratch.encode_pays(id) {
+        let pays = if clean {
+            self.scratch.clean_pack_pays(id)
+        } else {
+            self.scratch.encode_pays(id)
+        };
+        if !self.cfg.always_encode && !pays {
             tracing::debug!(
                 device = %dev.info().name,
                 bytes = len,
-                "plain write-back: measured rates say encoding on the device would not pay"
+                clean,
+                "not packed: measured rates say encoding on the device would not pay"
             );
             return Ok(None);
         }
@@ -638,7 +690,8 @@ impl TransferPath for HyperloopPath {
         let s = ev.summary().clone();
         let link = ev.stored_bytes();
         let decision = format!(
-            "encoded on the {} device: {} zero, {} bitplane, {} raw pages; {:.2}x",
+            "{}encoded on the {} device: {} zero, {} bitplane, {} raw pages; {:.2}x",
+            if clean { "clean copy " } else { "" },
             if backend == Backend::Host {
                 "host"
             } else {

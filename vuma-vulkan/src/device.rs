@@ -490,6 +490,29 @@ impl VulkanDevice {
         Self::create(instance, pd, index as u32)
     }
 
+    /// Test support: makes one call that the validation layer reports (a sampler with
+    /// anisotropy enabled while the device feature is off; drivers accept it), so a test can
+    /// prove that validation errors are counted. Launches and copies cannot make one any
+    /// more: they are checked before they reach the driver.
+    #[doc(hidden)]
+    pub fn plant_validation_error(&self) -> Result<()> {
+        let dev = &self.shared.device;
+        let info = vk::SamplerCreateInfo::default()
+            .anisotropy_enable(true)
+            .max_anisotropy(2.0);
+        // SAFETY: a valid create info on this device; the sampler is destroyed at once and
+        // used by nothing.
+        let sampler = unsafe { dev.create_sampler(&info, None) }.map_err(|e| Error::Backend {
+            backend: Backend::Vulkan,
+            op: "vkCreateSampler",
+            message: format!("{e:?}"),
+            transient: false,
+        })?;
+        // SAFETY: created above, unused.
+        unsafe { dev.destroy_sampler(sampler, None) };
+        Ok(())
+    }
+
     /// Whether the validation layer is active on this device's instance.
     pub fn validation_active(&self) -> bool {
         self.shared.instance.validation

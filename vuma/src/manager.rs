@@ -435,7 +435,7 @@ impl UnifiedMemoryManager {
     }
 
     /// Acquires every buffer argument of `w` on device `index`; on failure, releases what
-    /// it took as [`Outcome::Failed`] and returns the error.
+    /// it took as [`Outcome::NotRun`] and returns the error.
     fn acquire_all(&self, w: &GpuWorkload, index: usize) -> Result<Vec<Lease>> {
         let mut leases: Vec<Lease> = Vec::new();
         for a in &w.args {

@@ -150,7 +150,9 @@ fn a_refused_workload_keeps_the_only_copy() {
         .build()
         .expect("the host device");
     let words = 1024u32;
-    let buf = vuma.create_buffer_from(&vec![1u8; words as usize * 4]).unwrap();
+    let buf = vuma
+        .create_buffer_from(&vec![1u8; words as usize * 4])
+        .unwrap();
     let scale = |n: u32| {
         GpuWorkload::new("scale", WorkloadKind::HeavyCompute, kernels::scale_u32())
             .read_write(&buf, 1)

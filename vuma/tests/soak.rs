@@ -271,17 +271,20 @@ fn direct_add(
     ACQUIRING_ON.with(|c| c.set(None));
     let lease = lease?;
     let dev = umm.devices()[index].clone();
-    let r = dev
-        .launch(
-            &add_k(),
-            &kernels::launch_for(buf.len()),
-            &[lease.arg(), Arg::Scalar(Scalar::U32(k))],
-        )
-        .and_then(|()| dev.synchronize());
-    let outcome = if r.is_ok() {
-        Outcome::Completed
-    } else {
-        Outcome::Failed
+    // A launch that returns an error was refused before it ran (nothing touched the
+    // copy: `NotRun`); an error after it (at the synchronisation) means the kernel ran
+    // and failed (`Failed`: its copy's contents are unknown).
+    let launched = dev.launch(
+        &add_k(),
+        &kernels::launch_for(buf.len()),
+        &[lease.arg(), Arg::Scalar(Scalar::U32(k))],
+    );
+    let ran = launched.is_ok();
+    let r = launched.and_then(|()| dev.synchronize());
+    let outcome = match (&r, ran) {
+        (Ok(()), _) => Outcome::Completed,
+        (Err(_), false) => Outcome::NotRun,
+        (Err(_), true) => Outcome::Failed,
     };
     umm.memory().release(lease, outcome);
     r
