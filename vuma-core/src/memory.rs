@@ -846,14 +846,23 @@ impl MemoryManager {
         } else {
             st.stats.devices[index].misses += 1;
         }
-        if !valid_here && access.reads() && self.fills_outside_lock(&st, buf.id) {
-            st = self.fill_outside_lock(st, buf.id, index, &mut residency)?;
+        let outside = !valid_here && access.reads() && self.fills_outside_lock(&st, buf.id);
+        // A writer is registered before any upload, so that a reader that starts filling
+        // another copy meanwhile (outside the lock) cannot mark it valid after this
+        // lease's kernel has changed the contents: such readers see the writer and wait
+        // (`InUse`) instead.
+        if access.writes() {
+            st.buffers.get_mut(&buf.id).expect("live").writers.push(index);
+        }
+        let filled = if outside {
+            self.fill_outside_lock(st, buf.id, index, &mut residency)
         } else if !valid_here && access.reads() {
             match self.fill_copy(&mut st, buf.id, index) {
                 Ok((moved, src, report)) => {
                     residency.bytes_moved = moved;
                     residency.source = src;
                     residency.transfers.extend(report);
+                    Ok(st)
                 }
                 Err(e) => {
                     if residency.allocated {
@@ -866,15 +875,28 @@ impl MemoryManager {
                             }
                         }
                     }
-                    return Err(e);
+                    Err((st, e))
                 }
             }
-        }
+            .map_err(|(mut st, e)| {
+                unregister_writer(&mut st, buf.id, index, access);
+                e
+            })
+        } else {
+            Ok(st)
+        };
+        let mut st = match filled {
+            Ok(st) => st,
+            Err(e) => {
+                if outside {
+                    let mut st = self.shared.lock();
+                    unregister_writer(&mut st, buf.id, index, access);
+                }
+                return Err(e);
+            }
+        };
         let b = st.buffers.get_mut(&buf.id).expect("live");
         b.in_use += 1;
-        if access.writes() {
-            b.writers.push(index);
-        }
         let c = b.copies.get_mut(&index).expect("copy");
         c.last_use = tick;
         if access.reads() {
@@ -1441,6 +1463,17 @@ impl MemoryManager {
         }
         record_upload(st, index, &report);
         Ok((size, Some(Location::Host), Some(report)))
+    }
+}
+
+/// Takes back the writer registration an acquire made before failing.
+fn unregister_writer(st: &mut State, id: BufferId, index: usize, access: AccessMode) {
+    if access.writes() {
+        if let Some(b) = st.buffers.get_mut(&id) {
+            if let Some(i) = b.writers.iter().position(|&d| d == index) {
+                b.writers.swap_remove(i);
+            }
+        }
     }
 }
 

@@ -31,15 +31,23 @@ pub(crate) fn vk_err(op: &'static str, e: vk::Result) -> Error {
             device: "vulkan device".into(),
             reason: format!("{op}: {e:?}"),
         },
+        // A wait that outlives WAIT_TIMEOUT_NS: the submission may still be running, so
+        // nothing it uses may be reused or freed, and a retry would re-record command
+        // buffers still in flight. The device is treated as hung: final, not transient.
+        vk::Result::TIMEOUT => Error::DeviceLost {
+            device: "vulkan device".into(),
+            reason: format!(
+                "{op}: a submission did not finish within {} s; the device is treated as hung",
+                WAIT_TIMEOUT_NS / 1_000_000_000
+            ),
+        },
         _ => Error::Backend {
             backend: Backend::Vulkan,
             op,
             message: format!("{e:?}"),
             transient: matches!(
                 e,
-                vk::Result::TIMEOUT
-                    | vk::Result::ERROR_OUT_OF_DEVICE_MEMORY
-                    | vk::Result::ERROR_OUT_OF_HOST_MEMORY
+                vk::Result::ERROR_OUT_OF_DEVICE_MEMORY | vk::Result::ERROR_OUT_OF_HOST_MEMORY
             ),
         },
     }
@@ -178,6 +186,9 @@ struct Ctx {
     side_cmds: Vec<(vk::CommandBuffer, u64)>,
     /// Side timeline value the next submission must wait for (`wait_for`; 0: none).
     pending_side: u64,
+    /// Why a wait failed (timeout or device loss): from then on nothing is submitted,
+    /// recorded or reused (the failed submission may still run), every call fails.
+    hung: Option<String>,
 }
 
 /// Facts about the device that operations need.
@@ -1106,6 +1117,7 @@ impl VulkanDevice {
                 bar_failed: None,
                 pipelines: Pipelines::default(),
                 side_cmds: Vec::new(),
+                hung: None,
                 pending_side: 0,
             })),
             shared,
@@ -1277,7 +1289,13 @@ impl Ctx {
     }
 
     /// Waits until the timeline reaches `value`.
-    fn wait(&self, dev: &ash::Device, value: u64) -> Result<()> {
+    fn wait(&mut self, dev: &ash::Device, value: u64) -> Result<()> {
+        if let Some(why) = &self.hung {
+            return Err(Error::DeviceLost {
+                device: "vulkan device".into(),
+                reason: why.clone(),
+            });
+        }
         if value == 0 {
             return Ok(());
         }
@@ -1287,8 +1305,12 @@ impl Ctx {
             .semaphores(&sems)
             .values(&vals);
         // SAFETY: the semaphore belongs to `dev`.
-        unsafe { dev.wait_semaphores(&wi, WAIT_TIMEOUT_NS) }
-            .map_err(|e| vk_err("vkWaitSemaphores", e))
+        let r = unsafe { dev.wait_semaphores(&wi, WAIT_TIMEOUT_NS) };
+        r.map_err(|e| {
+            let err = vk_err("vkWaitSemaphores", e);
+            self.hung = Some(err.to_string());
+            err
+        })
     }
 }
 
@@ -1398,6 +1420,14 @@ impl VulkanDevice {
         f: impl FnOnce(&ash::Device, vk::CommandBuffer) -> Result<()>,
     ) -> Result<()> {
         let dev = &self.shared.device;
+        if let Some(why) = &ctx.hung {
+            // A submission may still be running: recording its command buffer again, or
+            // reusing what it uses, would race it.
+            return Err(Error::DeviceLost {
+                device: self.info.name.clone(),
+                reason: why.clone(),
+            });
+        }
         let (queue, cmd) = {
             let q = if on_compute {
                 &ctx.compute
@@ -1745,8 +1775,11 @@ impl VulkanDevice {
         }
         let last = ctx.value;
         let w = ctx.wait(dev, last);
-        for s in ctx.slots(bar) {
-            s.busy_until = 0;
+        // Slots are free only once their copies are known to be done.
+        if w.is_ok() {
+            for s in ctx.slots(bar) {
+                s.busy_until = 0;
+            }
         }
         let r = result.and(w);
         if bar && r.is_ok() {
@@ -1823,8 +1856,10 @@ impl VulkanDevice {
         }
         let last = ctx.value;
         let w = ctx.wait(dev, last);
-        for s in &mut ctx.ring {
-            s.busy_until = 0;
+        if w.is_ok() {
+            for s in &mut ctx.ring {
+                s.busy_until = 0;
+            }
         }
         result.and(w)
     }
@@ -2323,8 +2358,9 @@ impl Device for VulkanDevice {
     }
 
     fn synchronize(&self) -> Result<()> {
-        let ctx = self.lock();
-        ctx.wait(&self.shared.device, ctx.value)?;
+        let mut ctx = self.lock();
+        let v = ctx.value;
+        ctx.wait(&self.shared.device, v)?;
         self.shared.wait_side()?;
         drop(ctx);
         let deferred = self
