@@ -13,7 +13,9 @@
 //   4. checks each lane used exactly its stream's bytes and the non-zero count.
 // Past the end of its stream a lane reads zero bits (as the host decoder does), never the
 // next lane's bytes, so host and device flag exactly the same pages. Every read is inside
-// the page's source range, every write inside its destination range.
+// the page's source range, every write inside its destination range. Lane streams are read
+// 32 bits at a time (two aligned words, funnel-shifted: the chunk is 4-byte aligned, as
+// every device allocation and the uploader's chunk offsets are).
 
 typedef unsigned char u8;
 typedef unsigned short u16;
@@ -199,11 +201,26 @@ extern "C" __global__ void __launch_bounds__(128) hl_float(const u8* chunk, u64 
         bool active = k < my_count && !err;
         u32 sym = 0u;
         if (active) {
-            while (have <= 56u) {
-                u32 b = pos < llen ? (u32)ls[pos] : 0u;
-                acc |= (u64)b << have;
-                have += 8u;
-                ++pos;
+            while (have <= 32u) {
+                // 32 bits at byte `pos` of the lane's stream, zeros past its end: two
+                // aligned words funnel-shifted where both lie inside the page, else bytes.
+                u32 v = 0u;
+                if (pos < llen) {
+                    const u8* p = ls + pos;
+                    const u32 rem = llen - pos;
+                    const u64 a = (u64)p & ~3ull;
+                    if (a + 8ull <= (u64)(s + slen)) {
+                        const u32 lo = *(const u32*)a;
+                        const u32 hi = *(const u32*)(a + 4ull);
+                        v = __funnelshift_r(lo, hi, (u32)((u64)p & 3ull) * 8u);
+                    } else {
+                        for (u32 b = 0; b < 4u && b < rem; ++b) v |= (u32)p[b] << (8u * b);
+                    }
+                    if (rem < 4u) v &= (1u << (8u * rem)) - 1u;
+                }
+                acc |= (u64)v << have;
+                have += 32u;
+                pos += 4u;
             }
             u32 e = table[warp][__brev((u32)acc & 0xFFFu) >> 20];
             u32 l = e >> 8;
