@@ -1,5 +1,5 @@
-//! Helpers of the `hl_float` tests (host variant in `floatdecode.rs`'s tests, CUDA in
-//! `cuda_float.rs`): float-codec chunks of every data set, corrupt chunks, and one launch
+//! Helpers of the `hl_float` tests (host variant in `floatdecode.rs`, CUDA in
+//! `cuda_float.rs`, Vulkan in `vulkan_float.rs`): float-codec chunks of every data set, corrupt chunks, and one launch
 //! of the decoder on a device with guard bytes around the destination.
 
 use vuma_core::{AccessMode, Arg, DynDevice, Placement, Scalar};
@@ -94,7 +94,8 @@ pub fn run(
         Arg::Buffer {
             buffer: d.as_ref(),
             offset: 0,
-            len: dst_len as u64,
+            // Whole words (Vulkan binds words; the guard bytes of the last one must survive).
+            len: dst_len.next_multiple_of(4) as u64,
             access: AccessMode::ReadWrite,
         },
         Arg::Scalar(Scalar::U64(dst_len as u64)),
