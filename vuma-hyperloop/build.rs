@@ -43,7 +43,7 @@ fn compile(name: &str, source: &str, out_dir: &Path) {
 fn main() {
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR is set by cargo"));
     let common = read("shaders/common.wgsl");
-    for name in ["hl_fill_copy", "hl_bitplane", "hl_lz4", "hl_float"] {
+    for name in ["hl_fill_copy", "hl_bitplane", "hl_lz4"] {
         let kernel = read(&format!("shaders/{name}.wgsl"));
         compile(name, &format!("{common}\n{kernel}"), &out_dir);
     }

@@ -3,7 +3,7 @@
 // include_str! and compiled by NVRTC like kernels.rs's CUDA_SOURCE.
 //
 // Arguments as every Hyperloop decoder: (chunk, chunk_len, dst, dst_len, status, npages,
-// kinds). Grid (npages), 32 threads: one warp per page (as the Vulkan variant's workgroups). Per page the warp
+// kinds). Grid (ceil(npages / 4)), 128 threads: one warp per page. Per page the warp
 //   1. checks the entry and the page header (every lane reads the same fields);
 //   2. builds the 4096-entry decode table of the page's canonical code in shared memory,
 //      indexed by the MSB-first 12-bit peek (each symbol's entries are one contiguous
@@ -30,7 +30,7 @@ typedef unsigned long long u64;
 #define HF_F_KIND 8u
 #define HF_F_FLOAT 16u
 #define HF_MAX_PAGE 65536u
-#define HF_WARPS 1u
+#define HF_WARPS 4u
 #define HF_TSIZE 4096u
 #define HF_FIXED 12u
 #define HF_LENS 128u
@@ -50,7 +50,7 @@ __device__ __forceinline__ u64 hf_rd64(const u8* p) {
     return (u64)hf_rd32(p) | ((u64)hf_rd32(p + 4) << 32);
 }
 
-extern "C" __global__ void __launch_bounds__(32) hl_float(const u8* chunk, u64 chunk_len, u8* dst, u64 dst_len,
+extern "C" __global__ void __launch_bounds__(128) hl_float(const u8* chunk, u64 chunk_len, u8* dst, u64 dst_len,
                                                           u32* status, u32 npages, u32 kinds) {
     __shared__ u16 table[HF_WARPS][HF_TSIZE];
     __shared__ u16 starts[HF_WARPS][256];

@@ -1,5 +1,5 @@
 //! Helpers of the `hl_float` tests (host variant in `floatdecode.rs`, CUDA in
-//! `cuda_float.rs`, Vulkan in `vulkan_float.rs`): float-codec chunks of every data set, corrupt chunks, and one launch
+//! `cuda_float.rs`): float-codec chunks of every data set, corrupt chunks, and one launch
 //! of the decoder on a device with guard bytes around the destination.
 
 use vuma_core::{AccessMode, Arg, DynDevice, Placement, Scalar};
