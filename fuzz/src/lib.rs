@@ -17,13 +17,15 @@
 //! `[mode u8][len u24 LE][payload…]`: `mode & 1 == 0` decodes `payload` into `len % (MAX_OUT+1)`
 //! bytes; `mode & 1 == 1` encodes `payload`, decodes, compares, and when `mode & 2` also
 //! flips one byte of the encoding (at `len`) and decodes that (must be `Ok` or `Corrupt`).
-//! `mode >> 2` picks the element width of the bitplane codec (`U8`, `Bf16`, `F32`).
+//! `mode >> 2` picks the element width of the bitplane and float codecs (`U8`, `Bf16`,
+//! `F32`).
 
 use std::sync::OnceLock;
 
 use vuma_core::{Codec, Error};
 use vuma_hyperloop::bitplane::Bitplane;
 use vuma_hyperloop::codecs::{Lz4, Snappy, Zstd};
+use vuma_hyperloop::floatcodec::FloatCodec;
 use vuma_hyperloop::page::ElemWidth;
 use vuma_hyperloop::planner::{CostModel, DeviceCodec, PageDecision};
 use vuma_hyperloop::residency::{CompressOptions, CompressedBuffer};
@@ -32,11 +34,12 @@ use vuma_hyperloop::residency::{CompressOptions, CompressedBuffer};
 pub const MAX_OUT: usize = 1 << 18;
 
 /// The targets, by name (what `cargo fuzz run` and `cargo xtask fuzz --target` take).
-pub const TARGETS: [&str; 7] = [
+pub const TARGETS: [&str; 8] = [
     "lz4",
     "zstd",
     "snappy",
     "bitplane",
+    "float",
     "lz4block",
     "chunk",
     "cost_model",
@@ -49,6 +52,7 @@ pub fn run(name: &str, data: &[u8]) -> bool {
         "zstd" => zstd(data),
         "snappy" => snappy(data),
         "bitplane" => bitplane(data),
+        "float" => float(data),
         "lz4block" => lz4block(data),
         "chunk" => chunk(data),
         "cost_model" => cost_model(data),
@@ -172,6 +176,14 @@ pub fn bitplane(data: &[u8]) {
         return;
     };
     codec_target(&Bitplane::new(width_of(mode)), data);
+}
+
+/// The float codec's host reference encoder and decoder (`floatcodec`).
+pub fn float(data: &[u8]) {
+    let Some((mode, _, _)) = split(data) else {
+        return;
+    };
+    codec_target(&FloatCodec::new(width_of(mode)), data);
 }
 
 /// The host reference of the device LZ4 block decoder (`lz4block::decode`), checked against

@@ -19,6 +19,7 @@ use vuma_fuzz::{codec_input, TARGETS};
 use vuma_hyperloop::bitplane::Bitplane;
 use vuma_hyperloop::codecs::{Lz4, Snappy, Zstd};
 use vuma_hyperloop::datasets;
+use vuma_hyperloop::floatcodec::FloatCodec;
 use vuma_hyperloop::page::ElemWidth;
 
 fn root() -> PathBuf {
@@ -162,6 +163,10 @@ fn bitplane() {
     fuzz_one("bitplane");
 }
 #[test]
+fn float() {
+    fuzz_one("float");
+}
+#[test]
 fn lz4block() {
     fuzz_one("lz4block");
 }
@@ -228,6 +233,18 @@ fn write_seed_corpus() {
         );
         put(
             "bitplane",
+            &format!("rt-{name}"),
+            &codec_input((wsel << 2) | 3, 11, &data[..data.len().min(128)]),
+        );
+        let mut enc = Vec::new();
+        FloatCodec::new(*w).compress(data, &mut enc).unwrap();
+        put(
+            "float",
+            &format!("dec-{name}"),
+            &codec_input(wsel << 2, data.len(), &enc),
+        );
+        put(
+            "float",
             &format!("rt-{name}"),
             &codec_input((wsel << 2) | 3, 11, &data[..data.len().min(128)]),
         );

@@ -207,7 +207,8 @@ impl Codec for Raw {
     }
 }
 
-/// Every host codec compiled in (by feature), plus the bitplane codec for `width`.
+/// Every host codec compiled in (by feature), plus the bitplane and float codecs for
+/// `width`.
 pub fn all_codecs(width: crate::page::ElemWidth) -> Vec<Box<dyn Codec>> {
     let v: Vec<Box<dyn Codec>> = vec![
         #[cfg(feature = "lz4")]
@@ -217,6 +218,7 @@ pub fn all_codecs(width: crate::page::ElemWidth) -> Vec<Box<dyn Codec>> {
         #[cfg(feature = "snappy")]
         Box::new(Snappy),
         Box::new(crate::bitplane::Bitplane::new(width)),
+        Box::new(crate::floatcodec::FloatCodec::new(width)),
     ];
     v
 }

@@ -503,15 +503,16 @@ pub fn kind_bit(kind: PageKind) -> u32 {
     1 << (kind as u8)
 }
 
-struct HostArgs<'a> {
-    chunk: &'a [u8],
-    dst: &'a mut [u8],
-    status: &'a mut [u8],
-    npages: usize,
-    kinds: u32,
+/// A decoder's host arguments (shared with [`crate::floatdecode`]).
+pub(crate) struct HostArgs<'a> {
+    pub(crate) chunk: &'a [u8],
+    pub(crate) dst: &'a mut [u8],
+    pub(crate) status: &'a mut [u8],
+    pub(crate) npages: usize,
+    pub(crate) kinds: u32,
 }
 
-fn host_args<'a>(l: &'a mut HostLaunch<'_>) -> Result<HostArgs<'a>> {
+pub(crate) fn host_args<'a>(l: &'a mut HostLaunch<'_>) -> Result<HostArgs<'a>> {
     let (chunk_len, dst_len, npages, kinds) = scalars(l)?;
     let [chunk, dst, status] = &mut l.buffers[..] else {
         return Err(Error::invalid(
@@ -532,19 +533,23 @@ fn host_args<'a>(l: &'a mut HostLaunch<'_>) -> Result<HostArgs<'a>> {
     })
 }
 
-fn flag(status: &mut [u8], f: u32, page: usize) {
+pub(crate) fn flag(status: &mut [u8], f: u32, page: usize) {
     let old = u32::from_le_bytes([status[0], status[1], status[2], status[3]]);
     status[0..4].copy_from_slice(&(old | f).to_le_bytes());
     let first = u32::from_le_bytes([status[4], status[5], status[6], status[7]]);
     status[4..8].copy_from_slice(&first.min(page as u32).to_le_bytes());
 }
 
-fn table_ok(a: &HostArgs<'_>) -> bool {
+pub(crate) fn table_ok(a: &HostArgs<'_>) -> bool {
     (a.npages as u64) * (ENTRY_BYTES as u64) <= a.chunk.len() as u64
 }
 
 /// The page's source bytes and destination range (after `in_bounds`).
-fn page_io<'a>(chunk: &'a [u8], dst: &'a mut [u8], e: &Entry) -> (&'a [u8], &'a mut [u8]) {
+pub(crate) fn page_io<'a>(
+    chunk: &'a [u8],
+    dst: &'a mut [u8],
+    e: &Entry,
+) -> (&'a [u8], &'a mut [u8]) {
     let s = &chunk[e.src_off as usize..e.src_off as usize + e.src_len as usize];
     let d = &mut dst[e.dst_off as usize..e.dst_off as usize + e.dst_len as usize];
     (s, d)

@@ -8,6 +8,11 @@
 //!   [`bitplane::Bitplane`], a codec for typed tensor data built for massively parallel
 //!   decode (byte planes, per-1024-byte-block constant / raw / dictionary bit-packing / zero
 //!   bitmap);
+//! - [`floatcodec::FloatCodec`], an entropy-coded float codec (exponents Huffman-coded
+//!   with per-page tables, signs and mantissas raw, exact zeros elided; 32 independent
+//!   lane streams per page so one GPU warp decodes a page), host reference encoder and
+//!   decoder; [`floatdecode`]: its device decoder `hl_float` (CUDA C in
+//!   `src/floatcodec.cu`, and a host variant of identical semantics);
 //! - [`page`]: cutting buffers into pages (default 64 KiB), word-wise all-zero detection
 //!   and a sampled per-page complexity estimate (byte entropy, runs, byte-plane statistics);
 //! - [`kernels`]: the device decoders — CUDA C source for zero fill + raw copy, bitplane and
@@ -72,6 +77,8 @@ pub mod bitplane;
 pub mod codecs;
 pub mod datasets;
 pub mod encode;
+pub mod floatcodec;
+pub mod floatdecode;
 pub mod kernels;
 pub mod lz4block;
 pub mod page;

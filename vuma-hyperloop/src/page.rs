@@ -2,9 +2,14 @@
 //! per-page estimate of what each codec would achieve (sampled byte entropy, zero runs and
 //! byte-plane statistics for typed data).
 //!
-//! The estimate reads a small sample of each page (by default 1/32 of it, spread over the
-//! page), so that planning costs a fraction of the transfer it plans; only the all-zero test
-//! reads a whole page, and it stops at the first non-zero word.
+//! The estimate reads a small sample of each page, so that planning costs a fraction of the
+//! transfer it plans: 1/32 of it in short runs spread over the page for the byte statistics
+//! (the LZ-family and zstd estimates), and a few whole 1024-element groups (4 KiB by
+//! default, spread over the page) which the bitplane encoder actually encodes: the bitplane
+//! estimate is what the codec achieves on that sample, scaled to the page, not a formula.
+//! The float codec's estimate ([`crate::floatcodec`]) is exact for the sampled groups too:
+//! the length-limited Huffman code of their exponent histogram. Only the all-zero test reads
+//! a whole page, and it stops at the first non-zero word.
 
 use std::ops::Range;
 
@@ -89,14 +94,18 @@ pub struct SampleConfig {
     pub runs: usize,
     /// Bytes per run (rounded down to the element width).
     pub run_len: usize,
+    /// Bytes of whole 1024-element groups the bitplane and float estimates encode (at least
+    /// one group per page).
+    pub group_bytes: usize,
 }
 
 impl Default for SampleConfig {
-    /// 8 runs of 256 bytes: 2 KiB of a 64 KiB page (1/32).
+    /// 8 runs of 256 bytes: 2 KiB of a 64 KiB page (1/32); 4 KiB of groups.
     fn default() -> Self {
         SampleConfig {
             runs: 8,
             run_len: 256,
+            group_bytes: 4 << 10,
         }
     }
 }
@@ -120,6 +129,8 @@ pub struct PageEstimate {
     pub snappy: f64,
     /// Estimated bitplane ratio (for the width hint given).
     pub bitplane: f64,
+    /// Estimated float-codec ratio ([`crate::floatcodec`], for the width hint given).
+    pub float: f64,
 }
 
 impl PageEstimate {
@@ -130,6 +141,7 @@ impl PageEstimate {
             "zstd" => Some(self.zstd),
             "snappy" => Some(self.snappy),
             "bitplane" => Some(self.bitplane),
+            "float" => Some(self.float),
             "raw" => Some(1.0),
             _ => None,
         }
@@ -164,6 +176,7 @@ pub fn estimate(page: &[u8], width: ElemWidth, cfg: &SampleConfig) -> PageEstima
             zstd: r,
             snappy: r,
             bitplane: r,
+            float: r,
         };
     }
     let w = width.bytes();
@@ -228,16 +241,84 @@ pub fn estimate(page: &[u8], width: ElemWidth, cfg: &SampleConfig) -> PageEstima
     // zstd: entropy-coded literals, and the runs on top.
     let z_cost = ((h / 8.0) * (1.0 - 0.9 * run_fraction)).max(0.01) + 0.01;
     let zstd = 1.0 / z_cost.min(1.0 + 1e-3);
-    let bitplane = estimate_bitplane(&plane_hist[..w], total as usize / w);
+    let groups = sample_groups(page, width, cfg.group_bytes);
     PageEstimate {
         zero: false,
-        bytes_inspected: inspected,
+        bytes_inspected: inspected + groups.inspected,
         entropy_bits: h,
         run_fraction,
         lz4,
         zstd,
         snappy,
-        bitplane,
+        bitplane: groups.bitplane,
+        float: groups.float,
+    }
+}
+
+/// Estimates from whole sampled groups (see [`sample_groups`]).
+struct GroupSample {
+    bitplane: f64,
+    float: f64,
+    inspected: usize,
+}
+
+/// Encodes about `budget` bytes of whole 1024-element groups of `page` (at least one,
+/// spread over the page) with the bitplane block encoder, and codes their exponents with
+/// the float codec's Huffman code; scales both to the page, headers included.
+fn sample_groups(page: &[u8], width: ElemWidth, budget: usize) -> GroupSample {
+    use crate::bitplane::{self, GROUP};
+    use crate::floatcodec;
+    let w = width.bytes();
+    let n = page.len() / w;
+    let tail = page.len() % w;
+    let groups = n.div_ceil(GROUP);
+    if groups == 0 {
+        let r = page.len() as f64 / (page.len() + floatcodec::FIXED_HEADER) as f64;
+        return GroupSample {
+            bitplane: page.len() as f64 / (page.len() + bitplane::HEADER + 4) as f64,
+            float: r,
+            inspected: 0,
+        };
+    }
+    let k = (budget / (GROUP * w)).clamp(1, groups);
+    let mut plane = [0u8; GROUP];
+    let mut block = Vec::with_capacity(GROUP + 8);
+    let (mut bp_bytes, mut elems) = (0usize, 0usize);
+    let mut hist = [0u32; 256];
+    let mut elide = true;
+    for j in 0..k {
+        let g = j * groups / k;
+        let e0 = g * GROUP;
+        let m = (n - e0).min(GROUP);
+        let span = &page[e0 * w..(e0 + m) * w];
+        for p in 0..w {
+            for (i, b) in plane[..m].iter_mut().enumerate() {
+                *b = span[i * w + p];
+            }
+            block.clear();
+            bitplane::encode_block(&plane[..m], &mut block);
+            bp_bytes += block.len();
+        }
+        let (h, z) = floatcodec::histogram(span, w);
+        for (a, b) in hist.iter_mut().zip(h) {
+            *a += b;
+        }
+        elide &= z;
+        elems += m;
+    }
+    let scale = n as f64 / elems as f64;
+    let bp = (bitplane::HEADER + 4 * (groups * w + 1) + tail) as f64 + bp_bytes as f64 * scale;
+    let lens = floatcodec::code_lengths(&hist);
+    let mut scaled = [0u32; 256];
+    for (s, &c) in scaled.iter_mut().zip(&hist) {
+        *s = (f64::from(c) * scale).round() as u32;
+    }
+    let fl = floatcodec::huff_size_estimate(&scaled, &lens, w, tail, elide)
+        .min((page.len() + floatcodec::FIXED_HEADER) as f64);
+    GroupSample {
+        bitplane: page.len() as f64 / bp,
+        float: page.len() as f64 / fl,
+        inspected: elems * w,
     }
 }
 
@@ -260,36 +341,4 @@ pub(crate) fn bits_for(d: usize) -> u32 {
     } else {
         usize::BITS - (d - 1).leading_zeros()
     }
-}
-
-/// Bitplane ratio from per-plane histograms, mirroring the encoder's per-block choice
-/// (constant, raw, dictionary bit-packing, zero bitmap + packed non-zeros).
-fn estimate_bitplane(planes: &[[u32; 256]], elems: usize) -> f64 {
-    if elems == 0 {
-        return 1.0;
-    }
-    let n = elems as f64;
-    let mut cost = 0.0;
-    for h in planes {
-        let distinct = h.iter().filter(|&&c| c > 0).count();
-        let zeros = f64::from(h[0]);
-        let nz_distinct = distinct - usize::from(h[0] > 0);
-        let k_all = f64::from(bits_for(distinct));
-        let k_nz = f64::from(bits_for(nz_distinct));
-        // Sampled distinct counts underestimate a 1024-byte block's: add one bit of slack
-        // where the dictionary is not tiny.
-        let slack = |k: f64| if k >= 3.0 { (k + 1.0).min(8.0) } else { k };
-        let raw = n;
-        let pack = if distinct <= 128 {
-            n * slack(k_all) / 8.0
-        } else {
-            f64::INFINITY
-        };
-        let nz = n - zeros;
-        let sparse = n / 8.0 + nz * (slack(k_nz) / 8.0).min(1.0);
-        cost += raw.min(pack).min(sparse);
-    }
-    let total = n * planes.len() as f64;
-    // Headers: ~5 bytes per 1024-byte block plus the page's offset table.
-    total / (cost + total * 0.006)
 }

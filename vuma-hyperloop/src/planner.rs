@@ -8,7 +8,8 @@
 //! numbers measured here. It serialises to a few `key value` lines so it can be measured
 //! once and cached ([`CostModel::to_text`], [`CostModel::from_text`]).
 //!
-//! The page's ratio comes from a sampled estimate ([`crate::page::estimate`]). Time per page
+//! The page's ratio comes from a sampled estimate ([`crate::page::estimate`]: for the
+//! bitplane codec, what its encoder achieves on whole sampled groups of the page). Time per page
 //! of `n` bytes:
 //! ```text
 //! zero   n / fill_rate
@@ -102,7 +103,8 @@ pub struct CostModel {
     /// transfer (see the module docs; default false: copy, then decode).
     pub overlap: bool,
     /// Whether copies from pinned memory overlap the decodes (the device runs
-    /// `copy_concurrent` on its own queue: CUDA; default false). Set by
+    /// `copy_concurrent` on its own queue: CUDA; default true, as on the H100 machine the
+    /// default rates describe). Set by [`CostModel::for_device`] and
     /// [`measure_device_decode`](crate::residency::measure_device_decode).
     pub concurrent_copies: bool,
     /// Compressed bytes per second the decoders pull from mapped host memory (default
@@ -118,7 +120,13 @@ pub struct CostModel {
 impl Default for CostModel {
     /// The H100 machine's figures (`GPU.md`: pinned H2D 55.2 GB/s, 16-core LZ4 encode
     /// 1.76 GB/s; this crate's decoders measured there on 2026-11-25: bitplane ~160 GB/s,
-    /// LZ4 ~16 GB/s on ReLU activations; bitplane host encode ~0.5 GB/s on 16 cores).
+    /// LZ4 ~16 GB/s on ReLU activations; bitplane host encode ~0.5 GB/s on 16 cores), and
+    /// its upload pipeline: CUDA runs the copy of chunk i+1 on a side stream while chunk i
+    /// decodes, so copies overlap decodes (`concurrent_copies`). (Until 2026-12-03 the
+    /// default modelled copy and decode serialised, which an H100 never does: at 160 GB/s
+    /// of decode a 1.31× codec then loses to raw, and real bf16 and fp32 weights were
+    /// planned raw although the bitplane codec compresses them. A device without concurrent
+    /// copies gets `false` from [`CostModel::for_device`].)
     fn default() -> Self {
         CostModel {
             link_h2d: 55.2e9,
@@ -132,7 +140,7 @@ impl Default for CostModel {
                 host_encode: 1.76e9,
             },
             overlap: false,
-            concurrent_copies: false,
+            concurrent_copies: true,
             mapped_h2d: 38e9,
             link_measured: false,
             decode_measured: false,

@@ -1,0 +1,271 @@
+// hl_float: the device decoder of the float codec (format: src/floatcodec.rs; launch
+// contract, page kinds and flags: src/floatdecode.rs). Embedded by floatdecode.rs with
+// include_str! and compiled by NVRTC like kernels.rs's CUDA_SOURCE.
+//
+// Arguments as every Hyperloop decoder: (chunk, chunk_len, dst, dst_len, status, npages,
+// kinds). Grid (ceil(npages / 4)), 128 threads: one warp per page. Per page the warp
+//   1. checks the entry and the page header (every lane reads the same fields);
+//   2. builds the 4096-entry decode table of the page's canonical code in shared memory,
+//      indexed by the MSB-first 12-bit peek (each symbol's entries are one contiguous
+//      range): ranks by warp ballots over the 256 code lengths, each lane fills 128 entries;
+//   3. decodes 32 elements per step, lane l decoding its own stream (elements l, l+32, ...),
+//      sm ranks for zero elision from a ballot per step;
+//   4. checks each lane used exactly its stream's bytes and the non-zero count.
+// Past the end of its stream a lane reads zero bits (as the host decoder does), never the
+// next lane's bytes, so host and device flag exactly the same pages. Every read is inside
+// the page's source range, every write inside its destination range. Lane streams are read
+// 32 bits at a time (two aligned words, funnel-shifted: the chunk is 4-byte aligned, as
+// every device allocation and the uploader's chunk offsets are).
+
+typedef unsigned char u8;
+typedef unsigned short u16;
+typedef unsigned int u32;
+typedef unsigned long long u64;
+
+#define HF_ZERO 0u
+#define HF_LZ4 3u
+#define HF_DIRECT 4u
+#define HF_FLOAT 5u
+#define HF_F_TABLE 1u
+#define HF_F_KIND 8u
+#define HF_F_FLOAT 16u
+#define HF_MAX_PAGE 65536u
+#define HF_WARPS 4u
+#define HF_TSIZE 4096u
+#define HF_FIXED 12u
+#define HF_LENS 128u
+#define HF_HUFF_HEADER 268u
+#define HF_FULL 0xffffffffu
+
+__device__ __forceinline__ void hf_flag(u32* status, u32 f, u32 page) {
+    atomicOr(&status[0], f);
+    atomicMin(&status[1], page);
+}
+
+__device__ __forceinline__ u32 hf_rd32(const u8* p) {
+    return (u32)p[0] | ((u32)p[1] << 8) | ((u32)p[2] << 16) | ((u32)p[3] << 24);
+}
+
+__device__ __forceinline__ u64 hf_rd64(const u8* p) {
+    return (u64)hf_rd32(p) | ((u64)hf_rd32(p + 4) << 32);
+}
+
+extern "C" __global__ void __launch_bounds__(128) hl_float(const u8* chunk, u64 chunk_len, u8* dst, u64 dst_len,
+                                                          u32* status, u32 npages, u32 kinds) {
+    __shared__ u16 table[HF_WARPS][HF_TSIZE];
+    __shared__ u16 starts[HF_WARPS][256];
+    __shared__ u16 vals[HF_WARPS][256];
+    const u32 lane = threadIdx.x & 31u;
+    const u32 warp = threadIdx.x >> 5;
+    const u32 page = blockIdx.x * HF_WARPS + warp;
+    if (page >= npages) return; // the whole warp leaves together
+    const bool lead = lane == 0u;
+    if ((u64)npages * 32ull > chunk_len) { if (lead) hf_flag(status, HF_F_TABLE, page); return; }
+    const u8* ent = chunk + (u64)page * 32ull;
+    const u64 src_off = hf_rd64(ent);
+    const u32 src_len = hf_rd32(ent + 8);
+    const u32 dlen = hf_rd32(ent + 12);
+    const u64 dst_off = hf_rd64(ent + 16);
+    const u32 kind = ent[24];
+    const u32 w = ent[25];
+    if (kind == HF_DIRECT) return;
+    if (kind != HF_FLOAT) {
+        // Another kernel's page (when launched for this chunk), else unknown.
+        if (kind > HF_LZ4 || ((kinds >> kind) & 1u) == 0u) { if (lead) hf_flag(status, HF_F_KIND, page); }
+        return;
+    }
+    if (((kinds >> HF_FLOAT) & 1u) == 0u) { if (lead) hf_flag(status, HF_F_KIND, page); return; }
+    const bool in_bounds = src_off <= chunk_len && (u64)src_len <= chunk_len - src_off
+        && dst_off <= dst_len && (u64)dlen <= dst_len - dst_off && dlen >= 1u && dlen <= HF_MAX_PAGE;
+    if (!in_bounds || (w != 1u && w != 2u && w != 4u)) { if (lead) hf_flag(status, HF_F_TABLE, page); return; }
+    const u8* s = chunk + src_off;
+    const u32 slen = src_len;
+    u8* d = dst + dst_off;
+
+    // ---- header -------------------------------------------------------------------------
+    if (slen < HF_FIXED || s[0] != 0xF1u || (u32)s[1] != w || hf_rd32(s + 4) != dlen) {
+        if (lead) hf_flag(status, HF_F_FLOAT, page);
+        return;
+    }
+    const u32 mode = s[2];
+    const u32 lanes = s[3];
+    const u32 nsm = hf_rd32(s + 8);
+    if (mode == 0u) {
+        if (lanes != 0u || nsm != 0u || slen - HF_FIXED != dlen) { if (lead) hf_flag(status, HF_F_FLOAT, page); return; }
+        for (u32 i = lane; i < dlen; i += 32u) d[i] = s[HF_FIXED + i];
+        return;
+    }
+    const bool elide = (mode & 2u) != 0u;
+    const u32 n = dlen / w;
+    const u32 tail = dlen % w;
+    const u32 streams = HF_HUFF_HEADER + tail;
+    if ((mode & ~2u) != 1u || lanes != 32u || n == 0u || (elide && w == 1u)
+        || (!elide && nsm != n) || nsm > n || slen < streams) {
+        if (lead) hf_flag(status, HF_F_FLOAT, page);
+        return;
+    }
+
+    // ---- code lengths: counts and canonical ranks by ballots ---------------------------
+    u8 mylen[8];
+    bool bad = false;
+#pragma unroll
+    for (u32 c = 0; c < 8u; ++c) {
+        u32 sym = c * 32u + lane;
+        u32 b = s[HF_FIXED + (sym >> 1)];
+        u32 l = (sym & 1u) ? (b >> 4) : (b & 15u);
+        if (l > 12u) bad = true;
+        mylen[c] = (u8)l;
+    }
+    u32 cnt[13];
+#pragma unroll
+    for (u32 l = 0; l < 13u; ++l) cnt[l] = 0u;
+#pragma unroll
+    for (u32 c = 0; c < 8u; ++c) {
+#pragma unroll
+        for (u32 l = 1; l <= 12u; ++l) cnt[l] += __popc(__ballot_sync(HF_FULL, mylen[c] == l));
+    }
+    u32 first[13], offs[13];
+    u32 code = 0u, kraft = 0u, nsyms = 0u;
+    first[0] = 0u;
+    offs[0] = 0u;
+#pragma unroll
+    for (u32 l = 1; l <= 12u; ++l) {
+        code = (code + cnt[l - 1u]) << 1;
+        first[l] = code;
+        offs[l] = nsyms;
+        nsyms += cnt[l];
+        kraft += cnt[l] << (12u - l);
+    }
+    if (__any_sync(HF_FULL, bad) || kraft > HF_TSIZE || nsyms == 0u) {
+        if (lead) hf_flag(status, HF_F_FLOAT, page);
+        return;
+    }
+    u32 run[13];
+#pragma unroll
+    for (u32 l = 0; l < 13u; ++l) run[l] = 0u;
+    const u32 lt = (1u << lane) - 1u;
+#pragma unroll
+    for (u32 c = 0; c < 8u; ++c) {
+        u32 sym = c * 32u + lane;
+#pragma unroll
+        for (u32 l = 1; l <= 12u; ++l) {
+            u32 m = __ballot_sync(HF_FULL, mylen[c] == l);
+            if (mylen[c] == l) {
+                u32 r = run[l] + __popc(m & lt);
+                starts[warp][offs[l] + r] = (u16)((first[l] + r) << (12u - l));
+                vals[warp][offs[l] + r] = (u16)(sym | (l << 8));
+            }
+            run[l] += __popc(m);
+        }
+    }
+    __syncwarp();
+    // Each lane fills entries [lane * 128, lane * 128 + 128): holes (t >= kraft) are 0.
+    {
+        u32 t0 = lane * 128u;
+        u32 lo = 0u, hi = nsyms; // last j with starts[j] <= t0
+        while (hi - lo > 1u) {
+            u32 mid = (lo + hi) >> 1;
+            if ((u32)starts[warp][mid] <= t0) lo = mid; else hi = mid;
+        }
+        u32 j = lo;
+        for (u32 t = t0; t < t0 + 128u; ++t) {
+            while (j + 1u < nsyms && (u32)starts[warp][j + 1u] <= t) ++j;
+            table[warp][t] = t < kraft ? vals[warp][j] : (u16)0;
+        }
+    }
+    __syncwarp();
+
+    // ---- lane streams ------------------------------------------------------------------
+    const u32 ends_at = HF_FIXED + HF_LENS;
+    const u32 end_l = hf_rd32(s + ends_at + 4u * lane);
+    const u32 beg_l = lane == 0u ? 0u : hf_rd32(s + ends_at + 4u * (lane - 1u));
+    const u32 total = __shfl_sync(HF_FULL, end_l, 31);
+    const u64 sm_at = (u64)streams + (u64)total;
+    const u64 sm_len = (u64)nsm * (u64)(w - 1u);
+    if (__any_sync(HF_FULL, end_l < beg_l) || sm_at + sm_len != (u64)slen) {
+        if (lead) hf_flag(status, HF_F_FLOAT, page);
+        return;
+    }
+    const u8* ls = s + streams + beg_l;
+    const u32 llen = end_l - beg_l;
+    const u32 my_count = lane < n ? (n - lane + 31u) / 32u : 0u;
+    const u32 steps = (n + 31u) / 32u;
+    const u8* sm = s + sm_at;
+    const bool aligned = ((u64)d & (u64)(w - 1u)) == 0ull;
+    u64 acc = 0ull;
+    u32 have = 0u, pos = 0u;
+    u64 used = 0ull;
+    bool err = false;
+    u32 base = 0u;
+    for (u32 k = 0; k < steps; ++k) {
+        bool active = k < my_count && !err;
+        u32 sym = 0u;
+        if (active) {
+            while (have <= 32u) {
+                // 32 bits at byte `pos` of the lane's stream, zeros past its end: two
+                // aligned words funnel-shifted where both lie inside the page, else bytes.
+                u32 v = 0u;
+                if (pos < llen) {
+                    const u8* p = ls + pos;
+                    const u32 rem = llen - pos;
+                    const u64 a = (u64)p & ~3ull;
+                    if (a + 8ull <= (u64)(s + slen)) {
+                        const u32 lo = *(const u32*)a;
+                        const u32 hi = *(const u32*)(a + 4ull);
+                        v = __funnelshift_r(lo, hi, (u32)((u64)p & 3ull) * 8u);
+                    } else {
+                        for (u32 b = 0; b < 4u && b < rem; ++b) v |= (u32)p[b] << (8u * b);
+                    }
+                    if (rem < 4u) v &= (1u << (8u * rem)) - 1u;
+                }
+                acc |= (u64)v << have;
+                have += 32u;
+                pos += 4u;
+            }
+            u32 e = table[warp][__brev((u32)acc & 0xFFFu) >> 20];
+            u32 l = e >> 8;
+            if (l == 0u) {
+                err = true;
+                active = false;
+            } else {
+                sym = e & 0xFFu;
+                acc >>= l;
+                have -= l;
+                used += l;
+                if (used > 8ull * (u64)llen) err = true;
+            }
+        }
+        const bool has_sm = active && !(elide && sym == 0u);
+        const u32 m = __ballot_sync(HF_FULL, has_sm);
+        const u32 rank = base + __popc(m & lt);
+        base += __popc(m);
+        if (!active) continue;
+        const u32 i = k * 32u + lane;
+        u32 x = 0u; // the element's bits
+        if (has_sm) {
+            if (rank >= nsm) { err = true; continue; }
+            const u8* q = sm + (u64)rank * (u64)(w - 1u);
+            if (w == 4u) {
+                u32 v = (u32)q[0] | ((u32)q[1] << 8) | ((u32)q[2] << 16);
+                x = ((v >> 23) << 31) | (sym << 23) | (v & 0x7FFFFFu);
+            } else if (w == 2u) {
+                u32 v = q[0];
+                x = ((v >> 7) << 15) | (sym << 7) | (v & 0x7Fu);
+            } else {
+                x = sym;
+            }
+        }
+        u8* o = d + (u64)i * w;
+        if (w == 4u && aligned) {
+            *(u32*)o = x;
+        } else if (w == 2u && aligned) {
+            *(u16*)o = (u16)x;
+        } else {
+            for (u32 b = 0; b < w; ++b) o[b] = (u8)(x >> (8u * b));
+        }
+    }
+    if (!err && (used + 7ull) / 8ull != (u64)llen) err = true;
+    if (elide && base != nsm) err = true;
+    if (lane < tail) d[n * w + lane] = s[HF_HUFF_HEADER + lane];
+    if (__any_sync(HF_FULL, err) && lead) hf_flag(status, HF_F_FLOAT, page);
+}

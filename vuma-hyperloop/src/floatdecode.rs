@@ -1,0 +1,134 @@
+//! The float codec's device decoder `hl_float`: CUDA C (`src/floatcodec.cu`, embedded as
+//! [`CUDA_SOURCE`]) and a host-function variant with identical semantics (the reference,
+//! and what runs on [`vuma_core::HostDevice`]), over the chunk format of
+//! [`crate::kernels`] (page table of 32-byte entries, then the pages' data).
+//!
+//! Float pages carry the page kind [`KIND_FLOAT`] (5), a kind the other decoders do not
+//! know yet: wiring the codec into compressed residency (a `PageKind::Float` and a
+//! `DeviceCodec::Float`, their arms in `residency.rs`, and kind 5 accepted by the other
+//! kernels' common checks) is left to the owners of those files. Until then a chunk of float
+//! pages is built by [`float_chunk`] and decoded by launching [`float_decoder`] alone.
+//!
+//! Launch: `(chunk, chunk_len: u64, dst, dst_len: u64, status, npages: u32, kinds: u32)`
+//! like every Hyperloop decoder, grid [`float_grid`] (four warps per block, one warp per
+//! page). A page of kind 5 is decoded when bit 5 of `kinds` is set; `Direct` pages are
+//! skipped; pages of kinds 0–3 whose bit is set are left to their kernels; any other kind
+//! (or kind 5 without its bit) is flagged [`FLAG_KIND`](crate::kernels::FLAG_KIND). A bad
+//! entry (out of range, width not 1, 2 or 4) is flagged
+//! [`FLAG_TABLE`](crate::kernels::FLAG_TABLE), a corrupt page [`FLAG_FLOAT`]; the status
+//! words are `[flags, lowest flagged page]` as for the other decoders. Host and device flag
+//! exactly the same pages.
+//!
+//! The CUDA variant is written to the host decoder's checks line by line but has not run
+//! on a GPU yet (no GPU where it was written); its test is `tests/cuda_float.rs`. Its logic
+//! was checked by compiling the `.cu` file as C++ with the warp intrinsics emulated (32
+//! threads per warp, barriers): bit-exact against this host variant on 82 chunks (every
+//! data set, three page sizes, corrupt chunks). There is no Vulkan variant yet: a WGSL
+//! version (commit a281399, reverted) decoded bit-exactly on lavapipe but took ~2 minutes to
+//! compile there, over `vuma-vulkan`'s wait timeout.
+
+use std::sync::OnceLock;
+
+use vuma_core::{HostLaunch, Kernel, LaunchConfig, Result};
+
+use crate::kernels::{self, Entry, PageKind, ENTRY_BYTES, FLAG_KIND, FLAG_TABLE};
+use crate::page::ElemWidth;
+
+/// CUDA C source of `hl_float` (`src/floatcodec.cu`).
+pub const CUDA_SOURCE: &str = include_str!("floatcodec.cu");
+
+/// Page kind of a float-codec page in a chunk's page table.
+pub const KIND_FLOAT: u8 = 5;
+
+/// Status flag: a float-codec page is corrupt.
+pub const FLAG_FLOAT: u32 = 16;
+
+/// Pages per thread block of `hl_float` (one warp each).
+pub const WARPS_PER_BLOCK: u32 = 4;
+
+/// The `kinds` mask bit of float pages.
+pub const fn float_kind_bit() -> u32 {
+    1 << KIND_FLOAT
+}
+
+fn host_float(l: &mut HostLaunch<'_>) -> Result<()> {
+    let a = kernels::host_args(l)?;
+    if !kernels::table_ok(&a) {
+        if a.npages > 0 {
+            kernels::flag(a.status, FLAG_TABLE, 0);
+        }
+        return Ok(());
+    }
+    for p in 0..a.npages {
+        let e = Entry::read(a.chunk, p);
+        if e.kind == PageKind::Direct as u8 {
+            continue;
+        }
+        if e.kind != KIND_FLOAT {
+            if e.kind > PageKind::Lz4 as u8 || (a.kinds >> e.kind) & 1 == 0 {
+                kernels::flag(a.status, FLAG_KIND, p);
+            }
+            continue;
+        }
+        if (a.kinds >> KIND_FLOAT) & 1 == 0 {
+            kernels::flag(a.status, FLAG_KIND, p);
+            continue;
+        }
+        let Ok(width) = ElemWidth::from_bytes(usize::from(e.width)) else {
+            kernels::flag(a.status, FLAG_TABLE, p);
+            continue;
+        };
+        if !e.in_bounds(a.chunk.len() as u64, a.dst.len() as u64) {
+            kernels::flag(a.status, FLAG_TABLE, p);
+            continue;
+        }
+        let (s, d) = kernels::page_io(a.chunk, a.dst, &e);
+        if crate::floatcodec::decode_page(s, width, d).is_err() {
+            kernels::flag(a.status, FLAG_FLOAT, p);
+        }
+    }
+    Ok(())
+}
+
+/// The `hl_float` kernel (CUDA and host variants), built once per process.
+pub fn float_decoder() -> &'static Kernel {
+    static K: OnceLock<Kernel> = OnceLock::new();
+    K.get_or_init(|| {
+        Kernel::new("hl_float")
+            .with_cuda_source(CUDA_SOURCE, "hl_float")
+            .with_host(host_float)
+    })
+}
+
+/// Launch geometry of `hl_float` for `npages` pages.
+pub fn float_grid(npages: u32) -> LaunchConfig {
+    LaunchConfig {
+        grid: [npages.div_ceil(WARPS_PER_BLOCK).max(1), 1, 1],
+        block: [32 * WARPS_PER_BLOCK, 1, 1],
+        shared_mem_bytes: 0,
+    }
+}
+
+/// A chunk image of float pages: the page table (kind [`KIND_FLOAT`], width `width`), then
+/// each encoded page at a 16-byte boundary. `pages[p]` is page `p`'s encoding and the
+/// length it decodes to; page `p` lands at the sum of the earlier pages' lengths.
+pub fn float_chunk(pages: &[(Vec<u8>, usize)], width: ElemWidth) -> Vec<u8> {
+    let mut out = vec![0u8; pages.len() * ENTRY_BYTES];
+    let mut dst_off = 0u64;
+    for (p, (enc, dst_len)) in pages.iter().enumerate() {
+        out.resize(out.len().next_multiple_of(16), 0);
+        let e = Entry {
+            src_off: out.len() as u64,
+            src_len: enc.len() as u32,
+            dst_len: *dst_len as u32,
+            dst_off,
+            kind: KIND_FLOAT,
+            width: width.bytes() as u8,
+        };
+        out[p * ENTRY_BYTES..(p + 1) * ENTRY_BYTES].copy_from_slice(&e.to_bytes());
+        out.extend_from_slice(enc);
+        dst_off += *dst_len as u64;
+    }
+    out.resize(out.len().next_multiple_of(16), 0);
+    out
+}
