@@ -852,7 +852,11 @@ impl MemoryManager {
         // lease's kernel has changed the contents: such readers see the writer and wait
         // (`InUse`) instead.
         if access.writes() {
-            st.buffers.get_mut(&buf.id).expect("live").writers.push(index);
+            st.buffers
+                .get_mut(&buf.id)
+                .expect("live")
+                .writers
+                .push(index);
         }
         let filled = if outside {
             self.fill_outside_lock(st, buf.id, index, &mut residency)

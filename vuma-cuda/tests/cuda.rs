@@ -364,3 +364,41 @@ fn allocations_and_buffers_of_another_device() {
     }
     dev.synchronize().expect("sync");
 }
+
+/// Proof that the sanitizer pass can see an out-of-bounds write: a kernel *without* a
+/// signature (its accesses are its author's contract) writes one element past a buffer.
+/// Runs only when `VUMA_PLANT_OOB=1` (the hardware run sets it under compute-sanitizer
+/// memcheck and expects one error); otherwise it says so and does nothing.
+#[test]
+fn planted_out_of_bounds_write_for_the_sanitizer() {
+    if std::env::var("VUMA_PLANT_OOB").as_deref() != Ok("1") {
+        eprintln!("SKIP: planted out-of-bounds write runs only with VUMA_PLANT_OOB=1 under compute-sanitizer");
+        return;
+    }
+    let Some(dev) = common::device() else { return };
+    let k = Kernel::new("add_u32").with_cuda_source(ADD, "add_u32");
+    let a = dev.alloc(1024, Placement::DeviceLocal).expect("alloc a");
+    let out = dev.alloc(1024, Placement::DeviceLocal).expect("alloc out");
+    // n = 257 elements of 4 bytes against 1024-byte buffers: one element past the end.
+    let _ = dev.launch(
+        &k,
+        &LaunchConfig::for_elements(257, 257),
+        &[
+            Arg::Buffer {
+                buffer: &a,
+                offset: 0,
+                len: 1024,
+                access: AccessMode::Read,
+            },
+            Arg::Buffer {
+                buffer: &out,
+                offset: 0,
+                len: 1024,
+                access: AccessMode::Write,
+            },
+            Arg::Scalar(Scalar::U32(257)),
+            Arg::Scalar(Scalar::U32(1)),
+        ],
+    );
+    let _ = dev.synchronize();
+}

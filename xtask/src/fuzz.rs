@@ -18,7 +18,7 @@ use crate::err;
 use crate::util::{cargo, display_cmd, fmt_duration, table, workspace_root, Context, Result};
 
 /// The fuzz targets (`fuzz/Cargo.toml`'s `[[bin]]`s and `vuma_fuzz::TARGETS`).
-pub const TARGETS: [&str; 7] = [
+pub const TARGETS: [&str; 8] = [
     "lz4",
     "zstd",
     "snappy",
@@ -26,6 +26,7 @@ pub const TARGETS: [&str; 7] = [
     "lz4block",
     "chunk",
     "cost_model",
+    "float",
 ];
 
 /// What `cargo xtask fuzz` does, from its command line.
