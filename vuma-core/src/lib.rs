@@ -49,6 +49,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+pub mod arg;
 pub mod bench;
 pub mod buffer;
 pub mod codec;

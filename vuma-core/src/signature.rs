@@ -14,8 +14,8 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use crate::arg::{Arg, Scalar};
 use crate::error::{Error, Result};
-use crate::kernel::{Arg, Scalar};
 use crate::placement::AccessMode;
 
 /// The type of a scalar parameter.

@@ -1,0 +1,481 @@
+//! How copies move, for the memory manager: making room (LRU eviction, write-back of sole
+//! copies, packing of clean ones), host copies (pinned, unpacked, downloaded) and filling
+//! device copies (outside the lock from a plain host copy, else under it).
+
+use super::*;
+
+impl MemoryManager {
+    /// Evicts LRU copies on device `index` until `size` more bytes fit in its budget; the
+    /// write-backs' reports go to `reports`.
+    pub(super) fn make_room(
+        &self,
+        st: &mut State,
+        index: usize,
+        size: u64,
+        keep: BufferId,
+        reports: &mut Vec<TransferReport>,
+    ) -> Result<Vec<(BufferId, u64)>> {
+        let slot = &self.shared.devices[index];
+        let mut evicted = Vec::new();
+        loop {
+            let used = st.budget_used[index];
+            if used.saturating_add(size) <= slot.budget {
+                return Ok(evicted);
+            }
+            // Least recently used copy here that is not in use.
+            let victim = st
+                .buffers
+                .iter()
+                .filter(|(id, b)| **id != keep && b.in_use == 0)
+                .filter_map(|(id, b)| {
+                    b.copies
+                        .get(&index)
+                        .filter(|c| c.counts)
+                        .map(|c| (c.last_use, *id))
+                })
+                .min();
+            let Some((_, vid)) = victim else {
+                if size >= u64::MAX / 4 {
+                    return Ok(evicted);
+                }
+                return Err(Error::BudgetExceeded {
+                    device: slot.device.info().name.clone(),
+                    requested: size,
+                    in_use: used,
+                    budget: slot.budget,
+                });
+            };
+            let wb = self.evict_copy(st, vid, index, reports)?;
+            evicted.push((vid, wb));
+        }
+    }
+
+    /// Frees `id`'s copy on `index`, writing it back to the host first if it is the only
+    /// valid copy (through the transfer path when there is one: the host copy may end up
+    /// packed). On a failed write-back nothing changes.
+    pub(super) fn evict_copy(
+        &self,
+        st: &mut State,
+        id: BufferId,
+        index: usize,
+        reports: &mut Vec<TransferReport>,
+    ) -> Result<u64> {
+        let _span = tracing::debug_span!("evict", buffer = id.0, device = index).entered();
+        let b = &st.buffers[&id];
+        let c = &b.copies[&index];
+        let sole =
+            c.valid && !b.host_valid && !b.copies.iter().any(|(d, o)| *d != index && o.valid);
+        let mut wb = 0;
+        if sole {
+            let dev = &self.shared.devices[index].device;
+            let (block, offset, size) = (c.alloc.block().clone(), c.alloc.offset(), b.size);
+            let packed = match &self.shared.config.transfer {
+                Some(path) => match path.evict(dev.as_ref(), block.as_ref(), offset, size) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        // The device copy is intact: fall back to a plain write-back.
+                        tracing::warn!(
+                            buffer = id.0,
+                            device = index,
+                            error = %e,
+                            "transfer path could not pack the write-back; copying it plainly"
+                        );
+                        None
+                    }
+                },
+                None => None,
+            };
+            wb = size;
+            let report = match packed {
+                Some((data, report)) => {
+                    let b = st.buffers.get_mut(&id).expect("live");
+                    let had_host = b.host.take().is_some();
+                    b.host_valid = true;
+                    let stored = data.stored_bytes();
+                    b.packed = Some(Packed {
+                        device: index,
+                        data,
+                    });
+                    let h = &mut st.stats.host;
+                    if had_host {
+                        h.bytes_in_use -= size;
+                    }
+                    h.bytes_in_use += stored;
+                    h.packed_bytes += stored;
+                    h.peak_bytes = h.peak_bytes.max(h.bytes_in_use);
+                    st.stats.devices[index].packed_writebacks += 1;
+                    report
+                }
+                None => {
+                    let t0 = std::time::Instant::now();
+                    // Reuse the stale host copy's memory (no fresh pages to fault in); it
+                    // stays as it was, and invalid, if the read fails.
+                    let b = st.buffers.get_mut(&id).expect("live");
+                    let had_host = b.host.is_some();
+                    let mut data = match b.host.take() {
+                        Some(h) => h,
+                        None => self.new_host_copy(size)?,
+                    };
+                    let r = dev.read(block.as_ref(), offset, &mut data);
+                    if had_host || r.is_ok() {
+                        b.host = Some(data);
+                    }
+                    r?;
+                    b.host_valid = true;
+                    if !had_host {
+                        let h = &mut st.stats.host;
+                        h.bytes_in_use += size;
+                        h.peak_bytes = h.peak_bytes.max(h.bytes_in_use);
+                        h.allocations += 1;
+                    }
+                    TransferReport::direct(TransferKind::Download, size, t0.elapsed().as_secs_f64())
+                }
+            };
+            let h = &mut st.stats.host;
+            h.bytes_in += wb;
+            h.link_bytes_in += report.link_bytes;
+            h.bytes_saved += report.bytes_saved();
+            st.stats.devices[index].writeback_bytes += wb;
+            reports.push(report);
+        }
+        if !sole {
+            self.pack_clean_copy(st, id, index, reports);
+        }
+        let b = st.buffers.get_mut(&id).expect("live");
+        let size = b.size;
+        if b.copies.remove(&index).is_some_and(|c| c.counts) {
+            st.budget_used[index] -= size;
+        }
+        let s = &mut st.stats.devices[index];
+        s.bytes_in_use -= size;
+        s.evictions += 1;
+        Ok(wb)
+    }
+
+    /// A zeroed host copy of `size` bytes, pinned for the devices that can DMA from it when
+    /// the pinned budget allows.
+    pub(super) fn new_host_copy(&self, size: u64) -> Result<HostCopy> {
+        let mut h = HostCopy::zeroed(size)?;
+        let cfg = &self.shared.config.pin;
+        if cfg.enabled && size >= cfg.min_bytes {
+            let budget = cfg.budget_bytes();
+            let claimed = self
+                .shared
+                .pinned
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |p| {
+                    (p.saturating_add(size) <= budget).then_some(p + size)
+                })
+                .is_ok();
+            if claimed {
+                let devs: Vec<Arc<dyn DynDevice>> = self
+                    .shared
+                    .devices
+                    .iter()
+                    .map(|d| d.device.clone())
+                    .filter(|d| !d.info().unified_memory)
+                    .collect();
+                if h.pin(&devs) {
+                    h.count_pinned(self.shared.pinned.clone());
+                } else {
+                    self.shared.pinned.fetch_sub(size, Ordering::SeqCst);
+                }
+            } else {
+                tracing::debug!(
+                    bytes = size,
+                    budget,
+                    "pinned-host budget full: this host copy stays pageable"
+                );
+            }
+        }
+        Ok(h)
+    }
+
+    pub(super) fn materialise_host(&self, st: &mut State, id: BufferId) -> Result<()> {
+        let size = st.buffers[&id].size;
+        if st.buffers[&id].host.is_none() {
+            let h = self.new_host_copy(size)?;
+            st.buffers.get_mut(&id).expect("live buffer").host = Some(h);
+            st.stats.host.bytes_in_use += size;
+            st.stats.host.peak_bytes = st.stats.host.peak_bytes.max(st.stats.host.bytes_in_use);
+            st.stats.host.allocations += 1;
+        }
+        Ok(())
+    }
+
+    /// Bytes of host copies pinned now (see [`PinConfig`]).
+    pub fn pinned_bytes(&self) -> u64 {
+        self.shared.pinned.load(Ordering::SeqCst)
+    }
+
+    /// Before a clean device copy of `id` on `index` is freed: lets the transfer path pack
+    /// it (next to the plain host copy) when the buffer has no packed copy yet, so later
+    /// uploads cross the link packed. Best effort: a failure only logs.
+    pub(super) fn pack_clean_copy(
+        &self,
+        st: &mut State,
+        id: BufferId,
+        index: usize,
+        reports: &mut Vec<TransferReport>,
+    ) {
+        let Some(path) = &self.shared.config.transfer else {
+            return;
+        };
+        let b = &st.buffers[&id];
+        let c = &b.copies[&index];
+        if !(c.valid && b.host_valid && b.written && b.packed.is_none() && b.host.is_some()) {
+            return;
+        }
+        let dev = &self.shared.devices[index].device;
+        let (block, offset, size) = (c.alloc.block().clone(), c.alloc.offset(), b.size);
+        match path.pack_clean(dev.as_ref(), block.as_ref(), offset, size) {
+            Ok(Some((data, report))) => {
+                let stored = data.stored_bytes();
+                st.buffers.get_mut(&id).expect("live").packed = Some(Packed {
+                    device: index,
+                    data,
+                });
+                let h = &mut st.stats.host;
+                h.bytes_in_use += stored;
+                h.packed_bytes += stored;
+                h.peak_bytes = h.peak_bytes.max(h.bytes_in_use);
+                h.link_bytes_in += report.link_bytes;
+                reports.push(report);
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(
+                buffer = id.0,
+                device = index,
+                error = %e,
+                "packing a clean copy failed; later uploads go plain"
+            ),
+        }
+    }
+
+    /// Turns a packed host copy back into plain bytes (decoded on the host with the help
+    /// of the device that packed it). On failure the packed copy stays as it was.
+    pub(super) fn unpack_host(&self, st: &mut State, id: BufferId) -> Result<()> {
+        let b = &st.buffers[&id];
+        let Some(p) = &b.packed else {
+            return Ok(());
+        };
+        if b.host.is_some() {
+            // A clean packed copy next to the plain one: the plain bytes are valid.
+            return Ok(());
+        }
+        let size = b.size;
+        let _span = tracing::debug_span!("unpack", buffer = id.0, bytes = size).entered();
+        let mut data = self.new_host_copy(size)?;
+        p.data
+            .unpack(self.shared.devices[p.device].device.as_ref(), &mut data)?;
+        drop_packed(st, id);
+        let b = st.buffers.get_mut(&id).expect("live");
+        b.host = Some(data);
+        let h = &mut st.stats.host;
+        h.bytes_in_use += size;
+        h.peak_bytes = h.peak_bytes.max(h.bytes_in_use);
+        h.allocations += 1;
+        Ok(())
+    }
+
+    /// Makes the plain host copy valid: unpacks a packed one, or downloads from a valid
+    /// device copy.
+    pub(super) fn make_host_valid(&self, st: &mut State, id: BufferId) -> Result<()> {
+        let b = &st.buffers[&id];
+        if b.lost {
+            return Err(Error::DataLost {
+                buffer: id.0,
+                reason: "a kernel writing its only valid copy failed".into(),
+            });
+        }
+        if b.host_valid {
+            return self.unpack_host(st, id);
+        }
+        let _span = tracing::debug_span!("download", buffer = id.0, bytes = b.size).entered();
+        let (&d, c) = b
+            .copies
+            .iter()
+            .find(|(_, c)| c.valid)
+            .ok_or_else(|| Error::invalid("internal: no valid copy"))?;
+        let block = c.alloc.block().clone();
+        let offset = c.alloc.offset();
+        let size = b.size;
+        let b = st.buffers.get_mut(&id).expect("live");
+        // Reuse the (stale) host copy's memory; it stays invalid if the read fails.
+        let had = b.host.is_some();
+        let mut data = match b.host.take() {
+            Some(h) => h,
+            None => self.new_host_copy(size)?,
+        };
+        let dev = &self.shared.devices[d].device;
+        let r = dev.read(block.as_ref(), offset, &mut data);
+        b.host = Some(data);
+        if let Err(e) = r {
+            if !had {
+                b.host = None;
+            }
+            return Err(e);
+        }
+        b.host_valid = true;
+        if !had {
+            st.stats.host.bytes_in_use += size;
+            st.stats.host.peak_bytes = st.stats.host.peak_bytes.max(st.stats.host.bytes_in_use);
+            st.stats.host.allocations += 1;
+        }
+        st.stats.host.bytes_in += size;
+        st.stats.host.link_bytes_in += size;
+        Ok(())
+    }
+
+    /// Whether an upload into an invalid copy of `id` can run outside the lock: the source
+    /// is the plain, valid, materialised host copy (no packed copy to prefer, nothing to
+    /// download first) and no kernel holds the buffer for writing.
+    pub(super) fn fills_outside_lock(&self, st: &State, id: BufferId) -> bool {
+        let b = &st.buffers[&id];
+        b.written && b.host_valid && b.packed.is_none() && b.host.is_some() && b.writers.is_empty()
+    }
+
+    /// Uploads the host copy of `id` into its (invalid) copy on `index` with the lock
+    /// released: the copy is marked `filling` and the buffer in use, so nothing evicts it,
+    /// frees or changes the host copy (writers wait for `filled`), or fills it twice. On
+    /// failure a copy allocated by this acquire is given back and nothing else changes.
+    pub(super) fn fill_outside_lock<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, State>,
+        id: BufferId,
+        index: usize,
+        residency: &mut Residency,
+    ) -> Result<MutexGuard<'a, State>> {
+        let dev = self.shared.devices[index].device.clone();
+        let path = self.shared.config.transfer.clone();
+        let b = st.buffers.get_mut(&id).expect("live");
+        let size = b.size;
+        let host = b.host.as_ref().expect("materialised");
+        let (src, pinned) = (host.as_ptr(), host.is_pinned());
+        b.in_use += 1;
+        let c = b.copies.get_mut(&index).expect("copy");
+        c.filling = true;
+        let (block, off) = (c.alloc.block().clone(), c.alloc.offset());
+        drop(st);
+        let _span =
+            tracing::debug_span!("upload", buffer = id.0, device = index, bytes = size).entered();
+        // SAFETY: `src` points to the host copy's `size` bytes. While the copy is
+        // `filling`, every mutator of the host copy waits (`write`, `with_host_mut`), and
+        // the buffer being in use keeps it from being dropped or its host copy replaced
+        // (only write-backs of a sole device copy replace it, and the host copy is valid).
+        let host = unsafe { std::slice::from_raw_parts(src, size as usize) };
+        let r = match &path {
+            Some(path) => path.upload(dev.as_ref(), host, block.as_ref(), off),
+            None => {
+                let t0 = std::time::Instant::now();
+                dev.write(block.as_ref(), off, host).map(|()| {
+                    TransferReport::direct(TransferKind::Upload, size, t0.elapsed().as_secs_f64())
+                })
+            }
+        };
+        let mut st = self.shared.lock();
+        let b = st.buffers.get_mut(&id).expect("live while in use");
+        b.in_use -= 1;
+        if let Some(c) = b.copies.get_mut(&index) {
+            c.filling = false;
+        }
+        self.shared.filled.notify_all();
+        match r {
+            Ok(mut report) => {
+                report.decision.push_str(if pinned {
+                    " (from a pinned host copy)"
+                } else {
+                    " (from a pageable host copy)"
+                });
+                record_upload(&mut st, index, &report);
+                residency.bytes_moved = size;
+                residency.source = Some(Location::Host);
+                residency.transfers.push(report);
+                Ok(st)
+            }
+            Err(e) => {
+                if residency.allocated {
+                    let b = st.buffers.get_mut(&id).expect("live");
+                    if let Some(c) = b.copies.remove(&index) {
+                        st.stats.devices[index].bytes_in_use -= size;
+                        if c.counts {
+                            st.budget_used[index] -= size;
+                        }
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Makes `buf` resident on device `index` for reading and lets it go again: the upload
+    /// happens now (outside the manager's lock when it comes from the host copy, so other
+    /// threads' work goes on), and a later acquire finds it resident. What
+    /// `cudaMemPrefetchAsync` is to Unified Memory; run it on another thread (the facade's
+    /// `prefetch` does) to overlap it with work on other buffers.
+    pub fn prefetch(&self, buf: &UnifiedBuffer, index: usize) -> Result<Residency> {
+        let lease = self.acquire(buf, index, AccessMode::Read, 1)?;
+        let residency = lease.residency.clone();
+        self.release(lease, Outcome::NotRun);
+        Ok(residency)
+    }
+
+    /// Fills the (invalid) copy on `index` from the cheapest valid source: a packed host
+    /// copy this device can decode, else the plain host copy (through the transfer path
+    /// when there is one).
+    pub(super) fn fill_copy(
+        &self,
+        st: &mut State,
+        id: BufferId,
+        index: usize,
+    ) -> Result<(u64, Option<Location>, Option<TransferReport>)> {
+        let dev = &self.shared.devices[index].device;
+        let b = &st.buffers[&id];
+        let dst = &b.copies[&index];
+        let size = b.size;
+        let _span =
+            tracing::debug_span!("upload", buffer = id.0, device = index, bytes = size).entered();
+        if !b.written {
+            dev.fill(dst.alloc.block().as_ref(), dst.alloc.offset(), size, 0)?;
+            return Ok((0, None, None));
+        }
+        if b.host_valid {
+            if let Some(p) = &b.packed {
+                if p.data.can_upload_to(dev.as_ref()) {
+                    let report = p.data.upload(
+                        dev.as_ref(),
+                        dst.alloc.block().as_ref(),
+                        dst.alloc.offset(),
+                    )?;
+                    record_upload(st, index, &report);
+                    return Ok((size, Some(Location::Host), Some(report)));
+                }
+            }
+        }
+        // Another device holds the data (same-device copies are impossible here: one copy
+        // per device), or the host copy is packed for another device: go through plain
+        // host bytes.
+        self.make_host_valid(st, id)?;
+        let b = &st.buffers[&id];
+        let dst = &b.copies[&index];
+        let (block, off) = (dst.alloc.block().as_ref(), dst.alloc.offset());
+        let mut report = match (&b.host, &self.shared.config.transfer) {
+            (Some(h), Some(path)) => path.upload(dev.as_ref(), h, block, off)?,
+            (Some(h), None) => {
+                let t0 = std::time::Instant::now();
+                dev.write(block, off, h)?;
+                TransferReport::direct(TransferKind::Upload, size, t0.elapsed().as_secs_f64())
+            }
+            (None, _) => {
+                dev.fill(block, off, size, 0)?;
+                return Ok((0, None, None));
+            }
+        };
+        if b.host.as_ref().is_some_and(HostCopy::is_pinned) {
+            report.decision.push_str(" (from a pinned host copy)");
+        } else if !dev.info().unified_memory {
+            report.decision.push_str(" (from a pageable host copy)");
+        }
+        record_upload(st, index, &report);
+        Ok((size, Some(Location::Host), Some(report)))
+    }
+}
