@@ -13,9 +13,9 @@
 //! like every Hyperloop decoder, grid [`float_grid`] (four warps per block, one warp per
 //! page). A page of kind 5 is decoded when bit 5 of `kinds` is set; `Direct` pages are
 //! skipped; pages of kinds 0–3 whose bit is set are left to their kernels; any other kind
-//! (or kind 5 without its bit) is flagged [`FLAG_KIND`](crate::kernels::FLAG_KIND). A bad
+//! (or kind 5 without its bit) is flagged [`FLAG_KIND`]. A bad
 //! entry (out of range, width not 1, 2 or 4) is flagged
-//! [`FLAG_TABLE`](crate::kernels::FLAG_TABLE), a corrupt page [`FLAG_FLOAT`]; the status
+//! [`FLAG_TABLE`], a corrupt page [`FLAG_FLOAT`]; the status
 //! words are `[flags, lowest flagged page]` as for the other decoders. Host and device flag
 //! exactly the same pages.
 //!
