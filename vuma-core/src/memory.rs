@@ -860,47 +860,34 @@ impl MemoryManager {
                 .writers
                 .push(index);
         }
-        let filled = if outside {
+        let (mut st, filled) = if outside {
             self.fill_outside_lock(st, buf.id, index, &mut residency)
         } else if !valid_here && access.reads() {
-            match self.fill_copy(&mut st, buf.id, index) {
-                Ok((moved, src, report)) => {
+            let r = self
+                .fill_copy(&mut st, buf.id, index)
+                .map(|(moved, src, report)| {
                     residency.bytes_moved = moved;
                     residency.source = src;
                     residency.transfers.extend(report);
-                    Ok(st)
-                }
-                Err(e) => {
-                    if residency.allocated {
-                        // Nothing was valid there; give the fresh allocation back.
-                        let b = st.buffers.get_mut(&buf.id).expect("live");
-                        if let Some(c) = b.copies.remove(&index) {
-                            st.stats.devices[index].bytes_in_use -= size;
-                            if c.counts {
-                                st.budget_used[index] -= size;
-                            }
-                        }
-                    }
-                    Err((st, e))
-                }
-            }
-            .map_err(|(mut st, e)| {
-                unregister_writer(&mut st, buf.id, index, access);
-                e
-            })
+                });
+            (st, r)
         } else {
-            Ok(st)
+            (st, Ok(()))
         };
-        let mut st = match filled {
-            Ok(st) => st,
-            Err(e) => {
-                if outside {
-                    let mut st = self.shared.lock();
-                    unregister_writer(&mut st, buf.id, index, access);
+        if let Err(e) = filled {
+            if residency.allocated {
+                // Nothing was valid there; give the fresh allocation back.
+                let b = st.buffers.get_mut(&buf.id).expect("live");
+                if let Some(c) = b.copies.remove(&index) {
+                    st.stats.devices[index].bytes_in_use -= size;
+                    if c.counts {
+                        st.budget_used[index] -= size;
+                    }
                 }
-                return Err(e);
             }
-        };
+            unregister_writer(&mut st, buf.id, index, access);
+            return Err(e);
+        }
         let b = st.buffers.get_mut(&buf.id).expect("live");
         b.in_use += 1;
         let c = b.copies.get_mut(&index).expect("copy");

@@ -41,15 +41,6 @@ impl Prefetch {
     }
 }
 
-impl Drop for Prefetch {
-    fn drop(&mut self) {
-        if let Some(h) = self.handle.take() {
-            // Detached: the worker ends on its own; log its failure from there.
-            drop(h);
-        }
-    }
-}
-
 impl UnifiedMemoryManager {
     /// Starts making `buffer` resident on device `device` for reading; returns at once.
     /// See the [module documentation](crate::prefetch). An unknown device is an error

@@ -336,15 +336,15 @@ impl MemoryManager {
 
     /// Uploads the host copy of `id` into its (invalid) copy on `index` with the lock
     /// released: the copy is marked `filling` and the buffer in use, so nothing evicts it,
-    /// frees or changes the host copy (writers wait for `filled`), or fills it twice. On
-    /// failure a copy allocated by this acquire is given back and nothing else changes.
+    /// frees or changes the host copy (writers wait for `filled`), or fills it twice.
+    /// Returns with the lock held again, whatever the outcome.
     pub(super) fn fill_outside_lock<'a>(
         &'a self,
         mut st: MutexGuard<'a, State>,
         id: BufferId,
         index: usize,
         residency: &mut Residency,
-    ) -> Result<MutexGuard<'a, State>> {
+    ) -> (MutexGuard<'a, State>, Result<()>) {
         let dev = self.shared.devices[index].device.clone();
         let path = self.shared.config.transfer.clone();
         let b = st.buffers.get_mut(&id).expect("live");
@@ -379,32 +379,16 @@ impl MemoryManager {
             c.filling = false;
         }
         self.shared.filled.notify_all();
-        match r {
-            Ok(mut report) => {
-                report.decision.push_str(if pinned {
-                    " (from a pinned host copy)"
-                } else {
-                    " (from a pageable host copy)"
-                });
-                record_upload(&mut st, index, &report);
-                residency.bytes_moved = size;
-                residency.source = Some(Location::Host);
-                residency.transfers.push(report);
-                Ok(st)
-            }
-            Err(e) => {
-                if residency.allocated {
-                    let b = st.buffers.get_mut(&id).expect("live");
-                    if let Some(c) = b.copies.remove(&index) {
-                        st.stats.devices[index].bytes_in_use -= size;
-                        if c.counts {
-                            st.budget_used[index] -= size;
-                        }
-                    }
-                }
-                Err(e)
-            }
-        }
+        let r = r.map(|mut report| {
+            report
+                .decision
+                .push_str(host_source_note(pinned, dev.as_ref()));
+            record_upload(&mut st, index, &report);
+            residency.bytes_moved = size;
+            residency.source = Some(Location::Host);
+            residency.transfers.push(report);
+        });
+        (st, r)
     }
 
     /// Makes `buf` resident on device `index` for reading and lets it go again: the upload
@@ -470,12 +454,23 @@ impl MemoryManager {
                 return Ok((0, None, None));
             }
         };
-        if b.host.as_ref().is_some_and(HostCopy::is_pinned) {
-            report.decision.push_str(" (from a pinned host copy)");
-        } else if !dev.info().unified_memory {
-            report.decision.push_str(" (from a pageable host copy)");
-        }
+        let pinned = b.host.as_ref().is_some_and(HostCopy::is_pinned);
+        report
+            .decision
+            .push_str(host_source_note(pinned, dev.as_ref()));
         record_upload(st, index, &report);
         Ok((size, Some(Location::Host), Some(report)))
+    }
+}
+
+/// What an upload's decision says about its source: pinned or pageable host memory
+/// (nothing for devices that share host memory: no link, no DMA).
+fn host_source_note(pinned: bool, dev: &dyn DynDevice) -> &'static str {
+    if pinned {
+        " (from a pinned host copy)"
+    } else if dev.info().unified_memory {
+        ""
+    } else {
+        " (from a pageable host copy)"
     }
 }
