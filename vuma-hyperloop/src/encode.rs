@@ -1188,16 +1188,21 @@ impl Evicted {
             dev.read(self.pinned.buffer(), off, &mut image)?;
             let mut c = l.meta.clone();
             c.image = image;
+            c.seal();
             chunks.push(c);
         }
-        Ok(crate::CompressedBuffer::from_parts(
+        let cb = crate::CompressedBuffer::from_parts(
             self.pinned.len(),
             self.page_size,
             self.pinned.width(),
             chunks,
             self.summary.clone(),
             self.encode_time_s,
-        ))
+        );
+        // The tables were written by the device: check they cover the buffer before
+        // anything is decoded from them.
+        cb.verify()?;
+        Ok(cb)
     }
     /// Gives the pinned buffer back (see [`DeviceEncoder::recycle`]).
     pub fn into_buffer(self) -> Box<dyn DynBuffer> {
