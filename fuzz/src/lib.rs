@@ -353,7 +353,8 @@ fn chunk_impl(data: &[u8], clamp: bool) {
     let mut outs = Vec::new();
     for pattern in [0x00u8, 0xA5] {
         let dst = DynDevice::alloc(&host, len as u64, Placement::DeviceLocal).expect("alloc");
-        host.fill(dst.as_ref(), 0, len as u64, pattern).expect("fill");
+        host.fill(dst.as_ref(), 0, len as u64, pattern)
+            .expect("fill");
         let r = Uploader::new(&host).upload(&cb, dst.as_ref());
         match &r {
             Ok(_) => {}
@@ -366,14 +367,28 @@ fn chunk_impl(data: &[u8], clamp: bool) {
         outs.push(r.map(|_| out));
     }
     if let (Ok(a), Ok(b)) = (&outs[0], &outs[1]) {
-        assert!(a == b, "chunk: an accepted upload left destination bytes unwritten");
+        assert!(
+            a == b,
+            "chunk: an accepted upload left destination bytes unwritten"
+        );
     }
-    assert_eq!(outs[0].is_ok(), outs[1].is_ok(), "chunk: same input, different outcome");
+    assert_eq!(
+        outs[0].is_ok(),
+        outs[1].is_ok(),
+        "chunk: same input, different outcome"
+    );
     if image_changed && !sealed {
-        assert!(outs[0].is_err(), "chunk: a changed image passed its checksum");
+        assert!(
+            outs[0].is_err(),
+            "chunk: a changed image passed its checksum"
+        );
     }
     if !changed {
-        assert!(outs[0].is_ok(), "chunk: an intact buffer failed to decode: {:?}", outs[0]);
+        assert!(
+            outs[0].is_ok(),
+            "chunk: an intact buffer failed to decode: {:?}",
+            outs[0]
+        );
         assert!(
             outs[0].as_ref().is_ok_and(|o| o == chunk_data()),
             "chunk: an intact buffer decoded wrongly"

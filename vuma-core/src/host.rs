@@ -144,7 +144,19 @@ impl HostDevice {
         self
     }
 
+    /// `Error::DeviceLost` once the fault plan lost the device.
+    fn alive(&self) -> Result<()> {
+        if self.faults.as_ref().is_some_and(|p| p.device_lost()) {
+            return Err(Error::DeviceLost {
+                device: self.info.name.clone(),
+                reason: "lost by the fault plan".into(),
+            });
+        }
+        Ok(())
+    }
+
     fn fault(&self, site: FaultSite) -> Result<()> {
+        self.alive()?;
         match &self.faults {
             Some(p) if p.should_fail(site) => Err(Error::Injected(match site {
                 FaultSite::Alloc => "host alloc",
@@ -269,6 +281,7 @@ impl Device for HostDevice {
     fn fill(&self, dst: &HostBuffer, offset: u64, len: u64, value: u8) -> Result<()> {
         let dst = self.own(dst)?;
         let (o, n) = range(dst, offset, len)?;
+        self.alive()?;
         let _q = self.lock();
         // SAFETY: bounds checked; exclusive access under the queue lock.
         unsafe { std::ptr::write_bytes(dst.mem.ptr.as_ptr().add(o), value, n) };
@@ -357,6 +370,23 @@ impl Device for HostDevice {
     }
 
     fn synchronize(&self) -> Result<()> {
+        self.alive()
+    }
+
+    /// Like [`Device::read`] without the fault plan, for host-resident placements only
+    /// (device-local ones model VRAM, which a lost device takes with it).
+    fn read_host_resident(&self, src: &HostBuffer, offset: u64, dst: &mut [u8]) -> Result<()> {
+        let src = self.own(src)?;
+        if src.placement == Placement::DeviceLocal {
+            return Err(Error::UnsupportedPlacement {
+                device: self.info.name.clone(),
+                placement: src.placement,
+            });
+        }
+        let (o, n) = range(src, offset, dst.len() as u64)?;
+        let _q = self.lock();
+        // SAFETY: bounds checked; exclusive access under the queue lock; `dst` is distinct.
+        unsafe { std::ptr::copy_nonoverlapping(src.mem.ptr.as_ptr().add(o), dst.as_mut_ptr(), n) };
         Ok(())
     }
 }

@@ -120,7 +120,11 @@ impl MemoryManager {
                     if had_host || r.is_ok() {
                         b.host = Some(data);
                     }
-                    r?;
+                    if let Err(e) = r {
+                        self.note_loss(st, index, &e);
+                        return Err(e);
+                    }
+                    let b = st.buffers.get_mut(&id).expect("live");
                     b.host_valid = true;
                     if !had_host {
                         let h = &mut st.stats.host;
@@ -281,12 +285,7 @@ impl MemoryManager {
     /// device copy.
     pub(super) fn make_host_valid(&self, st: &mut State, id: BufferId) -> Result<()> {
         let b = &st.buffers[&id];
-        if b.lost {
-            return Err(Error::DataLost {
-                buffer: id.0,
-                reason: "a kernel writing its only valid copy failed".into(),
-            });
-        }
+        b.check_not_lost(id)?;
         if b.host_valid {
             return self.unpack_host(st, id);
         }
@@ -312,6 +311,12 @@ impl MemoryManager {
         if let Err(e) = r {
             if !had {
                 b.host = None;
+            }
+            if matches!(e, Error::DeviceLost { .. }) {
+                // Its copy went with the device: recover from what is left, or say the
+                // data is lost (`lose_device` dropped copy `d`, so this ends).
+                self.note_loss(st, d, &e);
+                return self.make_host_valid(st, id);
             }
             return Err(e);
         }
