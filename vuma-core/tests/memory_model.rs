@@ -564,3 +564,27 @@ fn packed_write_backs_are_reported_uploaded_and_unpacked() {
     drop((a, b));
     assert_eq!(mm.stats().host.bytes_in_use, 0);
 }
+
+/// The shared model ([`vuma_core::conformance::model`]): two threads on one manager,
+/// injected faults and the loss of a device midway, plain transfers and the packing path.
+#[test]
+fn two_threads_faults_and_a_device_loss_lose_nothing_else() {
+    use vuma_core::conformance::model::{run, ModelConfig};
+    for seed in 1..=24u64 {
+        for packing in [false, true] {
+            let path = packing.then(|| Arc::new(PackingPath) as Arc<dyn TransferPath>);
+            let cfg = ModelConfig {
+                seed,
+                ..ModelConfig::default()
+            };
+            match run(path, &cfg) {
+                Ok(line) => {
+                    if seed == 1 {
+                        eprintln!("packing {packing}: {line}");
+                    }
+                }
+                Err(e) => panic!("seed {seed}, packing {packing}: {e}"),
+            }
+        }
+    }
+}
