@@ -348,22 +348,27 @@ fn chunk_impl(data: &[u8], clamp: bool) {
     }
     // Decoded twice, into destinations pre-filled with different patterns: an `Ok` upload
     // must have written every byte (the coverage check's promise), so both agree.
-    let host = HostDevice::new();
+    thread_local! {
+        static HOST: HostDevice = HostDevice::new();
+    }
     let len = chunk_data().len();
     let mut outs = Vec::new();
     for pattern in [0x00u8, 0xA5] {
-        let dst = DynDevice::alloc(&host, len as u64, Placement::DeviceLocal).expect("alloc");
-        host.fill(dst.as_ref(), 0, len as u64, pattern)
-            .expect("fill");
-        let r = Uploader::new(&host).upload(&cb, dst.as_ref());
+        let (r, out) = HOST.with(|host| {
+            let dst = DynDevice::alloc(host, len as u64, Placement::DeviceLocal).expect("alloc");
+            host.fill(dst.as_ref(), 0, len as u64, pattern)
+                .expect("fill");
+            let r = Uploader::new(host).upload(&cb, dst.as_ref());
+            let mut out = vec![0u8; len];
+            host.read(dst.as_ref(), 0, &mut out).expect("read");
+            (r, out)
+        });
         match &r {
             Ok(_) => {}
             Err(Error::Corrupt { codec, .. })
                 if ["bitplane", "lz4", "float", "hyperloop chunk"].contains(codec) => {}
             Err(e) => panic!("chunk: upload returned a non-Corrupt error: {e:?}"),
         }
-        let mut out = vec![0u8; len];
-        host.read(dst.as_ref(), 0, &mut out).expect("read");
         outs.push(r.map(|_| out));
     }
     if let (Ok(a), Ok(b)) = (&outs[0], &outs[1]) {

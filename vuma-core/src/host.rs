@@ -392,7 +392,14 @@ impl Device for HostDevice {
 }
 
 /// Physical memory in bytes, from `/proc/meminfo` where available.
+///
+/// Read once per process (host devices are cheap to create: decoders and tests make many).
 pub fn physical_memory() -> Option<u64> {
+    static MEM: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *MEM.get_or_init(read_physical_memory)
+}
+
+fn read_physical_memory() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = s.lines().find(|l| l.starts_with("MemTotal:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
@@ -401,6 +408,11 @@ pub fn physical_memory() -> Option<u64> {
 
 /// Size of the largest CPU cache level, from sysfs where available.
 fn last_level_cache() -> Option<u64> {
+    static LLC: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *LLC.get_or_init(read_last_level_cache)
+}
+
+fn read_last_level_cache() -> Option<u64> {
     let mut best = None;
     for i in 0..8 {
         let p = format!("/sys/devices/system/cpu/cpu0/cache/index{i}/size");
