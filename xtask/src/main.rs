@@ -49,6 +49,7 @@ mod data;
 mod fuzz;
 mod hw;
 mod records;
+mod structure;
 mod util;
 
 use artifacts::Selection;
