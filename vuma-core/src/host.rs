@@ -138,6 +138,16 @@ impl HostDevice {
         }
     }
 
+    /// Models a discrete device behind `link` that cannot map host memory (tests of what
+    /// crosses a link): the memory manager places device-local copies and counts their
+    /// transfers as link traffic. Its memory is still host memory.
+    pub fn behind_link(mut self, link: LinkInfo) -> Self {
+        self.info.host_link = Some(link);
+        self.info.unified_memory = false;
+        self.info.can_map_host_memory = false;
+        self
+    }
+
     /// Makes allocations, copies and launches fail according to `plan` (tests).
     pub fn with_faults(mut self, plan: Arc<FaultPlan>) -> Self {
         self.faults = Some(plan);

@@ -100,7 +100,8 @@ pub struct LocationStats {
     /// Acquires that had to transfer or allocate.
     pub misses: u64,
     /// Bytes that crossed the link into this location (`bytes_in` minus what a transfer
-    /// path saved).
+    /// path saved); nothing for transfers to or from a device that shares host memory
+    /// (there is no link to cross).
     pub link_bytes_in: u64,
     /// Bytes brought into this location without crossing the link (zero pages filled on
     /// the device, compression).
@@ -236,6 +237,14 @@ impl BufState {
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "MemoryManager({} devices)", self.devices.len())
+    }
+}
+
+impl Shared {
+    /// Whether transfers between the host and device `index` cross a link (not for
+    /// devices that share host memory: the host device, integrated GPUs).
+    fn over_link(&self, index: usize) -> bool {
+        !self.devices[index].device.info().unified_memory
     }
 }
 
@@ -1032,10 +1041,12 @@ fn unregister_writer(st: &mut State, id: BufferId, index: usize, access: AccessM
 }
 
 /// Adds an upload into device `index` to the statistics.
-fn record_upload(st: &mut State, index: usize, report: &TransferReport) {
+fn record_upload(st: &mut State, index: usize, report: &TransferReport, link: bool) {
     let s = &mut st.stats.devices[index];
     s.bytes_in += report.logical_bytes;
-    s.link_bytes_in += report.link_bytes;
+    if link {
+        s.link_bytes_in += report.link_bytes;
+    }
     s.bytes_saved += report.bytes_saved();
 }
 

@@ -135,9 +135,12 @@ impl MemoryManager {
                     TransferReport::direct(TransferKind::Download, size, t0.elapsed().as_secs_f64())
                 }
             };
+            let link = self.shared.over_link(index);
             let h = &mut st.stats.host;
             h.bytes_in += wb;
-            h.link_bytes_in += report.link_bytes;
+            if link {
+                h.link_bytes_in += report.link_bytes;
+            }
             h.bytes_saved += report.bytes_saved();
             st.stats.devices[index].writeback_bytes += wb;
             reports.push(report);
@@ -242,7 +245,9 @@ impl MemoryManager {
                 h.bytes_in_use += stored;
                 h.packed_bytes += stored;
                 h.peak_bytes = h.peak_bytes.max(h.bytes_in_use);
-                h.link_bytes_in += report.link_bytes;
+                if self.shared.over_link(index) {
+                    h.link_bytes_in += report.link_bytes;
+                }
                 reports.push(report);
             }
             Ok(None) => {}
@@ -327,7 +332,9 @@ impl MemoryManager {
             st.stats.host.allocations += 1;
         }
         st.stats.host.bytes_in += size;
-        st.stats.host.link_bytes_in += size;
+        if self.shared.over_link(d) {
+            st.stats.host.link_bytes_in += size;
+        }
         Ok(())
     }
 
@@ -388,7 +395,7 @@ impl MemoryManager {
             report
                 .decision
                 .push_str(host_source_note(pinned, dev.as_ref()));
-            record_upload(&mut st, index, &report);
+            record_upload(&mut st, index, &report, self.shared.over_link(index));
             residency.bytes_moved = size;
             residency.source = Some(Location::Host);
             residency.transfers.push(report);
@@ -435,7 +442,7 @@ impl MemoryManager {
                         dst.alloc.block().as_ref(),
                         dst.alloc.offset(),
                     )?;
-                    record_upload(st, index, &report);
+                    record_upload(st, index, &report, self.shared.over_link(index));
                     return Ok((size, Some(Location::Host), Some(report)));
                 }
             }
@@ -463,7 +470,7 @@ impl MemoryManager {
         report
             .decision
             .push_str(host_source_note(pinned, dev.as_ref()));
-        record_upload(st, index, &report);
+        record_upload(st, index, &report, self.shared.over_link(index));
         Ok((size, Some(Location::Host), Some(report)))
     }
 }
