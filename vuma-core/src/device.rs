@@ -126,7 +126,7 @@ pub trait Device: Send + Sync + 'static {
     /// driver call, no wait for device work. This is how data the device finished writing
     /// before it was lost (packed host copies) is recovered: after a loss no device work
     /// runs any more. A range a device operation still writes reads as whatever is there.
-    /// Device-local buffers: [`Error::UnsupportedPlacement`](crate::Error::UnsupportedPlacement).
+    /// Device-local buffers: [`Error::UnsupportedPlacement`].
     /// The default reads through [`Device::read`] (devices with no separate host view).
     fn read_host_resident(&self, src: &Self::Buffer, offset: u64, dst: &mut [u8]) -> Result<()> {
         self.read(src, offset, dst)

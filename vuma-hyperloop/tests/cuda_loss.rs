@@ -60,9 +60,11 @@ fn cuda_device_loss_keeps_packed_copies_readable() {
     assert_eq!(s.devices[0].packed_writebacks, 1, "{s:#?}");
     // `c` (written on the GPU, resident) now has its only valid copy in VRAM.
 
-    // The trap: a sticky error, the context is gone.
+    // The trap, on a scratch buffer with a host copy (so that only the loss, not the failed
+    // kernel, takes `c`): a sticky error, the context is gone.
+    let scratch = mm.create_from(&[0u8; 4096]).unwrap();
     let trap = Kernel::new("vuma_trap").with_cuda_source(TRAP, "vuma_trap");
-    let l = mm.acquire(&c, 0, AccessMode::ReadWrite, 1).unwrap();
+    let l = mm.acquire(&scratch, 0, AccessMode::ReadWrite, 1).unwrap();
     let launched = dev
         .launch(
             &trap,
@@ -90,6 +92,11 @@ fn cuda_device_loss_keeps_packed_copies_readable() {
     );
     assert!(mm.to_vec(&b).unwrap() == random, "the host copy");
     assert!(matches!(mm.to_vec(&c), Err(Error::DataLost { .. })));
+    assert_eq!(
+        mm.to_vec(&scratch).unwrap(),
+        vec![0u8; 4096],
+        "its host copy"
+    );
     assert!(matches!(
         mm.acquire(&b, 0, AccessMode::Read, 1),
         Err(Error::DeviceLost { .. })

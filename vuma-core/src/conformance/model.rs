@@ -1,4 +1,4 @@
-//! A model test of the [`MemoryManager`](crate::MemoryManager), written once for every
+//! A model test of the [`MemoryManager`], written once for every
 //! [`TransferPath`]: seeded random operations by several threads on one manager over three
 //! host devices with small budgets (so evictions cross threads), with injected faults and
 //! the loss of a device midway, each thread checking its buffers against a plain model (one
