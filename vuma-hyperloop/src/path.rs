@@ -286,7 +286,7 @@ fn summary_report(
         link_bytes: link,
         zero_pages: s.zero_pages as u64,
         raw_pages: s.raw_pages as u64,
-        compressed_pages: (s.bitplane_pages + s.lz4_pages) as u64,
+        compressed_pages: s.codec_pages() as u64,
         time_s,
     }
 }

@@ -1,0 +1,198 @@
+//! Helpers of the tests of float pages through compressed residency (host device in
+//! `float_residency.rs`, CUDA in `cuda_float.rs`): the data sets, a chunk mixing every page
+//! kind, and an upload through every home of the chunk images with guard bytes.
+
+use vuma_core::{DynBuffer, DynDevice, Placement};
+use vuma_hyperloop::datasets::{self, Dataset};
+use vuma_hyperloop::kernels::{Entry, PageKind};
+use vuma_hyperloop::page::ElemWidth;
+use vuma_hyperloop::planner::{DeviceCodec, PageDecision};
+use vuma_hyperloop::realdata::{self, RealDataError};
+use vuma_hyperloop::residency::{
+    CompressOptions, CompressedBuffer, DeviceCompressed, PinnedCompressed, Uploader,
+};
+
+/// Guard bytes after every destination (must stay untouched).
+pub const GUARD: u64 = 64 << 10;
+
+/// The data sets of the float tests, `len` bytes each (plus an odd tail): every synthetic
+/// set, and the real fp32 and bf16 weights when cached (else a SKIP line naming `test`).
+pub fn datasets(len: usize, test: &str) -> Vec<(String, Vec<u8>, ElemWidth)> {
+    let mut v: Vec<(String, Vec<u8>, ElemWidth)> = Dataset::ALL
+        .iter()
+        .map(|ds| {
+            let odd = if ds.width() == ElemWidth::U8 {
+                4099
+            } else {
+                4100
+            };
+            (
+                ds.name().to_string(),
+                ds.generate(len + odd, 11),
+                ds.width(),
+            )
+        })
+        .collect();
+    match (realdata::trained_f32(len), realdata::trained_bf16(len)) {
+        (Ok(f), Ok(b)) => {
+            v.push(("real fp32".into(), f, ElemWidth::F32));
+            v.push(("real bf16".into(), b, ElemWidth::Bf16));
+        }
+        (Err(RealDataError::Missing), _) | (_, Err(RealDataError::Missing)) => {
+            eprintln!("SKIP real-weight sets of {test}: {}", realdata::MISSING);
+        }
+        (Err(e), _) | (_, Err(e)) => panic!("{e}"),
+    }
+    v
+}
+
+/// Uploads `cb` to `dev` through every home (pageable, pinned, mapped in place, mapped by
+/// DMA, device-resident) into a destination with [`GUARD`] bytes after it; returns each
+/// home's output, or the upload's error text. Panics when a guard byte changed.
+pub fn all_homes(
+    dev: &dyn DynDevice,
+    cb: &CompressedBuffer,
+) -> Vec<(&'static str, Result<Vec<u8>, String>)> {
+    const PATTERN: u8 = 0xCD;
+    let len = cb.len();
+    let dst = dev
+        .alloc(len + GUARD, Placement::DeviceLocal)
+        .expect("destination");
+    let mut up = Uploader::new(dev);
+    let mut run =
+        |what: &'static str,
+         f: &mut dyn FnMut(&mut Uploader<'_>, &dyn DynBuffer) -> vuma_core::Result<()>| {
+            dev.fill(dst.as_ref(), 0, len + GUARD, PATTERN)
+                .expect("fill");
+            let r = f(&mut up, dst.as_ref());
+            let mut back = vec![0u8; (len + GUARD) as usize];
+            dev.read(dst.as_ref(), 0, &mut back).expect("read");
+            assert!(
+                back[len as usize..].iter().all(|&b| b == PATTERN),
+                "{what}: write past the data"
+            );
+            back.truncate(len as usize);
+            (what, r.map(|()| back).map_err(|e| e.to_string()))
+        };
+    let mut out = vec![run("pageable", &mut |u, d| u.upload(cb, d).map(drop))];
+    let pinned = PinnedCompressed::pin(dev, cb).expect("pin");
+    out.push(run("pinned", &mut |u, d| {
+        u.upload_pinned(&pinned, d).map(drop)
+    }));
+    drop(pinned);
+    let mapped = PinnedCompressed::map(dev, cb).expect("map");
+    out.push(run("mapped", &mut |u, d| {
+        u.upload_pinned(&mapped, d).map(drop)
+    }));
+    out.push(run("mapped by DMA", &mut |u, d| {
+        u.set_mapped_in_place(false);
+        let r = u.upload_pinned(&mapped, d).map(drop);
+        u.set_mapped_in_place(true);
+        r
+    }));
+    drop(mapped);
+    let resident = DeviceCompressed::new(dev, cb).expect("resident");
+    out.push(run("resident", &mut |u, d| {
+        u.decode_resident(&resident, d).map(drop)
+    }));
+    out
+}
+
+/// Asserts that `cb` uploads to `dev` bit-exactly (every home) as `data`.
+pub fn assert_round_trips(dev: &dyn DynDevice, what: &str, data: &[u8], cb: &CompressedBuffer) {
+    for (home, r) in all_homes(dev, cb) {
+        match r {
+            Ok(out) => assert!(
+                out == data,
+                "{what} via {home}: output differs at byte {:?}",
+                out.iter().zip(data).position(|(a, b)| a != b)
+            ),
+            Err(e) => panic!("{what} via {home}: {e}"),
+        }
+    }
+}
+
+/// A chunk mixing every page kind, 17 pages of 16 KiB (f32 elements, the last page partial):
+/// zero pages, float pages (ReLU activations and f32 weights), bitplane pages, raw pages
+/// (random bytes) and, with the `lz4` feature, LZ4 pages, interleaved; one chunk. Raw pages
+/// travel in the chunk (`direct`: false) or as direct runs (`direct`: true). Returns the data
+/// and the compressed buffer.
+pub fn mixed(direct: bool) -> (Vec<u8>, CompressedBuffer) {
+    const PS: usize = 16 << 10;
+    let lz4 = if cfg!(feature = "lz4") {
+        PageDecision::Codec(DeviceCodec::Lz4)
+    } else {
+        PageDecision::Codec(DeviceCodec::Float)
+    };
+    let float = PageDecision::Codec(DeviceCodec::Float);
+    let plan: Vec<(PageDecision, Vec<u8>)> = vec![
+        (PageDecision::Zero, vec![0u8; PS]),
+        (float, datasets::relu_f32(PS, 1)),
+        (
+            PageDecision::Codec(DeviceCodec::Bitplane),
+            datasets::relu_f32(PS, 2),
+        ),
+        (PageDecision::Raw, datasets::random_bytes(PS, 3)),
+        (float, realish_f32(PS, 4)),
+        (lz4, datasets::relu_f32(PS, 5)),
+        (PageDecision::Raw, datasets::random_bytes(PS, 6)),
+        (PageDecision::Raw, datasets::random_bytes(PS, 7)),
+        (float, datasets::relu_f32(PS, 8)),
+        (PageDecision::Zero, vec![0u8; PS]),
+        (
+            PageDecision::Codec(DeviceCodec::Bitplane),
+            realish_f32(PS, 9),
+        ),
+        (float, realish_f32(PS, 10)),
+        (PageDecision::Raw, datasets::random_bytes(PS, 11)),
+        (PageDecision::Raw, datasets::random_bytes(PS, 12)),
+        (PageDecision::Raw, datasets::random_bytes(PS, 13)),
+        (float, datasets::relu_f32(PS, 14)),
+        (float, datasets::relu_f32(PS - 4 * 37 - 2, 15)),
+    ];
+    let data: Vec<u8> = plan.iter().flat_map(|p| p.1.iter().copied()).collect();
+    let decisions: Vec<PageDecision> = plan.iter().map(|p| p.0).collect();
+    let mut opts = CompressOptions::with_width(ElemWidth::F32);
+    opts.plan.page_size = PS;
+    opts.chunk_bytes = PS * plan.len();
+    // Three consecutive raw pages go direct at 48 KiB; 1 GiB keeps every raw page in the chunk.
+    opts.direct_min_bytes = if direct { 3 * PS } else { 1 << 30 };
+    let cb = CompressedBuffer::from_decisions(&data, &decisions, &opts).expect("mixed chunk");
+    (data, cb)
+}
+
+/// Weight-like f32 values: normal, scale 0.02 (the exponent is what the float codec codes).
+fn realish_f32(len: usize, seed: u64) -> Vec<u8> {
+    let mut r = datasets::SplitMix64::new(seed);
+    let mut v = Vec::with_capacity(len);
+    while v.len() + 8 <= len {
+        let (a, b) = r.normal_pair();
+        v.extend_from_slice(&((a * 0.02) as f32).to_le_bytes());
+        v.extend_from_slice(&((b * 0.02) as f32).to_le_bytes());
+    }
+    v.resize(len, 0x3C);
+    v
+}
+
+/// The kinds of the page-table entries of chunk `c` of `cb`.
+pub fn kinds_of(cb: &CompressedBuffer, c: usize) -> Vec<u8> {
+    let ck = &cb.chunks()[c];
+    (0..ck.npages as usize)
+        .map(|i| Entry::read(&ck.image, i).kind)
+        .collect()
+}
+
+/// Asserts that the mixed chunk holds every kind it should, and that its flags say so.
+pub fn assert_mixed(cb: &CompressedBuffer, direct: bool) {
+    assert_eq!(cb.chunks().len(), 1);
+    let k = kinds_of(cb, 0);
+    let has = |kind: PageKind| k.contains(&(kind as u8));
+    let c = &cb.chunks()[0];
+    assert!(has(PageKind::Zero) && has(PageKind::Raw) && has(PageKind::Bitplane));
+    assert!(has(PageKind::Float) && c.has_float && c.has_bitplane && c.has_fill);
+    assert_eq!(has(PageKind::Lz4), cfg!(feature = "lz4"));
+    assert_eq!(c.has_lz4, cfg!(feature = "lz4"));
+    assert_eq!(has(PageKind::Direct), direct, "{k:?}");
+    assert_eq!(c.runs.len(), usize::from(direct));
+    assert_eq!(cb.summary().float_pages, 6, "{}", cb.summary());
+}
