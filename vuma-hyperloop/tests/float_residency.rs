@@ -10,31 +10,14 @@ use vuma_core::{Backend, DynDevice, Error, HostDevice};
 use vuma_hyperloop::datasets::{self, SplitMix64};
 use vuma_hyperloop::kernels::{Entry, PageKind, ENTRY_BYTES};
 use vuma_hyperloop::page::ElemWidth;
-use vuma_hyperloop::planner::{self, CostModel, DeviceCodec, PageDecision, PlanConfig};
+use vuma_hyperloop::planner::{self, CostModel, DeviceCodec, PlanConfig};
 use vuma_hyperloop::residency::{CompressOptions, CompressedBuffer};
 
+/// What `cuda_float.rs` checks on CUDA, on the host device.
 #[test]
 fn float_pages_round_trip_on_every_dataset() {
     let host = HostDevice::new();
-    for (name, data, width) in floatupload::datasets(2 << 20, "float_pages_round_trip") {
-        // Planned for the host device (the float codec where it wins), and forced.
-        let planned = CompressOptions::for_device(DynDevice::info(&host), width);
-        let mut forced = planned.clone();
-        forced.force = Some(PageDecision::Codec(DeviceCodec::Float));
-        for (what, mut opts) in [("planned", planned), ("forced", forced)] {
-            opts.chunk_bytes = 512 << 10;
-            let cb = CompressedBuffer::compress(&data, &opts).unwrap();
-            eprintln!("{name} {what}: {}", cb.summary());
-            assert!(cb.chunks().len() >= 4, "{name}: several chunks");
-            if what == "forced" && !["random", "zero_heavy"].contains(&name.as_str()) {
-                assert!(cb.summary().float_pages > 0, "{name}: {}", cb.summary());
-            }
-            floatupload::assert_round_trips(&host, &format!("{name} {what}"), &data, &cb);
-            let mut out = vec![0u8; data.len()];
-            cb.decompress_host(&mut out).unwrap();
-            assert!(out == data, "{name} {what}: decompress_host differs");
-        }
-    }
+    floatupload::check_uploads(&host, 2 << 20, "float_pages_round_trip_on_every_dataset");
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! `float_residency.rs`, CUDA in `cuda_float.rs`): the data sets, a chunk mixing every page
 //! kind, and an upload through every home of the chunk images with guard bytes.
 
-use vuma_core::{DynBuffer, DynDevice, Placement};
+use vuma_core::{DynBuffer, DynDevice, HostDevice, Placement};
 use vuma_hyperloop::datasets::{self, Dataset};
 use vuma_hyperloop::kernels::{Entry, PageKind};
 use vuma_hyperloop::page::ElemWidth;
@@ -195,4 +195,64 @@ pub fn assert_mixed(cb: &CompressedBuffer, direct: bool) {
     assert_eq!(has(PageKind::Direct), direct, "{k:?}");
     assert_eq!(c.runs.len(), usize::from(direct));
     assert_eq!(cb.summary().float_pages, 6, "{}", cb.summary());
+}
+
+/// Uploads every data set of [`datasets`] (`len` bytes each) to `dev` through every home:
+/// planned for the device (the float codec where it wins; the device must have a float
+/// decoder) and with every non-zero page forced to the float codec, several chunks per
+/// upload; the output must be the data and `decompress_host` must agree. Then the chunks
+/// mixing every page kind, intact (bit-exact) and with every float page's code lengths
+/// damaged (the device reports the host device's error, every home).
+pub fn check_uploads(dev: &dyn DynDevice, len: usize, test: &str) {
+    let host = HostDevice::new();
+    let mut planned_float = 0;
+    for (name, data, width) in datasets(len, test) {
+        let planned = CompressOptions::for_device(dev.info(), width);
+        assert!(
+            planned.model.float_decoder,
+            "the device has a float decoder"
+        );
+        let mut forced = planned.clone();
+        forced.force = Some(PageDecision::Codec(DeviceCodec::Float));
+        for (what, mut opts) in [("planned", planned), ("forced", forced)] {
+            opts.chunk_bytes = len / 4;
+            let cb = CompressedBuffer::compress(&data, &opts).expect("compress");
+            assert!(cb.chunks().len() >= 4, "{name}: several chunks");
+            if what == "forced" && !["random", "zero_heavy"].contains(&name.as_str()) {
+                assert!(cb.summary().float_pages > 0, "{name}: {}", cb.summary());
+            }
+            if what == "planned" {
+                planned_float += cb.summary().float_pages;
+            }
+            assert_round_trips(dev, &format!("{name} {what}"), &data, &cb);
+            let mut reference = vec![0u8; data.len()];
+            cb.decompress_host(&mut reference).expect("decompress_host");
+            assert!(reference == data, "{name} {what}: host decode differs");
+            eprintln!("ok {name} {what}: {}", cb.summary());
+        }
+    }
+    assert!(planned_float > 0, "the planner never chose the float codec");
+    for direct in [false, true] {
+        let (data, cb) = mixed(direct);
+        assert_mixed(&cb, direct);
+        assert_round_trips(dev, "mixed chunk", &data, &cb);
+        let mut damaged = cb.clone();
+        let c = &mut damaged.chunks_mut()[0];
+        for i in 0..c.npages as usize {
+            let e = Entry::read(&c.image, i);
+            if e.kind == PageKind::Float as u8 {
+                c.image[e.src_off as usize + 13] ^= 0x5A;
+            }
+        }
+        let d = all_homes(dev, &damaged);
+        let h = all_homes(&host, &damaged);
+        for ((home, a), (_, b)) in d.iter().zip(&h) {
+            let err = a.as_ref().err();
+            assert!(
+                err.is_some_and(|e| e.contains("corrupt float")),
+                "{home}: {err:?}"
+            );
+            assert_eq!(err, b.as_ref().err(), "{home}: device and host differ");
+        }
+    }
 }
