@@ -252,3 +252,58 @@ fn cost_models_keep_the_float_codec_through_text() {
     bad.float.device_decode = f64::NAN;
     assert!(bad.validate().is_err());
 }
+
+/// Host bytes packed through the path (`HyperloopPath::pack_host`): planned for the device,
+/// so float pages where the device decodes them; the packed copy uploads and unpacks
+/// bit-exactly, belongs to its device, and what would not pay is not packed.
+#[test]
+fn host_bytes_pack_with_float_pages_through_the_path() {
+    use vuma_core::Placement;
+    use vuma_hyperloop::{HyperloopPath, PathConfig};
+    let host = HostDevice::new();
+    let cfg = PathConfig {
+        on_shared_memory: true,
+        always_encode: true,
+        width: ElemWidth::Bf16,
+        chunk_bytes: 1 << 20,
+        ..PathConfig::default()
+    };
+    let path = HyperloopPath::new(cfg.clone()).unwrap();
+    let data = datasets::bf16_weights((4 << 20) + 6, 9);
+    let n = data.len() as u64;
+    let (packed, s) = path.pack_host(&host, &data).unwrap().expect("packed");
+    eprintln!("{s}");
+    // Every whole page float; the 6-byte last page does not shrink and goes raw.
+    assert_eq!((s.float_pages, s.raw_pages), (s.pages - 1, 1), "{s}");
+    assert_eq!(packed.logical_bytes(), n);
+    assert!(
+        packed.stored_bytes() < n * 3 / 4,
+        "{}",
+        packed.stored_bytes()
+    );
+    let dst = DynDevice::alloc(&host, n + 64, Placement::DeviceLocal).unwrap();
+    let r = packed.upload(&host, dst.as_ref(), 64).unwrap();
+    assert_eq!(r.compressed_pages, s.float_pages as u64);
+    assert!(r.link_bytes < n * 3 / 4, "{r:?}");
+    let mut back = vec![0u8; data.len()];
+    DynDevice::read(&host, dst.as_ref(), 64, &mut back).unwrap();
+    assert!(back == data, "packed upload differs");
+    let mut out = vec![0u8; data.len()];
+    packed.unpack(&host, &mut out).unwrap();
+    assert!(out == data, "unpack differs");
+    assert!(packed.unpack(&host, &mut out[1..]).is_err());
+    let other = HostDevice::new();
+    let foreign = DynDevice::alloc(&other, n, Placement::DeviceLocal).unwrap();
+    assert!(!packed.can_upload_to(&other));
+    assert!(matches!(
+        packed.upload(&other, foreign.as_ref(), 0),
+        Err(Error::WrongDevice { .. })
+    ));
+    // Random bytes save nothing; the default configuration leaves devices that share host
+    // memory alone; small buffers go plain.
+    let random = datasets::random_bytes(4 << 20, 1);
+    assert!(path.pack_host(&host, &random).unwrap().is_none());
+    let plain = HyperloopPath::new(PathConfig::default()).unwrap();
+    assert!(plain.pack_host(&host, &data).unwrap().is_none());
+    assert!(path.pack_host(&host, &data[..4096]).unwrap().is_none());
+}
