@@ -136,3 +136,19 @@ fn cuda_uploads_float_pages_bit_exactly() {
     let len = if sanitizer { 1 << 20 } else { 16 << 20 };
     floatupload::check_uploads(&dev, len, "cuda_uploads_float_pages_bit_exactly");
 }
+
+/// The CUDA decoders other than `hl_float`, launched on a chunk of every kind with the
+/// float bit set: they leave the float pages alone, flag nothing, and match the host.
+#[test]
+fn cuda_decoders_leave_float_pages_to_hl_float() {
+    let Some(dev) = cuda() else { return };
+    let host = HostDevice::new();
+    for direct in [false, true] {
+        let (data, cb) = floatupload::mixed(direct);
+        let (st, out) = floatupload::launch_others(&dev, &cb);
+        floatupload::assert_others_leave_float_pages(&cb, &data, st, &out);
+        let (hst, hout) = floatupload::launch_others(&host, &cb);
+        assert_eq!(st, hst);
+        assert!(out == hout, "device and host differ");
+    }
+}

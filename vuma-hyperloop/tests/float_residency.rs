@@ -56,6 +56,13 @@ fn chunks_mixing_every_page_kind_decode_exactly() {
         let lz4 = usize::from(cfg!(feature = "lz4"));
         assert_eq!(r.launches, 3 + lz4, "fill/copy, bitplane, float (and lz4)");
     }
+    // The other decoders, launched with the float bit set but without hl_float, leave the
+    // float pages to it: no flag, their own pages decoded.
+    for direct in [false, true] {
+        let (data, cb) = floatupload::mixed(direct);
+        let (st, out) = floatupload::launch_others(&host, &cb);
+        floatupload::assert_others_leave_float_pages(&cb, &data, st, &out);
+    }
 }
 
 /// The error of uploading `cb` (`Err` text of the first home), checking every home agrees.

@@ -13,6 +13,10 @@
 //! `common::scaled`); the at-scale test then runs on CPU devices (lavapipe) too.
 
 mod common;
+// Only the mixed-kind chunk and the launch of the other decoders are used here (no float
+// decoder on Vulkan).
+#[allow(dead_code)]
+mod floatupload;
 
 use vuma_core::conformance::skip_or_fail;
 use vuma_core::{DynBuffer, DynDevice, HostDevice, Placement};
@@ -592,6 +596,24 @@ fn vulkan_decode_rates_are_measured() {
     vuma_hyperloop::residency::measure_device_decode(&dev, &mut m, sample, iters).unwrap();
     eprintln!("measured cost model:\n{}", m.to_text());
     common::assert_rates_measured(&prior, &m);
+    assert_clean(&dev);
+}
+
+/// The Vulkan decoders, launched on a chunk of every kind with the float bit set (as the
+/// uploader of a device with a float decoder launches them): they leave the float pages
+/// alone, flag nothing, and match the host.
+#[test]
+fn vulkan_decoders_leave_float_pages_alone() {
+    let Some(dev) = vulkan() else { return };
+    let host = HostDevice::new();
+    for direct in [false, true] {
+        let (data, cb) = floatupload::mixed(direct);
+        let (st, out) = floatupload::launch_others(&dev, &cb);
+        floatupload::assert_others_leave_float_pages(&cb, &data, st, &out);
+        let (hst, hout) = floatupload::launch_others(&host, &cb);
+        assert_eq!(st, hst);
+        assert!(out == hout, "device and host differ");
+    }
     assert_clean(&dev);
 }
 

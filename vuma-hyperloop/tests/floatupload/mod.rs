@@ -257,3 +257,108 @@ pub fn check_uploads(dev: &dyn DynDevice, len: usize, test: &str) {
         }
     }
 }
+
+/// Launches the decoders other than `hl_float` (`hl_fill_copy`, `hl_bitplane`, `hl_lz4`, as
+/// the chunk's flags call for) on chunk 0 of `cb` on `dev`, with the kinds mask the
+/// `Uploader` gives them, float bit included, but without `hl_float`: they must leave the
+/// float pages to it (no flag) and decode their own. Returns the status words and the
+/// destination (pre-filled with 0xCD; guard bytes checked); direct runs are not copied.
+pub fn launch_others(dev: &dyn DynDevice, cb: &CompressedBuffer) -> ([u32; 2], Vec<u8>) {
+    use vuma_core::{AccessMode, Arg, Scalar};
+    use vuma_hyperloop::kernels::{self, decoders};
+    let c = &cb.chunks()[0];
+    let head = &c.image[..c.head_len];
+    let len = cb.len();
+    let chunk = dev
+        .alloc(head.len() as u64, Placement::DeviceLocal)
+        .expect("chunk");
+    dev.write(chunk.as_ref(), 0, head).expect("write");
+    let dst = dev
+        .alloc(len + GUARD, Placement::DeviceLocal)
+        .expect("destination");
+    dev.fill(dst.as_ref(), 0, len + GUARD, 0xCD).expect("fill");
+    let st = dev.alloc(8, Placement::DeviceLocal).expect("status");
+    let mut init = [0u8; 8];
+    init[4..].copy_from_slice(&u32::MAX.to_le_bytes());
+    dev.write(st.as_ref(), 0, &init).expect("status");
+    let bit = kernels::kind_bit;
+    let mut kinds = bit(PageKind::Zero) | bit(PageKind::Raw) | bit(PageKind::Bitplane);
+    if c.has_lz4 {
+        kinds |= bit(PageKind::Lz4);
+    }
+    if c.has_float {
+        kinds |= bit(PageKind::Float);
+    }
+    let args = [
+        Arg::Buffer {
+            buffer: chunk.as_ref(),
+            offset: 0,
+            len: head.len() as u64,
+            access: AccessMode::Read,
+        },
+        Arg::Scalar(Scalar::U64(head.len() as u64)),
+        Arg::Buffer {
+            buffer: dst.as_ref(),
+            offset: 0,
+            len: len.next_multiple_of(4),
+            access: AccessMode::ReadWrite,
+        },
+        Arg::Scalar(Scalar::U64(len)),
+        Arg::whole(st.as_ref(), AccessMode::ReadWrite),
+        Arg::Scalar(Scalar::U32(c.npages)),
+        Arg::Scalar(Scalar::U32(kinds)),
+    ];
+    let d = decoders();
+    dev.launch(&d.fill_copy, &kernels::fill_grid(c.npages), &args)
+        .expect("hl_fill_copy");
+    dev.launch(
+        &d.bitplane,
+        &kernels::bitplane_grid(c.npages, cb.width()),
+        &args,
+    )
+    .expect("hl_bitplane");
+    if c.has_lz4 {
+        dev.launch(&d.lz4, &kernels::lz4_grid(c.npages), &args)
+            .expect("hl_lz4");
+    }
+    let mut s = [0u8; 8];
+    dev.read(st.as_ref(), 0, &mut s).expect("status");
+    let mut out = vec![0u8; (len + GUARD) as usize];
+    dev.read(dst.as_ref(), 0, &mut out).expect("read");
+    assert!(
+        out[len as usize..].iter().all(|&b| b == 0xCD),
+        "a decoder wrote past the destination"
+    );
+    out.truncate(len as usize);
+    let w = |i: usize| u32::from_le_bytes([s[i], s[i + 1], s[i + 2], s[i + 3]]);
+    ([w(0), w(4)], out)
+}
+
+/// Checks [`launch_others`]' result on the mixed chunk: no flag, every page of the other
+/// kernels decoded, float and direct pages untouched (0xCD).
+pub fn assert_others_leave_float_pages(
+    cb: &CompressedBuffer,
+    data: &[u8],
+    st: [u32; 2],
+    out: &[u8],
+) {
+    assert_eq!(st, [0, u32::MAX], "the other decoders flagged pages");
+    let c = &cb.chunks()[0];
+    for i in 0..c.npages as usize {
+        let e = Entry::read(&c.image, i);
+        let r = e.dst_off as usize..e.dst_off as usize + e.dst_len as usize;
+        if e.kind == PageKind::Float as u8 || e.kind == PageKind::Direct as u8 {
+            assert!(
+                out[r].iter().all(|&b| b == 0xCD),
+                "page {i} (kind {}) written",
+                e.kind
+            );
+        } else {
+            assert!(
+                out[r.clone()] == data[r],
+                "page {i} (kind {}) differs",
+                e.kind
+            );
+        }
+    }
+}
