@@ -236,7 +236,8 @@ pub fn chunk_data() -> &'static [u8] {
     })
 }
 
-/// The four compressed forms of [`chunk_data`]: planned, all bitplane, all LZ4, all raw.
+/// The five compressed forms of [`chunk_data`]: planned, all bitplane, all LZ4, all raw,
+/// all float-codec pages.
 pub fn chunk_bases() -> &'static [CompressedBuffer] {
     static B: OnceLock<Vec<CompressedBuffer>> = OnceLock::new();
     B.get_or_init(|| {
@@ -245,6 +246,7 @@ pub fn chunk_bases() -> &'static [CompressedBuffer] {
             Some(PageDecision::Codec(DeviceCodec::Bitplane)),
             Some(PageDecision::Codec(DeviceCodec::Lz4)),
             Some(PageDecision::Raw),
+            Some(PageDecision::Codec(DeviceCodec::Float)),
         ]
         .into_iter()
         .map(|force| {
@@ -262,7 +264,7 @@ pub fn chunk_bases() -> &'static [CompressedBuffer] {
 /// The chunk (page table + pages) parser and decoders, through
 /// `CompressedBuffer::decompress_host` (the host variants of the device kernels).
 ///
-/// Input: `[base u8][op u8][…]`; `base % 4` picks a form of [`chunk_data`]; `op & 0x80`
+/// Input: `[base u8][op u8][…]`; `base % 5` picks a form of [`chunk_data`]; `op & 0x80`
 /// re-seals the changed chunks (their checksums recomputed, so the page-table checks and
 /// the decoders are reached; without it every changed image must fail its checksum);
 /// `op % 3`:
@@ -310,6 +312,7 @@ fn chunk_impl(data: &[u8], clamp: bool) {
             c.has_fill = rest[2] & 1 != 0;
             c.has_bitplane = rest[2] & 2 != 0;
             c.has_lz4 = rest[2] & 4 != 0;
+            c.has_float = rest[2] & 8 != 0;
             changed = true;
             resized = Some(k);
         }

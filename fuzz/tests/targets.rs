@@ -260,7 +260,7 @@ fn write_seed_corpus() {
         "rt-relu",
         &codec_input(3, 5, &samples[0].1[..128]),
     );
-    for base in 0..4u8 {
+    for base in 0..5u8 {
         put("chunk", &format!("intact-{base}"), &[base, 0]);
         put(
             "chunk",

@@ -329,12 +329,19 @@ fn device_bench(
         raw_pageable,
     );
     for codec in DeviceCodec::ALL {
+        if !codec.decodes_on(dev.info().backend) {
+            println!(
+                "  decode/{}/{d}: no decoder on {name}, skipped",
+                codec.name()
+            );
+            continue;
+        }
         // Pages a codec does not shrink stay raw: skip codecs that code no page here (the
         // figure would be a device-to-device copy, not a decode).
         let mut opts = CompressOptions::with_width(ds.width());
         opts.force = Some(vuma_hyperloop::PageDecision::Codec(codec));
         let s = CompressedBuffer::compress(data, &opts)?.summary().clone();
-        if s.bitplane_pages + s.lz4_pages == 0 {
+        if s.codec_pages() == 0 {
             println!("  decode/{}/{d}: no page shrinks, skipped", codec.name());
             continue;
         }

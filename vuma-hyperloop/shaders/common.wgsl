@@ -22,6 +22,9 @@ const K_RAW: u32 = 1u;
 const K_BITPLANE: u32 = 2u;
 const K_LZ4: u32 = 3u;
 const K_DIRECT: u32 = 4u;
+// Float-codec pages: no Vulkan decoder yet; left to `hl_float` when bit 5 of `kinds` is set,
+// as every kernel leaves the kinds of the others.
+const K_FLOAT: u32 = 5u;
 const F_TABLE: u32 = 1u;
 const F_BITPLANE: u32 = 2u;
 const F_LZ4: u32 = 4u;
@@ -186,7 +189,8 @@ fn hl_common(page: u32, lead: bool, e: ptr<function, Entry>) -> bool {
     if ((*e).kind == K_DIRECT) {
         return false;
     }
-    if ((*e).kind > K_LZ4 || ((params.kinds >> (*e).kind) & 1u) == 0u) {
+    let known = (*e).kind <= K_LZ4 || (*e).kind == K_FLOAT;
+    if (!known || ((params.kinds >> (*e).kind) & 1u) == 0u) {
         if (lead) {
             hl_flag(F_KIND, page);
         }

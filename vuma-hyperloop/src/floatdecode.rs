@@ -3,11 +3,13 @@
 //! and what runs on [`vuma_core::HostDevice`]), over the chunk format of
 //! [`crate::kernels`] (page table of 32-byte entries, then the pages' data).
 //!
-//! Float pages carry the page kind [`KIND_FLOAT`] (5), a kind the other decoders do not
-//! know yet: wiring the codec into compressed residency (a `PageKind::Float` and a
-//! `DeviceCodec::Float`, their arms in `residency.rs`, and kind 5 accepted by the other
-//! kernels' common checks) is left to the owners of those files. Until then a chunk of float
-//! pages is built by [`float_chunk`] and decoded by launching [`float_decoder`] alone.
+//! Float pages carry the page kind [`KIND_FLOAT`] (5, [`PageKind::Float`]). Compressed
+//! residency ([`crate::residency`]) plans them ([`DeviceCodec::Float`](crate::DeviceCodec)
+//! on devices whose backend this kernel has a variant for), marks chunks holding them
+//! (`ChunkImage::has_float`) and launches this kernel next to the other decoders, with bit 5
+//! set in every launch's `kinds`; the other decoders leave kind-5 pages to it. A chunk of
+//! float pages alone can also be built by [`float_chunk`] and decoded by launching
+//! [`float_decoder`] by itself (the kernel tests do).
 //!
 //! Launch: `(chunk, chunk_len: u64, dst, dst_len: u64, status, npages: u32, kinds: u32)`
 //! like every Hyperloop decoder, grid [`float_grid`] (four warps per block, one warp per
@@ -19,17 +21,20 @@
 //! words are `[flags, lowest flagged page]` as for the other decoders. Host and device flag
 //! exactly the same pages.
 //!
-//! The CUDA variant is written to the host decoder's checks line by line but has not run
-//! on a GPU yet (no GPU where it was written); its test is `tests/cuda_float.rs`. Its logic
-//! was checked by compiling the `.cu` file as C++ with the warp intrinsics emulated (32
-//! threads per warp, barriers): bit-exact against this host variant on 82 chunks (every
-//! data set, three page sizes, corrupt chunks). There is no Vulkan variant yet: a WGSL
-//! version (commit a281399, reverted) decoded bit-exactly on lavapipe but took ~2 minutes to
-//! compile there, over `vuma-vulkan`'s wait timeout.
+//! The CUDA variant follows the host decoder's checks line by line; its tests are
+//! `tests/cuda_float.rs` (the kernel alone) and `tests/cuda.rs` (float pages through the
+//! full [`Uploader`](crate::Uploader)). On an H200 it decoded bit-exactly and flagged
+//! exactly what the host flags (compute-sanitizer memcheck, racecheck and synccheck clean).
+//! There is no Vulkan variant yet: a WGSL version (commit a281399, reverted) decoded
+//! bit-exactly on lavapipe but took ~2 minutes to compile there, over `vuma-vulkan`'s wait
+//! timeout; so the planner never picks the float codec on Vulkan
+//! ([`CostModel::float_decoder`](crate::CostModel::float_decoder)), and an upload of float
+//! pages to a Vulkan device is refused with [`Error::NoKernelVariant`] before anything is
+//! copied.
 
 use std::sync::OnceLock;
 
-use vuma_core::{HostLaunch, Kernel, LaunchConfig, Result};
+use vuma_core::{Backend, Error, HostLaunch, Kernel, LaunchConfig, Result};
 
 use crate::kernels::{self, Entry, PageKind, ENTRY_BYTES, FLAG_KIND, FLAG_TABLE};
 use crate::page::ElemWidth;
@@ -37,8 +42,8 @@ use crate::page::ElemWidth;
 /// CUDA C source of `hl_float` (`src/floatcodec.cu`).
 pub const CUDA_SOURCE: &str = include_str!("floatcodec.cu");
 
-/// Page kind of a float-codec page in a chunk's page table.
-pub const KIND_FLOAT: u8 = 5;
+/// Page kind of a float-codec page in a chunk's page table ([`PageKind::Float`]).
+pub const KIND_FLOAT: u8 = PageKind::Float as u8;
 
 /// Status flag: a float-codec page is corrupt.
 pub const FLAG_FLOAT: u32 = 16;
@@ -65,7 +70,7 @@ fn host_float(l: &mut HostLaunch<'_>) -> Result<()> {
             continue;
         }
         if e.kind != KIND_FLOAT {
-            if e.kind > PageKind::Lz4 as u8 || (a.kinds >> e.kind) & 1 == 0 {
+            if !PageKind::is_decoded(e.kind) || (a.kinds >> e.kind) & 1 == 0 {
                 kernels::flag(a.status, FLAG_KIND, p);
             }
             continue;
@@ -98,6 +103,23 @@ pub fn float_decoder() -> &'static Kernel {
             .with_cuda_source(CUDA_SOURCE, "hl_float")
             .with_host(host_float)
     })
+}
+
+/// Whether `hl_float` can run on `backend` (CUDA and the host device; no Vulkan variant yet).
+pub fn decodes_on(backend: Backend) -> bool {
+    float_decoder().supports(backend)
+}
+
+/// Refuses an upload of chunks holding float pages (`any_float`) to a device whose backend
+/// has no `hl_float` variant, before anything is copied or launched.
+pub(crate) fn check_backend(backend: Backend, any_float: bool) -> Result<()> {
+    if any_float && !decodes_on(backend) {
+        return Err(Error::NoKernelVariant {
+            kernel: float_decoder().name().to_string(),
+            backend,
+        });
+    }
+    Ok(())
 }
 
 /// Launch geometry of `hl_float` for `npages` pages.

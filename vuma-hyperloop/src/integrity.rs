@@ -166,7 +166,8 @@ pub fn check_coverage(k: usize, c: &ChunkImage, first: u64, g: Geometry) -> Resu
         ));
     }
     let mut runs: Vec<DirectRun> = Vec::new();
-    let (mut kernel_pages, mut fill, mut bitplane, mut lz4) = (0u32, false, false, false);
+    let (mut kernel_pages, mut fill, mut bitplane, mut lz4, mut float) =
+        (0u32, false, false, false, false);
     for i in 0..c.npages as usize {
         let e = Entry::read(&c.image, i);
         let p = first + i as u64;
@@ -212,7 +213,7 @@ pub fn check_coverage(k: usize, c: &ChunkImage, first: u64, g: Geometry) -> Resu
                     }),
                 }
             }
-            x if x <= PageKind::Lz4 as u8 => {
+            x if x <= PageKind::Lz4 as u8 || x == PageKind::Float as u8 => {
                 if src_end.is_none_or(|end| end > c.head_len as u64) || e.src_off < table {
                     return Err(corrupt(
                         k,
@@ -226,6 +227,7 @@ pub fn check_coverage(k: usize, c: &ChunkImage, first: u64, g: Geometry) -> Resu
                 fill |= x == PageKind::Zero as u8 || x == PageKind::Raw as u8;
                 bitplane |= x == PageKind::Bitplane as u8;
                 lz4 |= x == PageKind::Lz4 as u8;
+                float |= x == PageKind::Float as u8;
             }
             x => return Err(corrupt(k, format!("page {p}: unknown page kind {x}"))),
         }
@@ -239,15 +241,15 @@ pub fn check_coverage(k: usize, c: &ChunkImage, first: u64, g: Geometry) -> Resu
             ),
         ));
     }
-    if kernel_pages != c.kernel_pages
-        || (fill, bitplane, lz4) != (c.has_fill, c.has_bitplane, c.has_lz4)
-    {
+    let found = (fill, bitplane, lz4, float);
+    let said = (c.has_fill, c.has_bitplane, c.has_lz4, c.has_float);
+    if kernel_pages != c.kernel_pages || found != said {
         return Err(corrupt(
             k,
             format!(
-                "its table has {kernel_pages} kernel pages (fill {fill}, bitplane {bitplane}, \
-                 lz4 {lz4}); its header says {} (fill {}, bitplane {}, lz4 {})",
-                c.kernel_pages, c.has_fill, c.has_bitplane, c.has_lz4
+                "its table has {kernel_pages} kernel pages (fill, bitplane, lz4, float: \
+                 {found:?}); its header says {} ({said:?})",
+                c.kernel_pages
             ),
         ));
     }

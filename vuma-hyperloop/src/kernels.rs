@@ -15,7 +15,10 @@
 //! takes `(chunk, chunk_len: u64, dst, dst_len: u64, status, npages: u32, kinds: u32)`;
 //! `status` is two u32 words, `[flags, first bad page]`, initialised to `[0, u32::MAX]` by
 //! the caller; `kinds` has bit `k` set for each kind whose kernel is launched on the chunk
-//! (every kernel flags pages of a kind outside it, so no page is silently skipped).
+//! (every kernel flags pages of a kind outside it, so no page is silently skipped). Float
+//! pages ([`PageKind::Float`], kind 5) are decoded by `hl_float` ([`crate::floatdecode`]);
+//! the kernels here leave them to it when bit 5 of `kinds` is set, as they leave each
+//! other's pages.
 //!
 //! - `hl_fill_copy` — grid (npages, y), 256 threads: zero pages are filled (nothing was
 //!   sent for them), raw pages copied from the chunk (16-byte vectors);
@@ -81,6 +84,18 @@ pub enum PageKind {
     Lz4 = 3,
     /// Raw, delivered by a direct copy of a run of raw pages: the kernels skip it.
     Direct = 4,
+    /// The entropy-coded float codec ([`crate::floatcodec`]), decoded by `hl_float`
+    /// ([`crate::floatdecode`]).
+    Float = 5,
+}
+
+impl PageKind {
+    /// Whether `kind` is a kind some decoder handles (zero, raw, bitplane, LZ4, float): the
+    /// kernels leave a known kind whose bit is set in `kinds` to its own kernel, and flag
+    /// any other kind [`FLAG_KIND`].
+    pub fn is_decoded(kind: u8) -> bool {
+        kind <= PageKind::Lz4 as u8 || kind == PageKind::Float as u8
+    }
 }
 
 /// One page-table entry.
@@ -160,6 +175,7 @@ typedef unsigned long long u64;
 #define HL_BITPLANE 2u
 #define HL_LZ4 3u
 #define HL_DIRECT 4u
+#define HL_FLOAT 5u
 #define HL_F_TABLE 1u
 #define HL_F_BITPLANE 2u
 #define HL_F_LZ4 4u
@@ -214,14 +230,16 @@ __device__ __forceinline__ const u8* hl_stage(u8* stage, const u8* src, u32 len,
 }
 
 // Common checks of every kernel: the table fits in the chunk, and the page's kind is known and
-// among the kinds launched for this chunk (`kinds`: bit k set = the kernel of kind k runs).
+// among the kinds launched for this chunk (`kinds`: bit k set = the kernel of kind k runs;
+// float pages, kind 5, belong to `hl_float`, whose source is `src/floatcodec.cu`).
 // Returns false (after flagging, by `lead`) when the page must not be touched.
 __device__ __forceinline__ bool hl_common(const u8* chunk, u64 chunk_len, u32* status, u32 npages,
                                           u32 kinds, u32 page, bool lead, HlEntry* e) {
     if ((u64)npages * 32ull > chunk_len) { if (lead) hl_flag(status, HL_F_TABLE, page); return false; }
     *e = hl_entry(chunk, page);
     if (e->kind == HL_DIRECT) return false; // delivered by a direct copy
-    if (e->kind > HL_LZ4 || ((kinds >> e->kind) & 1u) == 0u) { if (lead) hl_flag(status, HL_F_KIND, page); return false; }
+    bool known = e->kind <= HL_LZ4 || e->kind == HL_FLOAT;
+    if (!known || ((kinds >> e->kind) & 1u) == 0u) { if (lead) hl_flag(status, HL_F_KIND, page); return false; }
     return true;
 }
 
@@ -569,7 +587,7 @@ fn each_page(a: &mut HostArgs<'_>, mut f: impl FnMut(&mut HostArgs<'_>, usize, E
         if e.kind == PageKind::Direct as u8 {
             continue;
         }
-        if e.kind > PageKind::Lz4 as u8 || (a.kinds >> e.kind) & 1 == 0 {
+        if !PageKind::is_decoded(e.kind) || (a.kinds >> e.kind) & 1 == 0 {
             flag(a.status, FLAG_KIND, p);
             continue;
         }

@@ -12,7 +12,8 @@
 //!   with per-page tables, signs and mantissas raw, exact zeros elided; 32 independent
 //!   lane streams per page so one GPU warp decodes a page), host reference encoder and
 //!   decoder; [`floatdecode`]: its device decoder `hl_float` (CUDA C in
-//!   `src/floatcodec.cu`, and a host variant of identical semantics);
+//!   `src/floatcodec.cu`, and a host variant of identical semantics; no Vulkan variant, so
+//!   the planner picks the codec only on devices with a decoder);
 //! - [`page`]: cutting buffers into pages (default 64 KiB), word-wise all-zero detection
 //!   and a sampled per-page complexity estimate (byte entropy, runs, byte-plane statistics);
 //! - [`kernels`]: the device decoders — CUDA C source for zero fill + raw copy, bitplane and
@@ -31,7 +32,8 @@
 //!   copies + device decode), pinned and device-resident forms;
 //! - [`path`]: [`HyperloopPath`], the memory manager's
 //!   [`TransferPath`](vuma_core::TransferPath): write-backs encoded on the GPU and kept
-//!   compressed in pinned host memory, uploads that skip zero pages where that pays;
+//!   compressed in pinned host memory, uploads that skip zero pages where that pays, and
+//!   [`HyperloopPath::pack_host`] for host bytes (every codec the device decodes);
 //! - [`integrity`]: a checksum per chunk image and a coverage check of its page table,
 //!   verified on the host before anything is decoded;
 //! - [`store`]: [`CompressedStore`] for cold evicted pages;

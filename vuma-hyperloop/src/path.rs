@@ -24,6 +24,10 @@
 //!   write-back goes plain (every 16th is still encoded, to keep the rates current).
 //!   Backends without the encoder kernels write back plainly.
 //!
+//! - **Host bytes** of a read-mostly buffer can be packed on the host instead
+//!   ([`HyperloopPath::pack_host`]): every codec the device decodes, the float codec
+//!   included, which the device encoder does not code.
+//!
 //! Each transfer's [`TransferReport`] says what was decided and why, and how many bytes
 //! crossed the link.
 
@@ -40,6 +44,8 @@ use crate::encode::{DeviceEncoder, EncoderScratch, Evicted};
 use crate::page::{self, ElemWidth};
 use crate::planner::{CostModel, PlanSummary};
 use crate::residency::{CompressOptions, UploadScratch, Uploader};
+
+mod hostpack;
 
 /// Knobs of [`HyperloopPath`].
 #[derive(Debug, Clone, PartialEq)]
@@ -286,7 +292,7 @@ fn summary_report(
         link_bytes: link,
         zero_pages: s.zero_pages as u64,
         raw_pages: s.raw_pages as u64,
-        compressed_pages: (s.bitplane_pages + s.lz4_pages) as u64,
+        compressed_pages: s.codec_pages() as u64,
         time_s,
     }
 }

@@ -9,7 +9,12 @@
 //! once and cached ([`CostModel::to_text`], [`CostModel::from_text`]).
 //!
 //! The page's ratio comes from a sampled estimate ([`crate::page::estimate`]: for the
-//! bitplane codec, what its encoder achieves on whole sampled groups of the page). Time per page
+//! bitplane codec, what its encoder achieves on whole sampled groups of the page; for the
+//! float codec, the exact size of its Huffman code of the sampled groups' exponent
+//! histogram). A codec is a candidate only where the model's device decodes it
+//! ([`CostModel::decodes`]: the float decoder has no Vulkan variant, so a model
+//! [`for_device`](CostModel::for_device) of a Vulkan device never plans float pages; the host
+//! device and CUDA have one). Time per page
 //! of `n` bytes:
 //! ```text
 //! zero   n / fill_rate
@@ -43,17 +48,34 @@ pub enum DeviceCodec {
     Bitplane,
     /// LZ4 block format.
     Lz4,
+    /// The entropy-coded float codec ([`crate::floatcodec`], decoded by `hl_float`, which
+    /// has no Vulkan variant: see [`DeviceCodec::decodes_on`]).
+    Float,
 }
 
 impl DeviceCodec {
-    /// Both device codecs.
-    pub const ALL: [DeviceCodec; 2] = [DeviceCodec::Bitplane, DeviceCodec::Lz4];
+    /// Every device codec.
+    pub const ALL: [DeviceCodec; 3] = [DeviceCodec::Bitplane, DeviceCodec::Lz4, DeviceCodec::Float];
     /// Short name.
     pub fn name(self) -> &'static str {
         match self {
             DeviceCodec::Bitplane => "bitplane",
             DeviceCodec::Lz4 => "lz4",
+            DeviceCodec::Float => "float",
         }
+    }
+    /// The device kernel that decodes this codec's pages.
+    pub fn decoder(self) -> &'static vuma_core::Kernel {
+        match self {
+            DeviceCodec::Bitplane => &crate::kernels::decoders().bitplane,
+            DeviceCodec::Lz4 => &crate::kernels::decoders().lz4,
+            DeviceCodec::Float => crate::floatdecode::float_decoder(),
+        }
+    }
+    /// Whether devices of `backend` can decode this codec: its decoder kernel has a variant
+    /// for the backend.
+    pub fn decodes_on(self, backend: vuma_core::Backend) -> bool {
+        self.decoder().supports(backend)
     }
 }
 
@@ -99,6 +121,13 @@ pub struct CostModel {
     pub bitplane: CodecRates,
     /// LZ4 rates.
     pub lz4: CodecRates,
+    /// Float-codec rates.
+    pub float: CodecRates,
+    /// Whether the device decodes float-codec pages (`hl_float` has a variant for its
+    /// backend): [`CostModel::for_device`] asks the kernel. Without it the planner never
+    /// picks [`DeviceCodec::Float`]. Default false: a model that knows no device plans only
+    /// the codecs every backend decodes.
+    pub float_decoder: bool,
     /// Whether codec pages are decoded in place from mapped host memory, overlapping the
     /// transfer (see the module docs; default false: copy, then decode).
     pub overlap: bool,
@@ -126,7 +155,11 @@ impl Default for CostModel {
     /// default modelled copy and decode serialised, which an H100 never does: at 160 GB/s
     /// of decode a 1.31× codec then loses to raw, and real bf16 and fp32 weights were
     /// planned raw although the bitplane codec compresses them. A device without concurrent
-    /// copies gets `false` from [`CostModel::for_device`].)
+    /// copies gets `false` from [`CostModel::for_device`].) The float codec's device decode
+    /// rate is assumed equal to the bitplane decoder's until measured
+    /// ([`measure_device_decode`](crate::residency::measure_device_decode)); its host encode
+    /// rate is 1 GB/s on all cores (measured: ~0.25 GB/s per core); the float decoder is off
+    /// (see [`CostModel::float_decoder`]).
     fn default() -> Self {
         CostModel {
             link_h2d: 55.2e9,
@@ -139,6 +172,11 @@ impl Default for CostModel {
                 device_decode: 16e9,
                 host_encode: 1.76e9,
             },
+            float: CodecRates {
+                device_decode: 160e9,
+                host_encode: 1e9,
+            },
+            float_decoder: false,
             overlap: false,
             concurrent_copies: true,
             mapped_h2d: 38e9,
@@ -149,7 +187,8 @@ impl Default for CostModel {
 }
 
 impl CostModel {
-    /// The default model with the link of `info` (when the device reports one).
+    /// The default model with the link of `info` (when the device reports one), its copy
+    /// concurrency, and the float codec where the device has its decoder.
     pub fn for_device(info: &DeviceInfo) -> Self {
         let mut m = CostModel::default();
         if let Some(l) = &info.host_link {
@@ -159,7 +198,14 @@ impl CostModel {
             }
         }
         m.concurrent_copies = concurrent_copies_on(info);
+        m.float_decoder = DeviceCodec::Float.decodes_on(info.backend);
         m
+    }
+
+    /// Whether the device this model describes decodes `codec` (the bitplane and LZ4
+    /// decoders run on every backend; the float decoder where [`CostModel::float_decoder`]).
+    pub fn decodes(&self, codec: DeviceCodec) -> bool {
+        codec != DeviceCodec::Float || self.float_decoder
     }
 
     /// Rates of `codec`.
@@ -167,6 +213,7 @@ impl CostModel {
         match codec {
             DeviceCodec::Bitplane => self.bitplane,
             DeviceCodec::Lz4 => self.lz4,
+            DeviceCodec::Float => self.float,
         }
     }
     /// Mutable rates of `codec`.
@@ -174,6 +221,7 @@ impl CostModel {
         match codec {
             DeviceCodec::Bitplane => &mut self.bitplane,
             DeviceCodec::Lz4 => &mut self.lz4,
+            DeviceCodec::Float => &mut self.float,
         }
     }
 
@@ -187,6 +235,8 @@ impl CostModel {
             self.bitplane.host_encode,
             self.lz4.device_decode,
             self.lz4.host_encode,
+            self.float.device_decode,
+            self.float.host_encode,
         ];
         if all.iter().all(|r| r.is_finite() && *r > 0.0) {
             Ok(())
@@ -197,7 +247,7 @@ impl CostModel {
         }
     }
 
-    /// Measures the host encode rates of both device codecs on `sample` (all cores).
+    /// Measures the host encode rates of the device codecs on `sample` (all cores).
     pub fn measure_host(&mut self, sample: &[u8], width: ElemWidth) -> Result<()> {
         if sample.is_empty() {
             return Err(Error::ZeroSize {
@@ -220,7 +270,7 @@ impl CostModel {
     /// The model as `key value` lines (for caching).
     pub fn to_text(&self) -> String {
         format!(
-            "link_h2d {}\ndevice_fill {}\nmapped_h2d {}\nbitplane.device_decode {}\nbitplane.host_encode {}\nlz4.device_decode {}\nlz4.host_encode {}\noverlap {}\nconcurrent_copies {}\nlink_measured {}\ndecode_measured {}\n",
+            "link_h2d {}\ndevice_fill {}\nmapped_h2d {}\nbitplane.device_decode {}\nbitplane.host_encode {}\nlz4.device_decode {}\nlz4.host_encode {}\nfloat.device_decode {}\nfloat.host_encode {}\nfloat_decoder {}\noverlap {}\nconcurrent_copies {}\nlink_measured {}\ndecode_measured {}\n",
             self.link_h2d,
             self.device_fill,
             self.mapped_h2d,
@@ -228,6 +278,9 @@ impl CostModel {
             self.bitplane.host_encode,
             self.lz4.device_decode,
             self.lz4.host_encode,
+            self.float.device_decode,
+            self.float.host_encode,
+            self.float_decoder,
             self.overlap,
             self.concurrent_copies,
             self.link_measured,
@@ -260,6 +313,9 @@ impl CostModel {
                 "bitplane.host_encode" => m.bitplane.host_encode = num()?,
                 "lz4.device_decode" => m.lz4.device_decode = num()?,
                 "lz4.host_encode" => m.lz4.host_encode = num()?,
+                "float.device_decode" => m.float.device_decode = num()?,
+                "float.host_encode" => m.float.host_encode = num()?,
+                "float_decoder" => m.float_decoder = flag()?,
                 "overlap" => m.overlap = flag()?,
                 "concurrent_copies" => m.concurrent_copies = flag()?,
                 "link_measured" => m.link_measured = flag()?,
@@ -337,7 +393,8 @@ pub struct PlanConfig {
     pub encode: EncodeCost,
     /// A codec must be at least this much faster than raw (fraction; default 0.03).
     pub min_gain: f64,
-    /// Device codecs allowed.
+    /// Device codecs allowed (of these, the planner picks only those the cost model's
+    /// device decodes: [`CostModel::decodes`]).
     pub codecs: Vec<DeviceCodec>,
     /// Sampling of the estimate.
     pub sample: SampleConfig,
@@ -372,6 +429,8 @@ pub struct PlanSummary {
     pub bitplane_pages: usize,
     /// LZ4 pages.
     pub lz4_pages: usize,
+    /// Float-codec pages.
+    pub float_pages: usize,
     /// Uncompressed bytes.
     pub bytes_in: u64,
     /// Bytes that cross the link (estimated in a plan, exact in a compressed buffer).
@@ -387,6 +446,10 @@ pub struct PlanSummary {
 }
 
 impl PlanSummary {
+    /// Pages sent compressed (any device codec).
+    pub fn codec_pages(&self) -> usize {
+        self.bitplane_pages + self.lz4_pages + self.float_pages
+    }
     /// Bytes that did not cross the link.
     pub fn bytes_saved(&self) -> u64 {
         self.bytes_in.saturating_sub(self.bytes_sent)
@@ -402,6 +465,7 @@ impl PlanSummary {
             PageDecision::Raw => self.raw_pages += 1,
             PageDecision::Codec(DeviceCodec::Bitplane) => self.bitplane_pages += 1,
             PageDecision::Codec(DeviceCodec::Lz4) => self.lz4_pages += 1,
+            PageDecision::Codec(DeviceCodec::Float) => self.float_pages += 1,
         }
     }
 }
@@ -410,12 +474,13 @@ impl fmt::Display for PlanSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} pages (zero {}, raw {}, bitplane {}, lz4 {}): {} in, {} sent, {} saved (ratio {:.2}); modelled {:.3} ms vs {:.3} ms raw; planned in {:.3} ms reading {}",
+            "{} pages (zero {}, raw {}, bitplane {}, lz4 {}, float {}): {} in, {} sent, {} saved (ratio {:.2}); modelled {:.3} ms vs {:.3} ms raw; planned in {:.3} ms reading {}",
             self.pages,
             self.zero_pages,
             self.raw_pages,
             self.bitplane_pages,
             self.lz4_pages,
+            self.float_pages,
             vuma_core::human_bytes(self.bytes_in),
             vuma_core::human_bytes(self.bytes_sent),
             vuma_core::human_bytes(self.bytes_saved()),
@@ -453,7 +518,7 @@ pub fn decide(
     }
     let raw = model.page_time(n, PageDecision::Raw, 1.0, cfg.encode);
     let mut best = (PageDecision::Raw, 1.0, raw);
-    for &c in &cfg.codecs {
+    for &c in cfg.codecs.iter().filter(|&&c| model.decodes(c)) {
         let r = est.ratio_of(c.name()).unwrap_or(1.0);
         let t = model.page_time(n, PageDecision::Codec(c), r, cfg.encode);
         if t < best.2 && t < raw * (1.0 - cfg.min_gain) {

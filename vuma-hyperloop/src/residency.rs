@@ -28,6 +28,7 @@ use vuma_core::{
 
 use crate::bitplane;
 use crate::codecs::corrupt;
+use crate::floatdecode;
 use crate::integrity::{self, Geometry};
 use crate::kernels::{self, Entry, PageKind, ENTRY_BYTES};
 use crate::page::{self, ElemWidth};
@@ -74,6 +75,16 @@ impl CompressOptions {
         o.plan.width = width;
         o
     }
+
+    /// Defaults with element width `width` and the cost model of the device of `info`
+    /// ([`CostModel::for_device`]: its link, its copy concurrency, and the float codec
+    /// where the device decodes it). What to compress host bytes with for one device, e.g.
+    /// the host copy of a read-mostly buffer that will be uploaded many times.
+    pub fn for_device(info: &vuma_core::DeviceInfo, width: ElemWidth) -> Self {
+        let mut o = CompressOptions::with_width(width);
+        o.model = CostModel::for_device(info);
+        o
+    }
 }
 
 /// A run of consecutive raw pages, copied straight to the destination (no kernel).
@@ -107,6 +118,8 @@ pub struct ChunkImage {
     pub has_bitplane: bool,
     /// Whether any page is LZ4-coded.
     pub has_lz4: bool,
+    /// Whether any page is float-coded (`hl_float` runs).
+    pub has_float: bool,
     /// [`integrity::checksum`] of `image`, recorded when it was made and verified before
     /// it is decoded or pinned (see [`integrity`]); [`ChunkImage::seal`] recomputes it.
     pub checksum: u64,
@@ -157,6 +170,10 @@ fn encode_one(page: &[u8], d: PageDecision, width: ElemWidth) -> Result<Encoded>
                 DeviceCodec::Lz4 => {
                     lz4_encode(page, &mut bytes)?;
                     PageKind::Lz4
+                }
+                DeviceCodec::Float => {
+                    crate::floatcodec::encode_page(page, width, &mut bytes)?;
+                    PageKind::Float
                 }
             };
             // The estimate was optimistic: a page that does not shrink goes raw.
@@ -235,6 +252,7 @@ pub(crate) fn layout(
             has_fill: false,
             has_bitplane: false,
             has_lz4: false,
+            has_float: false,
             runs: Vec::new(),
             checksum: 0,
         };
@@ -302,10 +320,12 @@ pub(crate) fn layout(
                     PageKind::Raw | PageKind::Direct => PageDecision::Raw,
                     PageKind::Bitplane => PageDecision::Codec(DeviceCodec::Bitplane),
                     PageKind::Lz4 => PageDecision::Codec(DeviceCodec::Lz4),
+                    PageKind::Float => PageDecision::Codec(DeviceCodec::Float),
                 };
                 ck.has_fill |= !direct && matches!(kind, PageKind::Zero | PageKind::Raw);
                 ck.has_bitplane |= kind == PageKind::Bitplane;
                 ck.has_lz4 |= kind == PageKind::Lz4;
+                ck.has_float |= kind == PageKind::Float;
                 summary.count(d);
                 summary.bytes_in += dst_len as u64;
                 summary.bytes_sent += bytes as u64;
@@ -377,6 +397,9 @@ pub fn encode_pages(
                 bitplane::encode_page(&data[r.clone()], width, &mut out)?;
             }
             DeviceCodec::Lz4 => lz4_encode(&data[r.clone()], &mut out)?,
+            DeviceCodec::Float => {
+                crate::floatcodec::encode_page(&data[r.clone()], width, &mut out)?;
+            }
         }
         Ok(out)
     })
@@ -625,6 +648,7 @@ struct Placed {
     has_fill: bool,
     has_bitplane: bool,
     has_lz4: bool,
+    has_float: bool,
 }
 
 /// Offsets of chunk images of `lens` bytes placed one after another in one buffer (each at
@@ -653,6 +677,7 @@ fn placed(c: &ChunkImage, off: u64, len: u64) -> Placed {
         has_fill: c.has_fill,
         has_bitplane: c.has_bitplane,
         has_lz4: c.has_lz4,
+        has_float: c.has_float,
     }
 }
 
@@ -1038,6 +1063,7 @@ impl<'d> Uploader<'d> {
                 )));
             }
         }
+        floatdecode::check_backend(self.dev.info().backend, placed.iter().any(|p| p.has_float))?;
         let in_place = match &src {
             Source::Device(_) => true,
             Source::Staging(p) => p.mapped && self.mapped_in_place,
@@ -1136,6 +1162,7 @@ impl<'d> Uploader<'d> {
                 ),
                 (p.has_bitplane, kernels::kind_bit(PageKind::Bitplane)),
                 (p.has_lz4, kernels::kind_bit(PageKind::Lz4)),
+                (p.has_float, kernels::kind_bit(PageKind::Float)),
             ]
             .iter()
             .filter(|k| k.0)
@@ -1176,6 +1203,11 @@ impl<'d> Uploader<'d> {
                 dev.launch(&d.lz4, &kernels::lz4_grid(p.npages), &args)?;
                 report.launches += 1;
             }
+            if p.has_float {
+                let grid = floatdecode::float_grid(p.npages);
+                dev.launch(floatdecode::float_decoder(), &grid, &args)?;
+                report.launches += 1;
+            }
         }
         for f in &direct {
             dev.wait_for(f)?;
@@ -1199,6 +1231,8 @@ fn check_status(st: [u8; 8]) -> Result<()> {
         "bitplane"
     } else if flags & kernels::FLAG_LZ4 != 0 {
         "lz4"
+    } else if flags & floatdecode::FLAG_FLOAT != 0 {
+        "float"
     } else {
         "hyperloop chunk"
     };
@@ -1208,7 +1242,7 @@ fn check_status(st: [u8; 8]) -> Result<()> {
     ))
 }
 
-/// Measures, on `dev`, the device decode rate of each device codec from a sample of
+/// Measures, on `dev`, the device decode rate of each device codec it decodes from a sample of
 /// `sample_len` bytes of ReLU activations (decoding from device memory), and the rate at
 /// which the decoders pull compressed bytes from mapped host memory
 /// ([`CostModel::mapped_h2d`]); stores them in `model` (medians of `iters`), and sets
@@ -1223,6 +1257,9 @@ pub fn measure_device_decode(
     for codec in DeviceCodec::ALL {
         if codec == DeviceCodec::Lz4 && !cfg!(feature = "lz4") {
             continue; // cannot encode LZ4 without the feature: keep the default
+        }
+        if !codec.decodes_on(dev.info().backend) {
+            continue; // no decoder on this device (float on Vulkan): the planner skips it
         }
         let gbps = decode_rate(dev, &data, ElemWidth::F32, codec, iters)?;
         model.rates_mut(codec).device_decode = gbps * 1e9;
@@ -1239,6 +1276,7 @@ pub fn measure_device_decode(
         .collect::<Result<_>>()?;
     model.mapped_h2d = cb.stored_bytes() as f64 / vuma_core::bench::median(&mut t);
     model.concurrent_copies = planner::concurrent_copies_on(dev.info());
+    model.float_decoder = DeviceCodec::Float.decodes_on(dev.info().backend);
     model.decode_measured = true;
     model.validate()
 }

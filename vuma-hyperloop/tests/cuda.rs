@@ -134,6 +134,8 @@ fn cuda_flags_exactly_what_the_host_flags() {
             PageKind::Bitplane,
         ),
         (Dataset::ReluF32, DeviceCodec::Lz4, PageKind::Lz4),
+        (Dataset::ReluF32, DeviceCodec::Float, PageKind::Float),
+        (Dataset::Bf16Weights, DeviceCodec::Float, PageKind::Float),
     ] {
         let data = ds.generate(common::scaled(1 << 20), 3);
         let mut opts = CompressOptions::with_width(ds.width());

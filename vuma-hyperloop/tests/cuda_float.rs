@@ -1,12 +1,14 @@
 //! `hl_float` on CUDA (hardware tier): the device decoder of the float codec against its
 //! host reference, bit for bit, on every data set (real weights when cached) and on corrupt
 //! chunks (the device must flag exactly what the host flags, and never write outside the
-//! destination).
+//! destination); float pages through the full `Uploader` (every home of the chunk images,
+//! planned for the device and forced, chunks mixing every page kind).
 //!
 //! Without a CUDA device these tests print a SKIP line and pass; with `VUMA_REQUIRE_CUDA=1`
 //! (or `VUMA_REQUIRE_HW=1`) they fail instead.
 
 mod floatchunk;
+mod floatupload;
 
 use std::time::Instant;
 
@@ -122,4 +124,31 @@ fn cuda_float_decode_rate() {
         s * 1e3,
         data.len() as f64 / s / 1e9
     );
+}
+
+/// Float pages through the `Uploader` on CUDA, bit-exact and flagged as on the host
+/// (see `floatupload::check_uploads`): real bf16 and fp32 weights when cached, every
+/// synthetic set, chunks mixing every page kind.
+#[test]
+fn cuda_uploads_float_pages_bit_exactly() {
+    let Some(dev) = cuda() else { return };
+    let sanitizer = std::env::var("VUMA_UNDER_SANITIZER").is_ok_and(|v| !v.is_empty() && v != "0");
+    let len = if sanitizer { 1 << 20 } else { 16 << 20 };
+    floatupload::check_uploads(&dev, len, "cuda_uploads_float_pages_bit_exactly");
+}
+
+/// The CUDA decoders other than `hl_float`, launched on a chunk of every kind with the
+/// float bit set: they leave the float pages alone, flag nothing, and match the host.
+#[test]
+fn cuda_decoders_leave_float_pages_to_hl_float() {
+    let Some(dev) = cuda() else { return };
+    let host = HostDevice::new();
+    for direct in [false, true] {
+        let (data, cb) = floatupload::mixed(direct);
+        let (st, out) = floatupload::launch_others(&dev, &cb);
+        floatupload::assert_others_leave_float_pages(&cb, &data, st, &out);
+        let (hst, hout) = floatupload::launch_others(&host, &cb);
+        assert_eq!(st, hst);
+        assert!(out == hout, "device and host differ");
+    }
 }

@@ -322,6 +322,7 @@ fn corrupt_chunks_are_typed_errors() {
     for (codec, kind) in [
         (DeviceCodec::Bitplane, PageKind::Bitplane),
         (DeviceCodec::Lz4, PageKind::Lz4),
+        (DeviceCodec::Float, PageKind::Float),
     ] {
         let mut opts = CompressOptions::with_width(ElemWidth::F32);
         opts.force = Some(vuma_hyperloop::PageDecision::Codec(codec));

@@ -13,6 +13,10 @@
 //! `common::scaled`); the at-scale test then runs on CPU devices (lavapipe) too.
 
 mod common;
+// Only the mixed-kind chunk and the launch of the other decoders are used here (no float
+// decoder on Vulkan).
+#[allow(dead_code)]
+mod floatupload;
 
 use vuma_core::conformance::skip_or_fail;
 use vuma_core::{DynBuffer, DynDevice, HostDevice, Placement};
@@ -160,9 +164,16 @@ fn lz4_corners(len: usize, seed: u64) -> Vec<u8> {
     v
 }
 
+/// The device codecs Vulkan decodes (not the float codec: `hl_float` has no SPIR-V variant).
+fn vulkan_codecs() -> impl Iterator<Item = DeviceCodec> {
+    DeviceCodec::ALL
+        .into_iter()
+        .filter(|c| c.decodes_on(vuma_core::Backend::Vulkan))
+}
+
 fn decisions() -> Vec<Option<PageDecision>> {
     let mut forced = vec![None, Some(PageDecision::Zero), Some(PageDecision::Raw)];
-    forced.extend(DeviceCodec::ALL.map(|c| Some(PageDecision::Codec(c))));
+    forced.extend(vulkan_codecs().map(|c| Some(PageDecision::Codec(c))));
     forced
 }
 
@@ -565,7 +576,7 @@ fn vulkan_decoders_match_the_host_at_scale() {
         );
         let data = ds.generate(len, 5);
         let mut forced = vec![None];
-        forced.extend(DeviceCodec::ALL.map(|c| Some(PageDecision::Codec(c))));
+        forced.extend(vulkan_codecs().map(|c| Some(PageDecision::Codec(c))));
         for force in forced {
             let mut opts = CompressOptions::with_width(ds.width());
             opts.chunk_bytes = common::scaled_chunk(2 << 20);
@@ -600,6 +611,56 @@ fn vulkan_decode_rates_are_measured() {
     vuma_hyperloop::residency::measure_device_decode(&dev, &mut m, sample, iters).unwrap();
     eprintln!("measured cost model:\n{}", m.to_text());
     common::assert_rates_measured(&prior, &m);
+    assert_clean(&dev);
+}
+
+/// The Vulkan decoders, launched on a chunk of every kind with the float bit set (as the
+/// uploader of a device with a float decoder launches them): they leave the float pages
+/// alone, flag nothing, and match the host.
+#[test]
+fn vulkan_decoders_leave_float_pages_alone() {
+    let Some(dev) = vulkan() else { return };
+    let host = HostDevice::new();
+    for direct in [false, true] {
+        let (data, cb) = floatupload::mixed(direct);
+        let (st, out) = floatupload::launch_others(&dev, &cb);
+        floatupload::assert_others_leave_float_pages(&cb, &data, st, &out);
+        let (hst, hout) = floatupload::launch_others(&host, &cb);
+        assert_eq!(st, hst);
+        assert!(out == hout, "device and host differ");
+    }
+    assert_clean(&dev);
+}
+
+/// Vulkan has no float decoder: a model for the device never plans float pages, and an
+/// upload of float pages is refused before anything is copied (the destination untouched).
+#[test]
+fn vulkan_never_gets_float_pages() {
+    let Some(dev) = vulkan() else { return };
+    let data = vuma_hyperloop::datasets::bf16_weights(1 << 20, 4);
+    let mut opts = CompressOptions::for_device(DynDevice::info(&dev), ElemWidth::Bf16);
+    assert!(!opts.model.float_decoder);
+    // A device where compression pays (copies overlap decodes; lavapipe's own model sends
+    // everything raw): bitplane pages, no float pages.
+    opts.model.concurrent_copies = true;
+    let cb = CompressedBuffer::compress(&data, &opts).unwrap();
+    assert_eq!(cb.summary().float_pages, 0, "{}", cb.summary());
+    assert!(cb.summary().bitplane_pages > 0, "{}", cb.summary());
+    let mut forced = opts.clone();
+    forced.force = Some(PageDecision::Codec(DeviceCodec::Float));
+    let cb = CompressedBuffer::compress(&data, &forced).unwrap();
+    assert!(cb.summary().float_pages > 0);
+    let n = data.len() as u64;
+    let dst = dev.alloc(n, Placement::DeviceLocal).unwrap();
+    dev.fill(dst.as_ref(), 0, n, 0xCD).unwrap();
+    let err = Uploader::new(&dev).upload(&cb, dst.as_ref()).unwrap_err();
+    assert!(
+        matches!(err, vuma_core::Error::NoKernelVariant { ref kernel, .. } if kernel == "hl_float"),
+        "{err}"
+    );
+    let mut back = vec![0u8; data.len()];
+    dev.read(dst.as_ref(), 0, &mut back).unwrap();
+    assert!(back.iter().all(|&b| b == 0xCD), "nothing was written");
     assert_clean(&dev);
 }
 
