@@ -7,6 +7,8 @@ use serde_json::{json, Value};
 use vuma_core::{human_bytes, AccessMode, Backend, BufferId, Location, Placement, TransferReport};
 use vuma_sched::Tier;
 
+use crate::plan::WorkloadPlan;
+
 /// What happened to one buffer argument.
 #[derive(Debug, Clone)]
 pub struct BufferReport {
@@ -91,6 +93,11 @@ pub struct WorkloadReport {
     pub passes: u32,
     /// Time per stage.
     pub times: StageTimes,
+    /// `Some` when the workload was planned, not run (a metadata-only workload, or
+    /// [`UnifiedMemoryManager::plan`](crate::UnifiedMemoryManager::plan)): the reserved
+    /// managed memory and the transfer plan per buffer. `buffers` is then empty and nothing
+    /// moved.
+    pub plan: Option<WorkloadPlan>,
 }
 
 fn loc(l: Option<Location>) -> String {
@@ -113,8 +120,22 @@ fn us(d: Duration) -> String {
 }
 
 impl WorkloadReport {
-    /// The report as JSON.
+    /// Whether the workload was planned, not run.
+    pub fn is_planned(&self) -> bool {
+        self.plan.is_some()
+    }
+
+    /// The report as JSON (with `"planned"`, and `"plan"` when it was planned).
     pub fn to_json(&self) -> Value {
+        let mut v = self.run_json();
+        v["planned"] = json!(self.plan.is_some());
+        if let Some(p) = &self.plan {
+            v["plan"] = p.to_json();
+        }
+        v
+    }
+
+    fn run_json(&self) -> Value {
         json!({
             "workload": self.workload,
             "kind": self.kind,
@@ -167,6 +188,9 @@ impl WorkloadReport {
 
 impl fmt::Display for WorkloadReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(p) = &self.plan {
+            return crate::plan::fmt_plan(self, p, f);
+        }
         writeln!(f, "workload `{}` ({})", self.workload, self.kind)?;
         writeln!(
             f,
