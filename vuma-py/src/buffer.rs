@@ -174,7 +174,7 @@ impl PyBuffer {
             .into_iter()
             .map(|(l, p, v)| {
                 let loc = match l {
-                    vuma::core::Location::Host => "host".to_string(),
+                    vuma::core::Location::Host => "host memory".to_string(),
                     vuma::core::Location::Device(i) => self
                         .mgr
                         .devices()
