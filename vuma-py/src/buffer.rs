@@ -55,7 +55,7 @@ impl PyBuffer {
     /// the buffer exactly, else one flat dimension.
     fn shape_for(&self, item: usize) -> PyResult<Vec<usize>> {
         let n = self.buf.len() as usize;
-        if n % item != 0 {
+        if !n.is_multiple_of(item) {
             return Err(crate::errors::to_py(vuma::Error::ElementSize {
                 bytes: n as u64,
                 elem: "requested dtype",
@@ -166,7 +166,8 @@ impl PyBuffer {
         v.with_bytes(py, |b| mgr.write(buf, offset, b)).py_err()
     }
 
-    /// Where the buffer has copies: a list of `(location, placement, valid)`.
+    /// Where the buffer has copies: a list of `(location, placement, valid)`; the location
+    /// is `"host memory"` or a device's name.
     fn residency(&self) -> Vec<(String, Option<String>, bool)> {
         self.mgr
             .memory()

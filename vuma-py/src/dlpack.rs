@@ -65,7 +65,7 @@ pub const CUDA_HOST: i32 = 3;
 
 /// The numpy type string of a DLPack type (`None` where numpy has none, e.g. bfloat16).
 pub fn typestr(t: DlDataType) -> Option<String> {
-    if t.lanes != 1 || t.bits % 8 != 0 || t.bits == 0 {
+    if t.lanes != 1 || !t.bits.is_multiple_of(8) || t.bits == 0 {
         return None;
     }
     let n = t.bits / 8;
@@ -136,11 +136,11 @@ pub fn import(capsule: &Bound<'_, PyAny>) -> PyResult<Imported> {
         return Err(invalid("DLPack tensor with a malformed shape"));
     }
     let nd = t.ndim as usize;
-    // SAFETY: DLPack guarantees `shape` (and `strides` when not NULL) point to `ndim`
-    // int64 values that live as long as the tensor.
     let shape: &[i64] = if nd == 0 {
         &[]
     } else {
+        // SAFETY: DLPack guarantees `shape` (and `strides` when not NULL) point to `ndim`
+        // int64 values that live as long as the tensor.
         unsafe { std::slice::from_raw_parts(t.shape, nd) }
     };
     let strides: Option<&[i64]> = if t.strides.is_null() || nd == 0 {
@@ -149,7 +149,7 @@ pub fn import(capsule: &Bound<'_, PyAny>) -> PyResult<Imported> {
         // SAFETY: as for `shape` above.
         Some(unsafe { std::slice::from_raw_parts(t.strides, nd) })
     };
-    if t.dtype.lanes != 1 || t.dtype.bits % 8 != 0 || t.dtype.bits == 0 {
+    if t.dtype.lanes != 1 || !t.dtype.bits.is_multiple_of(8) || t.dtype.bits == 0 {
         return Err(invalid(format!(
             "DLPack type code {} with {} bits x {} lanes is not a whole-byte scalar type",
             t.dtype.code, t.dtype.bits, t.dtype.lanes
