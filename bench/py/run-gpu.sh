@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# VUMA's Python benchmarks and tests on a GPU machine without Rust: installs the abi3 wheel
+# (built elsewhere: see the README's "Python" section) into a private folder, runs the
+# pytest suite with CUDA required, then the transfer and streaming benchmarks.
+# From the repository root:  bash bench/py/run-gpu.sh WHEEL [OUT]
+# WHEEL: the vuma-*-cp39-abi3-*.whl file; OUT (default /tmp/out): where logs and
+# records.jsonl go. Weights: $VUMA_DATA_DIR, else .rdata, else target/vuma-data.
+set -u
+WHEEL="${1:?usage: bench/py/run-gpu.sh WHEEL [OUT]}"
+OUT="${2:-${OUT:-/tmp/out}}"
+PY="${PYTHON:-python3}"
+mkdir -p "$OUT"
+SITE="$(mktemp -d /tmp/vuma-py.XXXXXX)"
+"$PY" -m pip install --no-deps --no-index --target "$SITE" "$WHEEL" 2>&1 | tail -2
+export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
+export VUMA_DATA_DIR="${VUMA_DATA_DIR:-$PWD/.rdata}"
+"$PY" -c "import vuma, sys; print('vuma', vuma.__version__, 'on Python', sys.version.split()[0]); print(vuma.UnifiedMemoryManager().backends())" 2>&1 | tee "$OUT/py-info.log"
+echo "== pytest (CUDA required)"
+if "$PY" -c "import pytest" 2>/dev/null; then
+  VUMA_REQUIRE_CUDA=1 timeout 300 "$PY" -m pytest -q -rs vuma-py/tests 2>&1 | tee "$OUT/pytest.log" | tail -15
+else
+  echo "SKIP: pytest is not installed here" | tee "$OUT/pytest.log"
+fi
+echo "== seed block"
+"$PY" - <<'PY' 2>&1 | tee "$OUT/seed.log"
+from vuma import UnifiedMemoryManager, GPUWorkload
+vuma = UnifiedMemoryManager()
+ai_task = GPUWorkload(id="AI_Training_Job", type="INFERENCE", complexity_score=0.95, memory_requirement_mb=4096, priority=10)
+vuma.process_workload(ai_task)
+PY
+echo "== transfer"
+timeout 600 "$PY" bench/py/transfer.py "$OUT/records.jsonl" --device cuda 2>&1 | tee "$OUT/transfer.log"
+echo "== stream"
+timeout 900 "$PY" bench/py/stream.py "$OUT/records.jsonl" --backend cuda 2>&1 | tee "$OUT/stream.log"
