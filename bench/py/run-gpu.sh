@@ -10,6 +10,18 @@ WHEEL="${1:?usage: bench/py/run-gpu.sh WHEEL [OUT]}"
 OUT="${2:-${OUT:-/tmp/out}}"
 PY="${PYTHON:-python3}"
 mkdir -p "$OUT"
+# The Vulkan loader and validation layer, where the run carries them (.gl, .vvl: Debian
+# packages, as for the Rust hardware bundle): the Vulkan tests then run and must pass.
+if ls .gl/*.deb >/dev/null 2>&1; then
+  for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
+  export VUMA_REQUIRE_VULKAN=1
+fi
+if ls .vvl/*.deb >/dev/null 2>&1; then
+  mkdir -p /tmp/vvl && dpkg -x .vvl/*.deb /tmp/vvl
+  export VK_ADD_LAYER_PATH=/tmp/vvl/usr/share/vulkan/explicit_layer.d
+  export LD_LIBRARY_PATH=/tmp/vvl/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  export VUMA_VK_VALIDATION=1 VUMA_REQUIRE_VALIDATION=1
+fi
 SITE="$(mktemp -d /tmp/vuma-py.XXXXXX)"
 "$PY" -m pip install --no-deps --no-index --target "$SITE" "$WHEEL" 2>&1 | tail -2
 export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
