@@ -63,7 +63,13 @@ impl PyBuffer {
             }));
         }
         match &self.shape {
-            Some(s) if s.iter().product::<usize>() * item == n => Ok(s.clone()),
+            Some(s)
+                if s.iter()
+                    .try_fold(item, |a, &d| a.checked_mul(d))
+                    .is_some_and(|b| b == n) =>
+            {
+                Ok(s.clone())
+            }
             _ => Ok(vec![n / item]),
         }
     }

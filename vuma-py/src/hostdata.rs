@@ -117,6 +117,11 @@ fn array_interface<'py>(
     if let Some(strides) = ai.get_item("strides")? {
         if !strides.is_none() {
             let strides: Vec<isize> = strides.extract()?;
+            if strides.len() != shape.len() {
+                return Err(invalid(
+                    "__array_interface__ with strides and shape of different lengths",
+                ));
+            }
             let mut want = item as isize;
             for i in (0..shape.len()).rev() {
                 if shape[i] > 1 && strides[i] != want {

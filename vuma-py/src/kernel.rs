@@ -14,7 +14,9 @@ use crate::errors::{invalid, to_py};
 /// `(count, buffer, elem_bytes)`: the scalar `count` times `elem_bytes` must fit in
 /// `buffer`, checked before every launch. CUDA C source is compiled by NVRTC for the
 /// device; WGSL is compiled to SPIR-V here (Vulkan binds buffers to set 0 in order, and
-/// scalars fill one push-constant block). Kernels should use a grid-stride loop.
+/// scalars fill one push-constant block; out-of-range accesses read zero and drop writes).
+/// Kernels should use a grid-stride loop. VUMA checks every launch's arguments against the
+/// parameters; the code itself (CUDA C, PTX, SPIR-V) is trusted as written.
 #[pyclass(name = "Kernel", module = "vuma", frozen)]
 #[derive(Debug)]
 pub struct PyKernel {

@@ -132,3 +132,22 @@ def test_prefetch_reports_what_moved(any_backend):
     np.testing.assert_array_equal(b.to_numpy(), a)
     with pytest.raises(vuma.InvalidArgumentError):
         b.prefetch(99)
+
+
+def test_odd_array_interfaces_are_errors_not_crashes(host):
+    class Weird:
+        def __init__(self, ai):
+            self.__array_interface__ = ai
+
+    base = np.arange(8, dtype=np.float32)
+    good = dict(base.__array_interface__)
+    for bad in (
+        {**good, "strides": (4, 4)},         # strides and shape disagree
+        {**good, "typestr": "O"},            # no fixed item size
+        {**good, "shape": (-1,)},            # negative dimension
+        {**good, "shape": (1 << 62, 1 << 62)},  # size overflows
+    ):
+        with pytest.raises((vuma.VumaError, OverflowError, ValueError, TypeError)):
+            host.create_buffer_from(Weird(bad))
+    b = host.create_buffer(16, dtype="float32", shape=[1 << 62, 1 << 62])
+    assert b.to_numpy().shape == (4,)
