@@ -27,8 +27,6 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import numpy as np  # noqa: E402
-
 import vuma  # noqa: E402
 from common import MIB, Records, f32_to_bf16, tile, torch_cuda, trained_f32  # noqa: E402
 
@@ -48,8 +46,8 @@ extern "C" __global__ void read_xor(const uint4* __restrict__ p, unsigned long l
 }
 """
 
-# WGSL has no 64-bit integers: the word count is passed as two u32 halves is not needed
-# below 64 GiB per layer, so the Vulkan variant takes the low half (checked in Python).
+# WGSL has no 64-bit integers: the u64 word count arrives as two u32 halves and the shader
+# uses the low one, which holds the whole count below 64 GiB per layer (checked in main).
 READ_XOR_WGSL = """
 struct Params { n16_lo: u32, n16_hi: u32, n_out: u32 }
 var<immediate> params: Params;
@@ -237,8 +235,11 @@ def main() -> int:
             tdt = torch.bfloat16 if kind == "bf16" else torch.float32
             base = torch_loop(torch, data, layer, a.layers, a.passes, tdt)
             acc = accelerate_offload(torch, data, layer, a.layers, a.passes, tdt)
-            rec.add(f"py/stream/{case}/accelerate_cpu_offload", "cuda", acc or 0.0, "GB/s",
-                    "torch pinned side-stream loop", base, notes="accelerate.cpu_offload of the same layers")
+            dev_name = torch.cuda.get_device_name(0)
+            if acc is not None:
+                rec.add(f"py/stream/{case}/accelerate_cpu_offload", dev_name, acc, "GB/s",
+                        "torch pinned side-stream loop", base,
+                        notes="accelerate.cpu_offload of the same layers (a record of the baselines)")
         for hl, la in [(False, False), (False, True), (True, False), (True, True)]:
             tag = ("hyperloop_on" if hl else "hyperloop_off") + ("_prefetch" if la else "")
             try:
