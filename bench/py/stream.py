@@ -127,7 +127,7 @@ def vuma_stream(data: bytes, layer: int, layers: int, passes: int, backend: str,
         s = time.perf_counter() - t
         if p > 0:
             times.append(s)
-        notes = f'pass {p}: {total / s / 1e9:.1f} GB/s, {link / MIB:.0f} MiB over the link, first upload "{first}"'
+        notes = f'pass {p}: {total / s / 1e9:.1f} GB/s, {link / MIB:.0f} MiB over the link, first transfer "{first}"'
     ev = m.stats()["locations"][1]["evictions"]
     notes += f"; created {layers} layers in {created:.2f} s, {ev} evictions"
     if failed:

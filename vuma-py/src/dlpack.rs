@@ -281,26 +281,3 @@ pub fn export<'py>(
         Ok(Bound::from_owned_ptr(py, cap))
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn type_strings_round_trip() {
-        for s in [
-            "<f4", "<f8", "<f2", "|u1", "|i1", "<u2", "<i4", "<u8", "|b1",
-        ] {
-            assert_eq!(typestr(from_typestr(s).unwrap()).as_deref(), Some(s), "{s}");
-        }
-        assert!(from_typestr("<c8").is_none());
-        assert!(from_typestr("O").is_none());
-        assert!(from_typestr("<f999").is_none());
-        assert!(typestr(DlDataType {
-            code: 4,
-            bits: 16,
-            lanes: 1
-        })
-        .is_none());
-    }
-}

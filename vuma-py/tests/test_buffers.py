@@ -76,6 +76,14 @@ def test_write_at_offset(host):
     assert b.to_bytes() == bytes([0, 0, 0, 0, 1, 2] + [0] * 8 + [7, 7])
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64", "bool"])
+def test_dlpack_export_keeps_every_dtype(host, dtype):
+    a = (np.arange(12).reshape(3, 4) % 5).astype(dtype)
+    back = np.from_dlpack(host.create_buffer_from(a))
+    assert back.dtype == a.dtype and back.shape == a.shape
+    np.testing.assert_array_equal(back, a)
+
+
 def test_dlpack_out_and_in(host):
     a = np.linspace(-1, 1, 64, dtype=np.float32).reshape(8, 8)
     b = host.create_buffer_from(a)
