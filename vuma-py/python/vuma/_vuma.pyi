@@ -1,14 +1,48 @@
 """Type stubs of the extension module ``vuma._vuma`` (re-exported by ``vuma``)."""
 
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union, final
 
 __version__: str
+__all__ = [
+    "__version__",
+    "UnifiedMemoryManager",
+    "GPUWorkload",
+    "Buffer",
+    "Kernel",
+    "WorkloadReport",
+    "builtin_kernel",
+    "launch_for",
+    "BUILTIN_KERNELS",
+    "KIND_NAMES",
+    "VumaError",
+    "UnavailableError",
+    "OutOfMemoryError",
+    "TooLargeError",
+    "BudgetExceededError",
+    "ZeroSizeError",
+    "OutOfRangeError",
+    "ElementSizeError",
+    "InvalidArgumentError",
+    "WrongDeviceError",
+    "UnsupportedPlacementError",
+    "NoKernelVariantError",
+    "NoEligibleDeviceError",
+    "CompileError",
+    "KernelError",
+    "CorruptError",
+    "DeviceLostError",
+    "BackendError",
+    "QueueFullError",
+    "CancelledError",
+    "InUseError",
+    "DataLostError",
+]
 BUILTIN_KERNELS: List[str]
 KIND_NAMES: List[str]
 
-Dim = Union[int, Tuple[int], Tuple[int, int], Tuple[int, int, int]]
-Dim3 = Tuple[int, int, int]
-DeviceSpec = Union[int, str, None]
+_Dim = Union[int, Tuple[int], Tuple[int, int], Tuple[int, int, int]]
+_Dim3 = Tuple[int, int, int]
+_DeviceSpec = Union[int, str, None]
 
 class VumaError(Exception): ...
 class UnavailableError(VumaError): ...
@@ -33,6 +67,7 @@ class CancelledError(VumaError): ...
 class InUseError(VumaError): ...
 class DataLostError(VumaError): ...
 
+@final
 class Buffer:
     """A unified buffer: valid on the host and on any device."""
 
@@ -49,7 +84,7 @@ class Buffer:
     def to_numpy(self, dtype: Any = None) -> Any: ...
     def write(self, data: Any, offset: int = 0) -> None: ...
     def residency(self) -> List[Tuple[str, Optional[str], bool]]: ...
-    def prefetch(self, device: DeviceSpec = None) -> Dict[str, Any]: ...
+    def prefetch(self, device: _DeviceSpec = None) -> Dict[str, Any]: ...
     def __dlpack__(
         self,
         *,
@@ -60,11 +95,12 @@ class Buffer:
     ) -> Any: ...
     def __dlpack_device__(self) -> Tuple[int, int]: ...
 
+@final
 class Kernel:
     """A kernel with variants per backend and declared parameters."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         name: str,
         params: Sequence[str],
         *,
@@ -74,7 +110,7 @@ class Kernel:
         spirv: Optional[bytes] = None,
         entry: Optional[str] = None,
         bounds: Optional[Sequence[Tuple[str, str, int]]] = None,
-    ) -> None: ...
+    ) -> Kernel: ...
     @property
     def name(self) -> str: ...
     @property
@@ -82,11 +118,12 @@ class Kernel:
     @property
     def params(self) -> List[str]: ...
 
+@final
 class GPUWorkload:
     """A unit of work: the seed's description, with an optional kernel and arguments."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         id: str,
         type: str = "COMPUTE",
         complexity_score: float = 0.5,
@@ -95,11 +132,11 @@ class GPUWorkload:
         *,
         kernel: Optional[Kernel] = None,
         args: Optional[Sequence[Union[Buffer, int, float]]] = None,
-        grid: Optional[Dim] = None,
-        block: Optional[Dim] = None,
+        grid: Optional[_Dim] = None,
+        block: Optional[_Dim] = None,
         passes: int = 1,
         memory_requirement: Optional[int] = None,
-    ) -> None: ...
+    ) -> GPUWorkload: ...
     @property
     def id(self) -> str: ...
     @property
@@ -117,8 +154,9 @@ class GPUWorkload:
     @property
     def metadata_only(self) -> bool: ...
     @property
-    def launch(self) -> Tuple[Dim3, Dim3]: ...
+    def launch(self) -> Tuple[_Dim3, _Dim3]: ...
 
+@final
 class WorkloadReport:
     """Every decision of one process_workload, or its plan."""
 
@@ -151,11 +189,12 @@ class WorkloadReport:
     @property
     def reserved_buffer(self) -> Optional[Buffer]: ...
 
+@final
 class UnifiedMemoryManager:
     """VUMA's front door: devices, unified buffers, the Tidal Wave scheduler."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         *,
         cuda: bool = True,
         vulkan: bool = True,
@@ -164,7 +203,7 @@ class UnifiedMemoryManager:
         host_budget: Optional[int] = None,
         budgets: Optional[Dict[int, int]] = None,
         verbose: Optional[bool] = None,
-    ) -> None: ...
+    ) -> UnifiedMemoryManager: ...
     def devices(self) -> List[Dict[str, Any]]: ...
     def backends(self) -> Dict[str, Optional[str]]: ...
     def create_buffer(
@@ -175,9 +214,9 @@ class UnifiedMemoryManager:
         self, workload: GPUWorkload, *, verbose: Optional[bool] = None
     ) -> WorkloadReport: ...
     def plan(self, workload: GPUWorkload) -> WorkloadReport: ...
-    def prefetch(self, buffer: Buffer, device: DeviceSpec = None) -> Dict[str, Any]: ...
+    def prefetch(self, buffer: Buffer, device: _DeviceSpec = None) -> Dict[str, Any]: ...
     def stats(self) -> Dict[str, Any]: ...
     def stats_table(self) -> str: ...
 
 def builtin_kernel(name: str) -> Kernel: ...
-def launch_for(n: int) -> Tuple[Dim3, Dim3]: ...
+def launch_for(n: int) -> Tuple[_Dim3, _Dim3]: ...
