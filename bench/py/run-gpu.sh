@@ -23,7 +23,13 @@ if ls .vvl/*.deb >/dev/null 2>&1; then
   export VUMA_VK_VALIDATION=1 VUMA_REQUIRE_VALIDATION=1
 fi
 SITE="$(mktemp -d /tmp/vuma-py.XXXXXX)"
-"$PY" -m pip install --no-deps --no-index --target "$SITE" "$WHEEL" 2>&1 | tail -2
+if ! "$PY" -m pip install --no-deps --no-index --target "$SITE" "$WHEEL" 2>&1 | tail -2 ||
+   [ ! -d "$SITE/vuma" ]; then
+  # pip refuses a wheel whose platform tag it does not accept (an older glibc, say): a
+  # wheel is a zip, so unpack it; importing then says plainly what is missing.
+  echo "pip install failed; unpacking the wheel instead"
+  "$PY" -m zipfile -e "$WHEEL" "$SITE"
+fi
 export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
 export VUMA_DATA_DIR="${VUMA_DATA_DIR:-$PWD/.rdata}"
 "$PY" -c "import vuma, sys; print('vuma', vuma.__version__, 'on Python', sys.version.split()[0]); print(vuma.UnifiedMemoryManager().backends())" 2>&1 | tee "$OUT/py-info.log"
