@@ -161,3 +161,35 @@ fn malformed_metadata_workloads_are_typed_errors() {
     assert!("QUANTUM".parse::<WorkloadKind>().is_err());
     assert!(Priority::from_level(11).is_err());
 }
+
+#[test]
+fn a_dry_run_of_a_kernel_workload_touches_nothing() {
+    let vuma = host_only();
+    let n = 4096u32;
+    let x = vuma
+        .create_buffer_from_slice(&vec![2.0f32; n as usize])
+        .unwrap();
+    let y = vuma.create_buffer(u64::from(n) * 4).unwrap();
+    let w = GpuWorkload::new("relu", WorkloadKind::AiInference, kernels::relu_scale())
+        .read(&x, 1)
+        .write(&y)
+        .scalar(Scalar::U32(n))
+        .scalar(Scalar::F32(1.0))
+        .launch(kernels::launch_for(u64::from(n)));
+    let before = vuma.stats();
+    let r = vuma.plan(&w).unwrap();
+    assert!(r.is_planned());
+    let plan = r.plan.as_ref().unwrap();
+    assert!(plan.reserved.is_none());
+    assert_eq!(plan.bytes_to_move(), u64::from(n) * 4);
+    assert_eq!(
+        vuma.stats(),
+        before,
+        "planning allocates, moves and records nothing"
+    );
+    assert_eq!(
+        vuma.to_vec_of::<f32>(&y).unwrap()[0],
+        0.0,
+        "and runs nothing"
+    );
+}
