@@ -22,13 +22,13 @@
 
 use std::sync::OnceLock;
 
-use vuma_core::{Codec, Error};
+use vuma_core::{Codec, DynDevice, Error, HostDevice, Placement};
 use vuma_hyperloop::bitplane::Bitplane;
 use vuma_hyperloop::codecs::{Lz4, Snappy, Zstd};
 use vuma_hyperloop::floatcodec::FloatCodec;
 use vuma_hyperloop::page::ElemWidth;
 use vuma_hyperloop::planner::{CostModel, DeviceCodec, PageDecision};
-use vuma_hyperloop::residency::{CompressOptions, CompressedBuffer};
+use vuma_hyperloop::residency::{CompressOptions, CompressedBuffer, Uploader};
 
 /// Largest output a codec target decodes to (256 KiB).
 pub const MAX_OUT: usize = 1 << 18;
@@ -262,7 +262,10 @@ pub fn chunk_bases() -> &'static [CompressedBuffer] {
 /// The chunk (page table + pages) parser and decoders, through
 /// `CompressedBuffer::decompress_host` (the host variants of the device kernels).
 ///
-/// Input: `[base u8][op u8][…]`; `base % 4` picks a form of [`chunk_data`]; `op % 3`:
+/// Input: `[base u8][op u8][…]`; `base % 4` picks a form of [`chunk_data`]; `op & 0x80`
+/// re-seals the changed chunks (their checksums recomputed, so the page-table checks and
+/// the decoders are reached; without it every changed image must fail its checksum);
+/// `op % 3`:
 /// 0 — XOR `(chunk u8, pos u16 LE, value u8)` records into the images (the bytes that
 /// cross the link); 1 — replace chunk `rest[0]`'s image by `rest[3..]` with
 /// `npages = rest[1]` and kind flags `rest[2]`; 2 — truncate or zero-extend chunk `rest[0]`
@@ -327,21 +330,78 @@ fn chunk_impl(data: &[u8], clamp: bool) {
         c.runs
             .retain(|r| r.src.checked_add(r.len).is_some_and(|e| e <= n as u64));
     }
-    let mut out = vec![0u8; chunk_data().len()];
-    let r = cb.decompress_host(&mut out);
-    match &r {
-        Ok(()) => {}
-        Err(Error::Corrupt { codec, .. })
-            if ["bitplane", "lz4", "hyperloop chunk"].contains(codec) => {}
-        Err(e) => panic!("chunk: decompress_host returned a non-Corrupt error: {e:?}"),
+    let images_before: Vec<u64> = bases[usize::from(data[0]) % bases.len()]
+        .chunks()
+        .iter()
+        .map(|c| c.checksum)
+        .collect();
+    let image_changed = cb
+        .chunks()
+        .iter()
+        .zip(&images_before)
+        .any(|(c, &sum)| vuma_hyperloop::integrity::checksum(&c.image) != sum);
+    let sealed = data[1] & 0x80 != 0;
+    if sealed {
+        for c in cb.chunks_mut() {
+            c.seal();
+        }
+    }
+    // Decoded twice, into destinations pre-filled with different patterns: an `Ok` upload
+    // must have written every byte (the coverage check's promise), so both agree.
+    thread_local! {
+        static HOST: HostDevice = HostDevice::new();
+    }
+    let len = chunk_data().len();
+    let mut outs = Vec::new();
+    for pattern in [0x00u8, 0xA5] {
+        let (r, out) = HOST.with(|host| {
+            let dst = DynDevice::alloc(host, len as u64, Placement::DeviceLocal).expect("alloc");
+            host.fill(dst.as_ref(), 0, len as u64, pattern)
+                .expect("fill");
+            let r = Uploader::new(host).upload(&cb, dst.as_ref());
+            let mut out = vec![0u8; len];
+            host.read(dst.as_ref(), 0, &mut out).expect("read");
+            (r, out)
+        });
+        match &r {
+            Ok(_) => {}
+            Err(Error::Corrupt { codec, .. })
+                if ["bitplane", "lz4", "float", "hyperloop chunk"].contains(codec) => {}
+            Err(e) => panic!("chunk: upload returned a non-Corrupt error: {e:?}"),
+        }
+        outs.push(r.map(|_| out));
+    }
+    if let (Ok(a), Ok(b)) = (&outs[0], &outs[1]) {
+        assert!(
+            a == b,
+            "chunk: an accepted upload left destination bytes unwritten"
+        );
+    }
+    assert_eq!(
+        outs[0].is_ok(),
+        outs[1].is_ok(),
+        "chunk: same input, different outcome"
+    );
+    if image_changed && !sealed {
+        assert!(
+            outs[0].is_err(),
+            "chunk: a changed image passed its checksum"
+        );
     }
     if !changed {
-        assert!(r.is_ok(), "chunk: an intact buffer failed to decode: {r:?}");
         assert!(
-            out == chunk_data(),
+            outs[0].is_ok(),
+            "chunk: an intact buffer failed to decode: {:?}",
+            outs[0]
+        );
+        assert!(
+            outs[0].as_ref().is_ok_and(|o| o == chunk_data()),
             "chunk: an intact buffer decoded wrongly"
         );
     }
+    // The host decode verifies too.
+    let mut out = vec![0u8; len];
+    assert_eq!(cb.decompress_host(&mut out).is_ok(), outs[0].is_ok());
 }
 
 /// The cost model's text form (`CostModel::from_text`): `Ok` or `InvalidArgument`, and what

@@ -5,6 +5,8 @@
 //!
 //! Every check panics with a message on failure: it is test code.
 
+pub mod model;
+
 use crate::buffer::DynBuffer;
 use crate::device::{DynDevice, Fence};
 use crate::error::Error;

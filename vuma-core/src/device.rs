@@ -120,6 +120,17 @@ pub trait Device: Send + Sync + 'static {
         let _ = ptr;
         Ok(())
     }
+
+    /// Reads `src[offset..offset + dst.len()]` of a buffer whose bytes live in host memory
+    /// ([`Placement::Staging`], [`Placement::HostMapped`]) straight from that memory: no
+    /// driver call, no wait for device work. This is how data the device finished writing
+    /// before it was lost (packed host copies) is recovered: after a loss no device work
+    /// runs any more. A range a device operation still writes reads as whatever is there.
+    /// Device-local buffers: [`Error::UnsupportedPlacement`](crate::Error::UnsupportedPlacement).
+    /// The default reads through [`Device::read`] (devices with no separate host view).
+    fn read_host_resident(&self, src: &Self::Buffer, offset: u64, dst: &mut [u8]) -> Result<()> {
+        self.read(src, offset, dst)
+    }
 }
 
 /// The object-safe face of [`Device`]. Implemented for every `Device`; buffers of the
@@ -176,6 +187,8 @@ pub trait DynDevice: Send + Sync {
     unsafe fn unpin_host(&self, ptr: *mut u8) -> Result<()>;
     /// See [`Device::synchronize`].
     fn synchronize(&self) -> Result<()>;
+    /// See [`Device::read_host_resident`].
+    fn read_host_resident(&self, src: &dyn DynBuffer, offset: u64, dst: &mut [u8]) -> Result<()>;
 }
 
 /// A point in a device's work that other work can be ordered after (see
@@ -317,6 +330,9 @@ impl<D: Device> DynDevice for D {
     unsafe fn unpin_host(&self, ptr: *mut u8) -> Result<()> {
         // SAFETY: the caller keeps the contract of `Device::unpin_host`.
         unsafe { Device::unpin_host(self, ptr) }
+    }
+    fn read_host_resident(&self, src: &dyn DynBuffer, offset: u64, dst: &mut [u8]) -> Result<()> {
+        Device::read_host_resident(self, downcast(self, src)?, offset, dst)
     }
 }
 

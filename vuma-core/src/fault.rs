@@ -26,6 +26,7 @@ pub struct FaultPlan {
     rate: u64,
     injected: AtomicU64,
     enabled: std::sync::atomic::AtomicBool,
+    lost: std::sync::atomic::AtomicBool,
 }
 
 impl FaultPlan {
@@ -36,6 +37,7 @@ impl FaultPlan {
             rate: (rate.clamp(0.0, 1.0) * 65536.0) as u64,
             injected: AtomicU64::new(0),
             enabled: std::sync::atomic::AtomicBool::new(true),
+            lost: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -71,6 +73,20 @@ impl FaultPlan {
     /// Turns injection on or off (e.g. off for a final verification pass).
     pub fn set_enabled(&self, on: bool) {
         self.enabled.store(on, Ordering::Relaxed);
+    }
+
+    /// Loses the device for good, as a fatal driver error would: from now on every
+    /// operation of a device using this plan fails with
+    /// [`Error::DeviceLost`](crate::Error::DeviceLost), except
+    /// [`Device::read_host_resident`](crate::Device::read_host_resident) of host-resident
+    /// buffers (whose memory outlives the device).
+    pub fn lose_device(&self) {
+        self.lost.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether [`lose_device`](Self::lose_device) was called.
+    pub fn device_lost(&self) -> bool {
+        self.lost.load(Ordering::SeqCst)
     }
 
     /// How many faults were injected so far.

@@ -138,13 +138,35 @@ impl HostDevice {
         }
     }
 
+    /// Models a discrete device behind `link` that cannot map host memory (tests of what
+    /// crosses a link): the memory manager places device-local copies and counts their
+    /// transfers as link traffic. Its memory is still host memory.
+    pub fn behind_link(mut self, link: LinkInfo) -> Self {
+        self.info.host_link = Some(link);
+        self.info.unified_memory = false;
+        self.info.can_map_host_memory = false;
+        self
+    }
+
     /// Makes allocations, copies and launches fail according to `plan` (tests).
     pub fn with_faults(mut self, plan: Arc<FaultPlan>) -> Self {
         self.faults = Some(plan);
         self
     }
 
+    /// `Error::DeviceLost` once the fault plan lost the device.
+    fn alive(&self) -> Result<()> {
+        if self.faults.as_ref().is_some_and(|p| p.device_lost()) {
+            return Err(Error::DeviceLost {
+                device: self.info.name.clone(),
+                reason: "lost by the fault plan".into(),
+            });
+        }
+        Ok(())
+    }
+
     fn fault(&self, site: FaultSite) -> Result<()> {
+        self.alive()?;
         match &self.faults {
             Some(p) if p.should_fail(site) => Err(Error::Injected(match site {
                 FaultSite::Alloc => "host alloc",
@@ -269,6 +291,7 @@ impl Device for HostDevice {
     fn fill(&self, dst: &HostBuffer, offset: u64, len: u64, value: u8) -> Result<()> {
         let dst = self.own(dst)?;
         let (o, n) = range(dst, offset, len)?;
+        self.alive()?;
         let _q = self.lock();
         // SAFETY: bounds checked; exclusive access under the queue lock.
         unsafe { std::ptr::write_bytes(dst.mem.ptr.as_ptr().add(o), value, n) };
@@ -357,12 +380,36 @@ impl Device for HostDevice {
     }
 
     fn synchronize(&self) -> Result<()> {
+        self.alive()
+    }
+
+    /// Like [`Device::read`] without the fault plan, for host-resident placements only
+    /// (device-local ones model VRAM, which a lost device takes with it).
+    fn read_host_resident(&self, src: &HostBuffer, offset: u64, dst: &mut [u8]) -> Result<()> {
+        let src = self.own(src)?;
+        if src.placement == Placement::DeviceLocal {
+            return Err(Error::UnsupportedPlacement {
+                device: self.info.name.clone(),
+                placement: src.placement,
+            });
+        }
+        let (o, n) = range(src, offset, dst.len() as u64)?;
+        let _q = self.lock();
+        // SAFETY: bounds checked; exclusive access under the queue lock; `dst` is distinct.
+        unsafe { std::ptr::copy_nonoverlapping(src.mem.ptr.as_ptr().add(o), dst.as_mut_ptr(), n) };
         Ok(())
     }
 }
 
 /// Physical memory in bytes, from `/proc/meminfo` where available.
+///
+/// Read once per process (host devices are cheap to create: decoders and tests make many).
 pub fn physical_memory() -> Option<u64> {
+    static MEM: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *MEM.get_or_init(read_physical_memory)
+}
+
+fn read_physical_memory() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = s.lines().find(|l| l.starts_with("MemTotal:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
@@ -371,6 +418,11 @@ pub fn physical_memory() -> Option<u64> {
 
 /// Size of the largest CPU cache level, from sysfs where available.
 fn last_level_cache() -> Option<u64> {
+    static LLC: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *LLC.get_or_init(read_last_level_cache)
+}
+
+fn read_last_level_cache() -> Option<u64> {
     let mut best = None;
     for i in 0..8 {
         let p = format!("/sys/devices/system/cpu/cpu0/cache/index{i}/size");

@@ -49,6 +49,7 @@ use crate::pool::{Pool, PoolAlloc, PoolConfig, PoolStats};
 use crate::storage::DeviceStorage;
 use crate::transfer::{PackedHost, TransferKind, TransferPath, TransferReport};
 
+mod loss;
 mod migrate;
 
 /// Identity of a unified buffer within its manager.
@@ -99,7 +100,8 @@ pub struct LocationStats {
     /// Acquires that had to transfer or allocate.
     pub misses: u64,
     /// Bytes that crossed the link into this location (`bytes_in` minus what a transfer
-    /// path saved).
+    /// path saved); nothing for transfers to or from a device that shares host memory
+    /// (there is no link to cross).
     pub link_bytes_in: u64,
     /// Bytes brought into this location without crossing the link (zero pages filled on
     /// the device, compression).
@@ -155,15 +157,27 @@ struct BufState {
     in_use: u32,
     /// Leases with write access outstanding, by device (host access waits for them).
     writers: Vec<usize>,
-    /// The only valid copy was being written by a kernel that failed: reads are refused
-    /// until the whole buffer is overwritten.
-    lost: bool,
+    /// Why the data is gone, when it is: the only valid copy was being written by a kernel
+    /// that failed, or lived on a device that was lost. Reads are refused (`DataLost`) until
+    /// the whole buffer is overwritten.
+    lost: Option<String>,
     dropped: bool,
 }
 
 impl BufState {
     fn any_valid(&self) -> bool {
         self.host_valid || self.copies.values().any(|c| c.valid)
+    }
+
+    /// `DataLost` when the data is gone.
+    fn check_not_lost(&self, id: BufferId) -> Result<()> {
+        match &self.lost {
+            Some(reason) => Err(Error::DataLost {
+                buffer: id.0,
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
     }
 }
 
@@ -180,6 +194,8 @@ struct State {
     stats: MemoryStats,
     /// Bytes counting against each device's budget.
     budget_used: Vec<u64>,
+    /// Devices lost (a fatal driver error): why, per device; never used again.
+    lost_devices: Vec<Option<String>>,
 }
 
 struct Shared {
@@ -224,7 +240,26 @@ impl std::fmt::Debug for Shared {
     }
 }
 
+impl Shared {
+    /// Whether transfers between the host and device `index` cross a link (not for
+    /// devices that share host memory: the host device, integrated GPUs).
+    fn over_link(&self, index: usize) -> bool {
+        !self.devices[index].device.info().unified_memory
+    }
+}
+
 impl State {
+    /// `DeviceLost` for a device lost earlier.
+    fn check_device_alive(&self, devices: &[DevSlot], index: usize) -> Result<()> {
+        match &self.lost_devices[index] {
+            Some(reason) => Err(Error::DeviceLost {
+                device: devices[index].device.info().name.clone(),
+                reason: format!("lost earlier ({reason}); its buffers were recovered from other copies where they had one"),
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Refuses host access to a buffer a kernel holds for writing (the access would be
     /// lost, or would see a half-written copy).
     fn check_no_writer(&self, devices: &[DevSlot], id: BufferId) -> Result<()> {
@@ -501,6 +536,7 @@ impl MemoryManager {
                         ..Default::default()
                     },
                     budget_used: vec![0; n],
+                    lost_devices: vec![None; n],
                 }),
                 filled: Condvar::new(),
                 pinned: Arc::new(AtomicU64::new(0)),
@@ -579,7 +615,7 @@ impl MemoryManager {
                 copies: HashMap::new(),
                 in_use: 0,
                 writers: Vec::new(),
-                lost: false,
+                lost: None,
                 dropped: false,
             },
         );
@@ -628,7 +664,7 @@ impl MemoryManager {
         host[offset as usize..offset as usize + data.len()].copy_from_slice(data);
         b.host_valid = true;
         b.written = true;
-        b.lost = false;
+        b.lost = None;
         for c in b.copies.values_mut() {
             c.valid = false;
         }
@@ -744,13 +780,11 @@ impl MemoryManager {
                     device: self.shared.devices[d].device.info().name.clone(),
                 });
             }
-            if b.lost && access.reads() {
-                return Err(Error::DataLost {
-                    buffer: buf.id.0,
-                    reason: "a kernel writing its only valid copy failed".into(),
-                });
+            if access.reads() {
+                b.check_not_lost(buf.id)?;
             }
         }
+        st.check_device_alive(&self.shared.devices, index)?;
         st.tick += 1;
         let tick = st.tick;
         let size = buf.size;
@@ -886,6 +920,7 @@ impl MemoryManager {
                 }
             }
             unregister_writer(&mut st, buf.id, index, access);
+            self.note_loss(&mut st, index, &e);
             return Err(e);
         }
         let b = st.buffers.get_mut(&buf.id).expect("live");
@@ -919,6 +954,12 @@ impl MemoryManager {
         }
         let shared = lease.owner.clone();
         let mut st = shared.lock();
+        // A kernel on a lost device did not complete, whatever its caller saw.
+        let outcome = if st.lost_devices[lease.device].is_some() {
+            Outcome::Failed
+        } else {
+            outcome
+        };
         let Some(b) = st.buffers.get_mut(&lease.buffer) else {
             return;
         };
@@ -932,7 +973,7 @@ impl MemoryManager {
         match outcome {
             Outcome::Completed if lease.access.writes() => {
                 b.written = true;
-                b.lost = false;
+                b.lost = None;
                 b.host_valid = false;
                 for (d, c) in b.copies.iter_mut() {
                     c.valid = *d == lease.device;
@@ -951,12 +992,15 @@ impl MemoryManager {
                     } else if b.copies.get(&lease.device).is_some_and(|c| c.valid) {
                         // The only valid copy was partly written: say so instead of
                         // serving bytes that match no serial order.
-                        b.lost = true;
+                        b.lost = Some("a kernel writing its only valid copy failed".into());
                     }
                 }
             }
         }
-        debug_assert!(b.any_valid(), "a buffer always keeps a valid copy");
+        debug_assert!(
+            b.any_valid() || b.lost.is_some(),
+            "a buffer keeps a valid copy or says it lost its data"
+        );
         let remove = b.dropped && b.in_use == 0;
         if let Some(p) = stale {
             let n = p.data.stored_bytes();
@@ -997,10 +1041,12 @@ fn unregister_writer(st: &mut State, id: BufferId, index: usize, access: AccessM
 }
 
 /// Adds an upload into device `index` to the statistics.
-fn record_upload(st: &mut State, index: usize, report: &TransferReport) {
+fn record_upload(st: &mut State, index: usize, report: &TransferReport, link: bool) {
     let s = &mut st.stats.devices[index];
     s.bytes_in += report.logical_bytes;
-    s.link_bytes_in += report.link_bytes;
+    if link {
+        s.link_bytes_in += report.link_bytes;
+    }
     s.bytes_saved += report.bytes_saved();
 }
 

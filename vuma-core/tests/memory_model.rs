@@ -507,7 +507,10 @@ fn eviction_writes_back_dirty_copies_lru_first() {
 
 #[test]
 fn packed_write_backs_are_reported_uploaded_and_unpacked() {
-    let dev: Arc<dyn DynDevice> = Arc::new(HostDevice::with_budget("h", 64 << 10));
+    // Behind a modelled PCIe link, so that transfers count as link traffic.
+    let dev: Arc<dyn DynDevice> = Arc::new(
+        HostDevice::with_budget("h", 64 << 10).behind_link(vuma_core::LinkInfo::from_pcie(4, 16)),
+    );
     let config = MemoryConfig {
         transfer: Some(Arc::new(PackingPath)),
         ..MemoryConfig::default()
@@ -563,4 +566,43 @@ fn packed_write_backs_are_reported_uploaded_and_unpacked() {
     assert_eq!(s.host.bytes_in_use, 40_001 + 39_999);
     drop((a, b));
     assert_eq!(mm.stats().host.bytes_in_use, 0);
+}
+
+/// The shared model ([`vuma_core::conformance::model`]): two threads on one manager,
+/// injected faults and the loss of a device midway, plain transfers and the packing path.
+#[test]
+fn two_threads_faults_and_a_device_loss_lose_nothing_else() {
+    use vuma_core::conformance::model::{run, ModelConfig};
+    for seed in 1..=24u64 {
+        for packing in [false, true] {
+            let path = packing.then(|| Arc::new(PackingPath) as Arc<dyn TransferPath>);
+            let cfg = ModelConfig {
+                seed,
+                ..ModelConfig::default()
+            };
+            match run(path, &cfg) {
+                Ok(line) => {
+                    if seed == 1 {
+                        eprintln!("packing {packing}: {line}");
+                    }
+                }
+                Err(e) => panic!("seed {seed}, packing {packing}: {e}"),
+            }
+        }
+    }
+}
+
+/// A device that shares host memory has no link: nothing is counted as crossing one.
+#[test]
+fn shared_memory_devices_move_nothing_over_a_link() {
+    let dev: Arc<dyn DynDevice> = Arc::new(HostDevice::with_budget("h", 64 << 10));
+    let mm = MemoryManager::new(vec![dev.clone()], MemoryConfig::default());
+    let a = mm.create_from(&[5u8; 40_000]).unwrap();
+    let l = mm.acquire(&a, 0, AccessMode::ReadWrite, 1).unwrap();
+    mm.release(l, Outcome::Completed);
+    assert_eq!(mm.to_vec(&a).unwrap(), vec![5u8; 40_000]);
+    let s = mm.stats();
+    assert_eq!(s.devices[0].bytes_in, 40_000);
+    assert_eq!(s.devices[0].link_bytes_in, 0);
+    assert_eq!(s.host.link_bytes_in, 0);
 }

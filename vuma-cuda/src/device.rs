@@ -1365,6 +1365,24 @@ impl Device for CudaDevice {
             sys::cuMemHostUnregister(ptr as *mut c_void)
         })
     }
+
+    fn read_host_resident(&self, src: &CudaBuffer, offset: u64, dst: &mut [u8]) -> Result<()> {
+        let src = self.own(src)?;
+        if src.placement == Placement::DeviceLocal {
+            return Err(Error::UnsupportedPlacement {
+                device: self.info.name.clone(),
+                placement: src.placement,
+            });
+        }
+        check_range(offset, dst.len() as u64, src.len)?;
+        // SAFETY: range checked; staging and mapped buffers are host allocations of at least
+        // `len` bytes that stay mapped until the buffer is dropped, whatever state the
+        // context is in (the contract of `read_host_resident` says a range the device still
+        // writes reads as whatever is there).
+        let s = unsafe { std::slice::from_raw_parts(src.host.add(offset as usize), dst.len()) };
+        par_copy(dst, s, self.inner.threads);
+        Ok(())
+    }
 }
 
 impl CudaDevice {

@@ -1179,25 +1179,38 @@ impl Evicted {
         self.phases_s
     }
     /// Copies the chunk images out of pinned memory into a [`CompressedBuffer`](crate::CompressedBuffer)
-    /// (pageable, e.g. to keep in a store); `dev` is the device the eviction ran on.
+    /// (pageable, e.g. to keep in a store); `dev` is the device the eviction ran on. Works
+    /// after that device is lost too (the pinned memory is read directly), and checks that
+    /// the page tables cover the buffer.
     pub fn to_compressed(&self, dev: &dyn DynDevice) -> Result<crate::CompressedBuffer> {
         let (offs, _) = residency::chunk_offsets(self.layouts.iter().map(|l| l.image_len as u64));
         let mut chunks: Vec<ChunkImage> = Vec::with_capacity(self.layouts.len());
         for (l, off) in self.layouts.iter().zip(offs) {
             let mut image = vec![0u8; l.image_len];
-            dev.read(self.pinned.buffer(), off, &mut image)?;
+            let buf = self.pinned.buffer();
+            match dev.read(buf, off, &mut image) {
+                // The images were complete when the eviction returned and live in host
+                // memory: a lost device does not take them with it.
+                Err(Error::DeviceLost { .. }) => dev.read_host_resident(buf, off, &mut image)?,
+                r => r?,
+            }
             let mut c = l.meta.clone();
             c.image = image;
+            c.seal();
             chunks.push(c);
         }
-        Ok(crate::CompressedBuffer::from_parts(
+        let cb = crate::CompressedBuffer::from_parts(
             self.pinned.len(),
             self.page_size,
             self.pinned.width(),
             chunks,
             self.summary.clone(),
             self.encode_time_s,
-        ))
+        );
+        // The tables were written by the device: check they cover the buffer before
+        // anything is decoded from them.
+        cb.verify()?;
+        Ok(cb)
     }
     /// Gives the pinned buffer back (see [`DeviceEncoder::recycle`]).
     pub fn into_buffer(self) -> Box<dyn DynBuffer> {

@@ -32,6 +32,8 @@
 //! - [`path`]: [`HyperloopPath`], the memory manager's
 //!   [`TransferPath`](vuma_core::TransferPath): write-backs encoded on the GPU and kept
 //!   compressed in pinned host memory, uploads that skip zero pages where that pays;
+//! - [`integrity`]: a checksum per chunk image and a coverage check of its page table,
+//!   verified on the host before anything is decoded;
 //! - [`store`]: [`CompressedStore`] for cold evicted pages;
 //! - [`datasets`]: seeded generators of the data sets tests and benches use.
 //!
@@ -79,6 +81,7 @@ pub mod datasets;
 pub mod encode;
 pub mod floatcodec;
 pub mod floatdecode;
+pub mod integrity;
 pub mod kernels;
 pub mod lz4block;
 pub mod page;

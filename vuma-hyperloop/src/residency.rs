@@ -28,6 +28,7 @@ use vuma_core::{
 
 use crate::bitplane;
 use crate::codecs::corrupt;
+use crate::integrity::{self, Geometry};
 use crate::kernels::{self, Entry, PageKind, ENTRY_BYTES};
 use crate::page::{self, ElemWidth};
 use crate::planner::{self, CostModel, DeviceCodec, PageDecision, PlanConfig, PlanSummary};
@@ -106,6 +107,17 @@ pub struct ChunkImage {
     pub has_bitplane: bool,
     /// Whether any page is LZ4-coded.
     pub has_lz4: bool,
+    /// [`integrity::checksum`] of `image`, recorded when it was made and verified before
+    /// it is decoded or pinned (see [`integrity`]); [`ChunkImage::seal`] recomputes it.
+    pub checksum: u64,
+}
+
+impl ChunkImage {
+    /// Records the checksum of the image as it is now (after building or deliberately
+    /// changing it).
+    pub fn seal(&mut self) {
+        self.checksum = integrity::checksum(&self.image);
+    }
 }
 
 /// A buffer compressed once on the host and kept there (see the module docs).
@@ -224,6 +236,7 @@ pub(crate) fn layout(
             has_bitplane: false,
             has_lz4: false,
             runs: Vec::new(),
+            checksum: 0,
         };
         // Which raw pages lie in a long run of consecutive raw pages.
         let mut is_direct = vec![false; group.len()];
@@ -450,6 +463,7 @@ impl CompressedBuffer {
             next += l.entries.len();
             let mut ck = l.meta;
             ck.image = image;
+            ck.seal();
             chunks.push(ck);
         }
         Ok(CompressedBuffer {
@@ -516,6 +530,21 @@ impl CompressedBuffer {
     /// Seconds spent encoding (planning excluded).
     pub fn encode_time_s(&self) -> f64 {
         self.encode_time_s
+    }
+
+    /// Checks every chunk's checksum and that the page tables cover the buffer exactly
+    /// (see [`integrity`]): `Error::Corrupt` naming the chunk otherwise. Uploads from host
+    /// memory, pinning, placing on a device and host decodes run it first.
+    pub fn verify(&self) -> Result<()> {
+        self.check(true)
+    }
+
+    fn check(&self, sums: bool) -> Result<()> {
+        let g = Geometry {
+            len: self.len,
+            page_size: self.page_size as u64,
+        };
+        integrity::check_chunks(&self.chunks, g, sums)
     }
 
     /// Decodes on the host (the host variants of the device kernels) into `out`, which must
@@ -734,6 +763,7 @@ impl PinnedCompressed {
         src: &CompressedBuffer,
         placement: Placement,
     ) -> Result<(Box<dyn DynBuffer>, Vec<Placed>)> {
+        src.verify()?;
         if !dev.supports(placement) {
             return Err(Error::UnsupportedPlacement {
                 device: dev.info().name.clone(),
@@ -874,7 +904,22 @@ impl<'d> Uploader<'d> {
     }
 
     /// Uploads `src` (pageable host memory) into `dst[0..src.len()]`, decoding on the device.
+    /// The images are verified first ([`CompressedBuffer::verify`]).
     pub fn upload(&mut self, src: &CompressedBuffer, dst: &dyn DynBuffer) -> Result<UploadReport> {
+        src.verify()?;
+        self.run(Source::Host(src), src.len, dst, 0)
+    }
+
+    /// [`upload`](Self::upload) without the integrity checks of
+    /// [`CompressedBuffer::verify`] (checksums, page-table coverage). Memory safety does not
+    /// depend on them: every range an upload reads or writes is still checked here and in
+    /// the decoders, so a wrong table can only decode into wrong bytes of `dst`. For tests
+    /// of the decoders' own checks, and for images verified once and kept unchanged.
+    pub fn upload_unverified(
+        &mut self,
+        src: &CompressedBuffer,
+        dst: &dyn DynBuffer,
+    ) -> Result<UploadReport> {
         self.run(Source::Host(src), src.len, dst, 0)
     }
 
@@ -887,6 +932,7 @@ impl<'d> Uploader<'d> {
         dst: &dyn DynBuffer,
         dst_offset: u64,
     ) -> Result<UploadReport> {
+        src.verify()?;
         self.run(Source::Host(src), src.len, dst, dst_offset)
     }
 

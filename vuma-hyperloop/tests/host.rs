@@ -305,10 +305,14 @@ fn find_page(cb: &CompressedBuffer, kind: PageKind) -> (usize, Entry) {
         .expect("page of that kind")
 }
 
+/// Uploads `cb` without the host's integrity checks (these tests probe the decoders' own;
+/// `integrity_*` tests below probe the checks).
 fn upload_err(cb: &CompressedBuffer, len: usize) -> Error {
     let host = HostDevice::new();
     let dst = DynDevice::alloc(&host, len as u64, Placement::DeviceLocal).unwrap();
-    Uploader::new(&host).upload(cb, dst.as_ref()).unwrap_err()
+    Uploader::new(&host)
+        .upload_unverified(cb, dst.as_ref())
+        .unwrap_err()
 }
 
 #[cfg(feature = "lz4")]
@@ -460,6 +464,9 @@ fn decoders_never_write_past_the_uploaded_range() {
             .copy_from_slice(&e2.to_bytes());
         host.fill(dst.as_ref(), 0, data.len() as u64 + guard, 0xCD)
             .unwrap();
+        assert!(Uploader::new(&host)
+            .upload_unverified(&cb, dst.as_ref())
+            .is_err());
         assert!(Uploader::new(&host).upload(&cb, dst.as_ref()).is_err());
         let mut tail = vec![0u8; guard as usize];
         host.read(dst.as_ref(), data.len() as u64, &mut tail)
@@ -509,4 +516,114 @@ fn a_direct_run_past_its_destination_is_refused() {
     let mut all = vec![0u8; 8 << 20];
     host.read(dst.as_ref(), 0, &mut all).unwrap();
     assert!(all.iter().all(|&b| b == 0xCD), "nothing was written");
+}
+
+/// Chunks of `data` in several forms (planned, and each codec forced), small pages so every
+/// buffer has several chunks.
+fn integrity_forms(data: &[u8]) -> Vec<CompressedBuffer> {
+    let mut forms = vec![None, Some(vuma_hyperloop::PageDecision::Raw)];
+    if cfg!(feature = "lz4") {
+        forms.push(Some(vuma_hyperloop::PageDecision::Codec(DeviceCodec::Lz4)));
+    }
+    forms.push(Some(vuma_hyperloop::PageDecision::Codec(
+        DeviceCodec::Bitplane,
+    )));
+    forms
+        .into_iter()
+        .map(|force| {
+            let mut o = CompressOptions::with_width(ElemWidth::F32);
+            o.plan.page_size = 4096;
+            o.chunk_bytes = 16384;
+            o.direct_min_bytes = 8192;
+            o.force = force;
+            CompressedBuffer::compress(data, &o).unwrap()
+        })
+        .collect()
+}
+
+/// The audit's probe: one page's destination offset moved onto another page's place gave an
+/// `Ok` upload with wrong bytes. The coverage check refuses it, even with a matching
+/// checksum; the decoders alone (unverified) still accept it, which is why the check exists.
+#[test]
+fn integrity_a_page_moved_onto_another_is_refused() {
+    let mut data = datasets::relu_f32(40_000, 3);
+    data.extend(datasets::random_bytes(40_000, 4));
+    let host = HostDevice::new();
+    for clean in integrity_forms(&data) {
+        clean.verify().unwrap();
+        let c = &clean.chunks()[0];
+        assert!(c.npages >= 2);
+        let mut cb = clean.clone();
+        let mut e = Entry::read(&cb.chunks()[0].image, 1);
+        e.dst_off -= 4096;
+        let ck = &mut cb.chunks_mut()[0];
+        ck.image[ENTRY_BYTES..2 * ENTRY_BYTES].copy_from_slice(&e.to_bytes());
+        if e.kind == PageKind::Direct as u8 {
+            // Keep the runs consistent with the edited table, so only coverage is wrong.
+            ck.runs.clear();
+        }
+        ck.seal();
+        let err = cb.verify().unwrap_err();
+        assert!(
+            matches!(&err, Error::Corrupt { codec: "hyperloop chunk", reason } if reason.contains("entry 1")),
+            "{err}"
+        );
+        let dst = DynDevice::alloc(&host, data.len() as u64, Placement::DeviceLocal).unwrap();
+        let e = Uploader::new(&host).upload(&cb, dst.as_ref()).unwrap_err();
+        assert!(matches!(e, Error::Corrupt { .. }), "{e}");
+        let mut out = vec![0u8; data.len()];
+        assert!(cb.decompress_host(&mut out).is_err());
+    }
+}
+
+/// A flipped bit anywhere in an image (page data the decoders cannot check, such as a raw
+/// page, included) fails the checksum; a page left out fails coverage.
+#[test]
+fn integrity_flipped_bits_and_missing_pages_are_refused() {
+    let data = datasets::bf16_weights(60_000, 5);
+    let host = HostDevice::new();
+    let dst = DynDevice::alloc(&host, data.len() as u64, Placement::DeviceLocal).unwrap();
+    for clean in integrity_forms(&data) {
+        let n = clean.chunks()[0].image.len();
+        for at in [0, n / 3, n - 1] {
+            let mut cb = clean.clone();
+            cb.chunks_mut()[0].image[at] ^= 0x10;
+            let e = Uploader::new(&host).upload(&cb, dst.as_ref()).unwrap_err();
+            assert!(
+                matches!(&e, Error::Corrupt { reason, .. } if reason.contains("checksum")),
+                "{e}"
+            );
+            assert!(PinnedCompressed::pin(&host, &cb).is_err());
+            assert!(DeviceCompressed::new(&host, &cb).is_err());
+        }
+        // The last chunk left out (its page count in the chunk before made consistent).
+        let mut cb = clean.clone();
+        let last = cb.chunks().len() - 1;
+        cb.chunks_mut()[last].npages -= 1;
+        cb.chunks_mut()[last].seal();
+        assert!(matches!(cb.verify(), Err(Error::Corrupt { .. })));
+    }
+}
+
+/// Every destination byte is written exactly once: decoding intact images into destinations
+/// pre-filled with two different patterns gives the same bytes (a byte left unwritten would
+/// keep its pattern), equal to the data.
+#[test]
+fn integrity_intact_images_write_every_byte() {
+    let host = HostDevice::new();
+    for ds in Dataset::ALL {
+        let data = ds.generate(70_001, 6);
+        for cb in integrity_forms(&data) {
+            cb.verify().unwrap();
+            let dst = DynDevice::alloc(&host, data.len() as u64, Placement::DeviceLocal).unwrap();
+            for pattern in [0x00u8, 0xFF] {
+                host.fill(dst.as_ref(), 0, data.len() as u64, pattern)
+                    .unwrap();
+                Uploader::new(&host).upload(&cb, dst.as_ref()).unwrap();
+                let mut back = vec![0u8; data.len()];
+                host.read(dst.as_ref(), 0, &mut back).unwrap();
+                assert!(back == data, "{}: pattern {pattern:#x} shows", ds.name());
+            }
+        }
+    }
 }

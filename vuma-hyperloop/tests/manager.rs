@@ -140,7 +140,12 @@ fn scenario(dev: Arc<dyn DynDevice>) {
     mm.evict_all(0).unwrap();
     assert_eq!(mm.to_vec(&a).unwrap(), want);
     let s = mm.stats();
-    assert!(s.host.link_bytes_in > 0 && s.devices[0].link_bytes_in > 0);
+    if dev.info().unified_memory {
+        // No link to cross (the host device): nothing counted as link traffic.
+        assert!(s.host.link_bytes_in == 0 && s.devices[0].link_bytes_in == 0);
+    } else {
+        assert!(s.host.link_bytes_in > 0 && s.devices[0].link_bytes_in > 0);
+    }
     assert!(s.devices[0].bytes_saved > 0, "{s:#?}");
     drop((a, b, c));
     let s = mm.stats();
@@ -286,4 +291,70 @@ fn dense_uploads_decide_from_a_sample() {
     assert!(!r.decision.contains("sampled pages"), "{}", r.decision);
     DynDevice::read(&host, dst.as_ref(), 0, &mut back).unwrap();
     assert_eq!(back, zeros);
+}
+
+/// A device lost (a fatal driver error) takes its memory with it, not the packed host
+/// copies it made: a write-back packed on the device is decoded on the host, a buffer with
+/// a valid host copy keeps it, and a buffer whose only valid copy was in the lost device's
+/// memory reports `DataLost` (never stale bytes) until it is overwritten whole. The device
+/// is never used again.
+#[test]
+fn a_lost_device_leaves_packed_copies_readable_on_the_host() {
+    use vuma_core::fault::FaultPlan;
+    use vuma_core::Error;
+    let plan = Arc::new(FaultPlan::new(1, 0.0));
+    let dev: Arc<dyn DynDevice> =
+        Arc::new(HostDevice::with_budget("gpu", 1 << 30).with_faults(plan.clone()));
+    let path = HyperloopPath::new(PathConfig {
+        on_shared_memory: true,
+        always_encode: true,
+        ..PathConfig::default()
+    })
+    .unwrap();
+    let config = MemoryConfig {
+        transfer: Some(Arc::new(path) as Arc<dyn TransferPath>),
+        budgets: [(0usize, 10u64 << 20)].into_iter().collect(),
+        ..MemoryConfig::default()
+    };
+    let mm = MemoryManager::new(vec![dev.clone()], config);
+    let len = 8usize << 20;
+    let relu = Dataset::ReluF32.generate(len, 21);
+    let weights = Dataset::Bf16Weights.generate(2 << 20, 22);
+    let random = Dataset::Random.generate(1 << 20, 23);
+    // `a`: written on the device, then evicted for room (LRU, when `d` arrives): packed
+    // on the device.
+    let a = mm.create(len as u64).unwrap();
+    let l = mm.acquire(&a, 0, AccessMode::Write, 1).unwrap();
+    dev.write(l.block(), l.offset(), &relu).unwrap();
+    mm.release(l, Outcome::Completed);
+    // `c`: written on the device, resident: its only valid copy is device memory.
+    let c = mm.create(weights.len() as u64).unwrap();
+    // `d`: from the host, resident too (its host copy stays valid).
+    let d = mm.create_from(&random).unwrap();
+    for (buf, access) in [(&c, AccessMode::Write), (&d, AccessMode::Read)] {
+        let l = mm.acquire(buf, 0, access, 1).unwrap();
+        if access == AccessMode::Write {
+            dev.write(l.block(), l.offset(), &weights).unwrap();
+        }
+        mm.release(l, Outcome::Completed);
+    }
+    assert_eq!(mm.stats().devices[0].packed_writebacks, 1, "a was packed");
+
+    plan.lose_device();
+    assert_eq!(
+        mm.to_vec(&a).unwrap(),
+        relu,
+        "the packed copy, decoded on the host"
+    );
+    assert_eq!(mm.to_vec(&d).unwrap(), random, "the host copy");
+    let e = mm.to_vec(&c).unwrap_err();
+    assert!(matches!(e, Error::DataLost { .. }), "{e}");
+    assert!(mm.is_lost(0));
+    let e = mm.acquire(&d, 0, AccessMode::Read, 1).unwrap_err();
+    assert!(matches!(e, Error::DeviceLost { .. }), "{e}");
+    // Overwritten whole, `c` is usable again (on the host).
+    mm.write(&c, 0, &weights).unwrap();
+    assert_eq!(mm.to_vec(&c).unwrap(), weights);
+    drop((a, c, d));
+    assert_eq!(mm.stats().devices[0].bytes_in_use, 0);
 }

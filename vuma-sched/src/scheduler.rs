@@ -75,6 +75,14 @@ struct Slot {
     group: usize,
     rank: u8,
     link_bps: f64,
+    /// Taken out of service (lost): never chosen again.
+    offline: std::sync::atomic::AtomicBool,
+}
+
+impl Slot {
+    fn is_offline(&self) -> bool {
+        self.offline.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 #[derive(Debug)]
@@ -176,6 +184,7 @@ impl Scheduler {
                 group,
                 link_bps,
                 info,
+                offline: std::sync::atomic::AtomicBool::new(false),
             });
         }
         Scheduler {
@@ -480,19 +489,40 @@ impl Scheduler {
         }
     }
 
-    /// Whether slot `i` is a view the workload should consider: its backend is eligible and
-    /// no preferred eligible view of the same physical device exists.
+    /// Whether slot `i` is a view the workload should consider: in service, its backend is
+    /// eligible and no preferred eligible view of the same physical device is in service.
     fn visible(&self, i: usize, w: &WorkloadProfile) -> bool {
         let s = &self.slots[i];
-        if !w.backends.contains(&s.info.backend) {
+        if !w.backends.contains(&s.info.backend) || s.is_offline() {
             return false;
         }
         !self.slots.iter().enumerate().any(|(j, o)| {
             j != i
                 && o.group == s.group
                 && w.backends.contains(&o.info.backend)
+                && !o.is_offline()
                 && (o.rank, j) < (s.rank, i)
         })
+    }
+
+    /// Takes `device` out of service (`true`: it was lost, e.g. a fatal driver error) or
+    /// back in: [`Scheduler::choose`] never picks an offline device, and
+    /// [`Scheduler::choose_on`] refuses it with [`Error::DeviceLost`].
+    /// [`Error::InvalidArgument`] for an unknown device.
+    pub fn set_offline(&self, device: DeviceId, offline: bool) -> Result<()> {
+        let i = self
+            .slot(device)
+            .ok_or_else(|| Error::invalid(format!("unknown device {device}")))?;
+        self.slots[i]
+            .offline
+            .store(offline, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Whether `device` was taken out of service ([`Scheduler::set_offline`]).
+    pub fn is_offline(&self, device: DeviceId) -> bool {
+        self.slot(device)
+            .is_some_and(|i| self.slots[i].is_offline())
     }
 
     /// The estimates for running `w` on a device the caller picked. Errors:
@@ -509,6 +539,12 @@ impl Scheduler {
             .slot(device)
             .ok_or_else(|| Error::invalid(format!("unknown device {device}")))?;
         let s = &self.slots[i];
+        if s.is_offline() {
+            return Err(Error::DeviceLost {
+                device: s.info.name.clone(),
+                reason: "taken out of service after a fatal error".into(),
+            });
+        }
         if !w.backends.contains(&s.info.backend) {
             return Err(Error::NoKernelVariant {
                 kernel: w.name.clone(),

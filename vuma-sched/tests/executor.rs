@@ -1,5 +1,6 @@
 //! Executor tests: priorities, backpressure, cancellation, failure isolation, history.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -113,24 +114,22 @@ async fn bounded_queue_backpressure() {
         .into();
     assert!(core.is_transient(), "{core}");
 
-    // The awaiting submit waits for room.
-    let ex2 = Arc::clone(&ex);
-    let waiting = tokio::spawn(async move {
-        ex2.submit(job("e", Priority::Normal), |_| Ok(5u32))
-            .await
-            .map_err(|e| e.error)
-    });
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(
-        !waiting.is_finished(),
-        "submit must wait while the queue is full"
-    );
+    // The awaiting submit waits for room: polled while the queue is full (and nothing can
+    // free it before the blocker is released), it is pending, however often it is polled.
+    let mut waiting = Box::pin(ex.submit(job("e", Priority::Normal), |_| Ok(5u32)));
+    for _ in 0..3 {
+        let polled = std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(waiting.as_mut().poll(cx).is_pending())
+        })
+        .await;
+        assert!(polled, "submit must wait while the queue is full");
+    }
     release.send(()).unwrap();
     blocker.await.unwrap();
     let e = tokio::time::timeout(Duration::from_secs(10), waiting)
         .await
         .expect("submit resumes once there is room")
-        .unwrap()
+        .map_err(|e| e.error)
         .unwrap();
     assert_eq!(a.await.unwrap() + b.await.unwrap() + e.await.unwrap(), 8);
 }
@@ -172,8 +171,8 @@ async fn cancellation_before_start() {
     assert!(!blocker.cancel());
     release.send(()).unwrap();
     blocker.await.unwrap();
-    // Every estimate left the backlog.
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Every estimate left the backlog (a job's estimate leaves before its result is sent;
+    // a cancelled job's when it is cancelled).
     assert_eq!(sched.backlog_s(dev), Some(0.0));
 }
 

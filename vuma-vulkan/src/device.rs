@@ -2357,6 +2357,25 @@ impl Device for VulkanDevice {
         Ok(())
     }
 
+    fn read_host_resident(&self, src: &VulkanBuffer, offset: u64, dst: &mut [u8]) -> Result<()> {
+        self.check_owner(src)?;
+        check_range(offset, dst.len() as u64, src.len)?;
+        let mut ctx = self.lock();
+        if src.placement != Placement::DeviceLocal {
+            // SAFETY: we hold the lock (no other host access); the contract of
+            // `read_host_resident` leaves ranges that device work still writes to the caller.
+            if let Some(host) = unsafe { Self::mapped_slice(src, &mut ctx) } {
+                let o = offset as usize;
+                dst.copy_from_slice(&host[o..o + dst.len()]);
+                return Ok(());
+            }
+        }
+        Err(Error::UnsupportedPlacement {
+            device: self.info().name.clone(),
+            placement: src.placement,
+        })
+    }
+
     fn synchronize(&self) -> Result<()> {
         let mut ctx = self.lock();
         let v = ctx.value;

@@ -531,7 +531,12 @@ impl UnifiedMemoryManager {
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(Duration::from_millis(5));
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    if matches!(e, Error::DeviceLost { .. }) {
+                        let _ = self.scheduler.set_offline(choice.device, true);
+                    }
+                    return Err(e);
+                }
             }
         };
         let t_place = t1.elapsed();
@@ -577,6 +582,13 @@ impl UnifiedMemoryManager {
             .collect();
         for l in leases {
             self.memory.release(l, outcome);
+        }
+        if let Err(Error::DeviceLost { reason, .. }) = &run {
+            // Never used again: its buffers are recovered from other copies (or reported
+            // lost), and the scheduler stops choosing it.
+            let lost = self.memory.device_lost(index, reason);
+            let _ = self.scheduler.set_offline(choice.device, true);
+            tracing::error!(workload = %w.id, device = %device.info().name, buffers_lost = lost.len(), "device lost while running a workload");
         }
         run?;
         let t_record = t3.elapsed();

@@ -164,3 +164,59 @@ fn a_refused_workload_keeps_the_only_copy() {
     let want = (0x0101_0101u32 + 1).to_le_bytes();
     assert!(v.chunks_exact(4).all(|c| c == want));
 }
+
+/// A device lost while a workload runs (a fatal driver error, injected): the workload gets
+/// `DeviceLost`, the buffer whose only valid copy was there reports `DataLost` (not stale
+/// bytes), a buffer with a host copy is unharmed, and the next workloads run on the device
+/// that is left.
+#[test]
+fn a_lost_device_is_taken_out_of_service() {
+    use std::sync::Arc;
+    use vuma_core::fault::FaultPlan;
+    use vuma_core::{DynDevice, HostDevice};
+    let plans = [
+        Arc::new(FaultPlan::new(1, 0.0)),
+        Arc::new(FaultPlan::new(2, 0.0)),
+    ];
+    let mut b = UnifiedMemoryManager::builder()
+        .cuda(false)
+        .vulkan(false)
+        .host(false);
+    for (name, plan) in ["gpu-a", "gpu-b"].iter().zip(&plans) {
+        let dev = HostDevice::with_budget(*name, 1 << 30).with_faults(plan.clone());
+        b = b.device(Arc::new(dev) as Arc<dyn DynDevice>);
+    }
+    let vuma = b.build().unwrap();
+    let words = 4096u32;
+    let on_device = vuma
+        .create_buffer_from(&vec![1u8; words as usize * 4])
+        .unwrap();
+    let on_host = vuma
+        .create_buffer_from(&vec![2u8; words as usize * 4])
+        .unwrap();
+    let scale = |buf: &std::sync::Arc<vuma_core::UnifiedBuffer>| {
+        GpuWorkload::new("scale", WorkloadKind::HeavyCompute, kernels::scale_u32())
+            .read_write(buf, 4)
+            .scalar(Scalar::U32(words))
+            .scalar(Scalar::U32(1))
+            .scalar(Scalar::U32(1))
+            .launch(kernels::launch_for(u64::from(words)))
+    };
+    let first = vuma.process_workload(&scale(&on_device)).unwrap();
+    let lost = usize::from(first.device != "gpu-a");
+    plans[lost].lose_device();
+    let e = vuma.process_workload(&scale(&on_device)).unwrap_err();
+    assert!(matches!(e, Error::DeviceLost { .. }), "{e}");
+    let e = vuma.to_vec(&on_device).unwrap_err();
+    assert!(matches!(e, Error::DataLost { .. }), "{e}");
+    for _ in 0..3 {
+        let r = vuma.process_workload(&scale(&on_host)).unwrap();
+        assert_ne!(
+            r.device, first.device,
+            "the lost device is not chosen again"
+        );
+    }
+    let want = (0x0202_0202u32 + 3).to_le_bytes();
+    let v = vuma.to_vec(&on_host).unwrap();
+    assert!(v.chunks_exact(4).all(|c| c == want));
+}

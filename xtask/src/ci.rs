@@ -673,6 +673,10 @@ pub fn architecture_check() -> Result<Vec<String>> {
             ));
         }
     }
+    match crate::structure::check()? {
+        Ok(lines) => report.extend(lines),
+        Err(v) => bad.extend(v),
+    }
     if bad.is_empty() {
         Ok(report)
     } else {

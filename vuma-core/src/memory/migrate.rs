@@ -120,7 +120,11 @@ impl MemoryManager {
                     if had_host || r.is_ok() {
                         b.host = Some(data);
                     }
-                    r?;
+                    if let Err(e) = r {
+                        self.note_loss(st, index, &e);
+                        return Err(e);
+                    }
+                    let b = st.buffers.get_mut(&id).expect("live");
                     b.host_valid = true;
                     if !had_host {
                         let h = &mut st.stats.host;
@@ -131,9 +135,12 @@ impl MemoryManager {
                     TransferReport::direct(TransferKind::Download, size, t0.elapsed().as_secs_f64())
                 }
             };
+            let link = self.shared.over_link(index);
             let h = &mut st.stats.host;
             h.bytes_in += wb;
-            h.link_bytes_in += report.link_bytes;
+            if link {
+                h.link_bytes_in += report.link_bytes;
+            }
             h.bytes_saved += report.bytes_saved();
             st.stats.devices[index].writeback_bytes += wb;
             reports.push(report);
@@ -238,7 +245,9 @@ impl MemoryManager {
                 h.bytes_in_use += stored;
                 h.packed_bytes += stored;
                 h.peak_bytes = h.peak_bytes.max(h.bytes_in_use);
-                h.link_bytes_in += report.link_bytes;
+                if self.shared.over_link(index) {
+                    h.link_bytes_in += report.link_bytes;
+                }
                 reports.push(report);
             }
             Ok(None) => {}
@@ -281,12 +290,7 @@ impl MemoryManager {
     /// device copy.
     pub(super) fn make_host_valid(&self, st: &mut State, id: BufferId) -> Result<()> {
         let b = &st.buffers[&id];
-        if b.lost {
-            return Err(Error::DataLost {
-                buffer: id.0,
-                reason: "a kernel writing its only valid copy failed".into(),
-            });
-        }
+        b.check_not_lost(id)?;
         if b.host_valid {
             return self.unpack_host(st, id);
         }
@@ -313,6 +317,12 @@ impl MemoryManager {
             if !had {
                 b.host = None;
             }
+            if matches!(e, Error::DeviceLost { .. }) {
+                // Its copy went with the device: recover from what is left, or say the
+                // data is lost (`lose_device` dropped copy `d`, so this ends).
+                self.note_loss(st, d, &e);
+                return self.make_host_valid(st, id);
+            }
             return Err(e);
         }
         b.host_valid = true;
@@ -322,7 +332,9 @@ impl MemoryManager {
             st.stats.host.allocations += 1;
         }
         st.stats.host.bytes_in += size;
-        st.stats.host.link_bytes_in += size;
+        if self.shared.over_link(d) {
+            st.stats.host.link_bytes_in += size;
+        }
         Ok(())
     }
 
@@ -383,7 +395,7 @@ impl MemoryManager {
             report
                 .decision
                 .push_str(host_source_note(pinned, dev.as_ref()));
-            record_upload(&mut st, index, &report);
+            record_upload(&mut st, index, &report, self.shared.over_link(index));
             residency.bytes_moved = size;
             residency.source = Some(Location::Host);
             residency.transfers.push(report);
@@ -430,7 +442,7 @@ impl MemoryManager {
                         dst.alloc.block().as_ref(),
                         dst.alloc.offset(),
                     )?;
-                    record_upload(st, index, &report);
+                    record_upload(st, index, &report, self.shared.over_link(index));
                     return Ok((size, Some(Location::Host), Some(report)));
                 }
             }
@@ -458,7 +470,7 @@ impl MemoryManager {
         report
             .decision
             .push_str(host_source_note(pinned, dev.as_ref()));
-        record_upload(st, index, &report);
+        record_upload(st, index, &report, self.shared.over_link(index));
         Ok((size, Some(Location::Host), Some(report)))
     }
 }
