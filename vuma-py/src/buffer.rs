@@ -7,10 +7,10 @@ use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict};
 use vuma::{UnifiedBuffer, UnifiedMemoryManager};
 
+use crate::device::pick_device;
 use crate::dlpack::{self, DlDataType};
 use crate::errors::IntoPy;
 use crate::hostdata;
-use crate::manager::pick_device;
 
 /// One logical allocation, valid on the host and on any device; VUMA moves it where
 /// workloads need it. Create it with `UnifiedMemoryManager.create_buffer` or

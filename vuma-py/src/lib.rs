@@ -26,6 +26,7 @@
 use pyo3::prelude::*;
 
 mod buffer;
+mod device;
 mod dlpack;
 mod errors;
 mod hostdata;

@@ -80,6 +80,7 @@ pub mod info;
 pub mod kernels;
 mod manager;
 pub mod plan;
+mod planner;
 pub mod prefetch;
 mod report;
 pub mod stats;

@@ -400,6 +400,28 @@ pub enum Verdict {
     Skip(String),
 }
 
+/// The `pytest` step ([`crate::pytest`]): verdict, time, command for the summary.
+fn pytest_step(i: usize, n: usize) -> (Verdict, Duration, String) {
+    eprintln!(
+        "\n==> [{}/{n}] pytest: maturin build (dev) + pytest vuma-py/tests",
+        i + 1
+    );
+    let (r, took) = crate::pytest::run();
+    let v = match r {
+        Ok(None) => Verdict::Pass,
+        Ok(Some(why)) => Verdict::Skip(why),
+        Err(e) => {
+            eprintln!("    {e}");
+            Verdict::Fail(e.to_string())
+        }
+    };
+    (
+        v,
+        took,
+        "python -m maturin build --profile dev; pytest vuma-py/tests".into(),
+    )
+}
+
 /// Runs the pipeline; returns whether every step passed.
 pub fn run(opts: &CiOptions) -> Result<bool> {
     let steps = plan(opts);
@@ -498,27 +520,7 @@ pub fn run(opts: &CiOptions) -> Result<bool> {
                     }
                 }
             }
-            Step::Pytest => {
-                eprintln!(
-                    "\n==> [{}/{}] pytest: maturin build (dev) + pytest vuma-py/tests",
-                    i + 1,
-                    steps.len()
-                );
-                let (r, took) = crate::pytest::run();
-                let v = match r {
-                    Ok(None) => Verdict::Pass,
-                    Ok(Some(why)) => Verdict::Skip(why),
-                    Err(e) => {
-                        eprintln!("    {e}");
-                        Verdict::Fail(e.to_string())
-                    }
-                };
-                (
-                    v,
-                    took,
-                    "python -m maturin build --profile dev; pytest vuma-py/tests".into(),
-                )
-            }
+            Step::Pytest => pytest_step(i, steps.len()),
             Step::Architecture => {
                 eprintln!(
                     "\n==> [{}/{}] architecture: cargo tree checks",
