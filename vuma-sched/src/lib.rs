@@ -73,6 +73,6 @@ pub use policy::{Classification, ClassifyPolicy, DefaultClassifyPolicy};
 pub use scheduler::{Choice, Scheduler};
 pub use tiling::{plan_tiles, tile_size, tiles, Tiles, MIN_TILE_BYTES};
 pub use workload::{
-    DeviceHealth, NoResidency, Priority, Residency, ResidencyMap, Tier, WorkloadKind,
-    WorkloadProfile,
+    DeviceHealth, NoResidency, Priority, Residency, ResidencyMap, Tier, UnknownKind, WorkloadKind,
+    WorkloadProfile, KIND_NAMES,
 };

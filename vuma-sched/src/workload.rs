@@ -77,6 +77,103 @@ impl fmt::Display for WorkloadKind {
     }
 }
 
+/// The names [`WorkloadKind::from_str`](std::str::FromStr) accepts (case-insensitive; `-`,
+/// `_` and spaces are the same), with the kind each means. The seed's type strings are here
+/// (`"INFERENCE"`, `"TRAINING"`, `"UI"`, `"2D"`, `"3D"`, `"RAY_TRACING"`, `"FP32"`,
+/// `"VIDEO"`, `"COMPUTE"`), and so is every kind's [`Display`](fmt::Display) form;
+/// `custom:NAME` is [`WorkloadKind::Custom`].
+pub const KIND_NAMES: &[(&str, &str)] = &[
+    ("UI", "ui"),
+    ("2D", "graphics-2d"),
+    ("GRAPHICS_2D", "graphics-2d"),
+    ("VIDEO", "light-compute (media work stays on the low tide)"),
+    ("COMPUTE", "light-compute"),
+    ("LIGHT_COMPUTE", "light-compute"),
+    ("HEAVY_COMPUTE", "heavy-compute"),
+    ("AI", "ai-inference"),
+    ("INFERENCE", "ai-inference"),
+    ("AI_INFERENCE", "ai-inference"),
+    ("TRAINING", "ai-training"),
+    ("AI_TRAINING", "ai-training"),
+    ("RAY_TRACING", "ray-tracing"),
+    ("RAYTRACING", "ray-tracing"),
+    (
+        "3D",
+        "fp32-heavy (3D shading is single-precision throughput)",
+    ),
+    ("FP32", "fp32-heavy"),
+    ("FP32_HEAVY", "fp32-heavy"),
+    ("CUSTOM:<name>", "custom:<name>"),
+];
+
+/// A workload kind name that [`WorkloadKind::from_str`](std::str::FromStr) does not know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownKind {
+    /// The name given.
+    pub name: String,
+}
+
+impl fmt::Display for UnknownKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "unknown workload type `{}`; accepted (any case): ",
+            self.name
+        )?;
+        for (i, (n, _)) in KIND_NAMES.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            f.write_str(n)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for UnknownKind {}
+
+impl From<UnknownKind> for Error {
+    fn from(e: UnknownKind) -> Self {
+        Error::InvalidArgument(e.to_string())
+    }
+}
+
+impl std::str::FromStr for WorkloadKind {
+    type Err = UnknownKind;
+
+    /// Parses a seed type string or a [`Display`](fmt::Display) form (see [`KIND_NAMES`]).
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        let t = s.trim();
+        if let Some((head, name)) = t.split_once(':') {
+            if head.trim().eq_ignore_ascii_case("custom") && !name.trim().is_empty() {
+                return Ok(WorkloadKind::Custom(name.trim().to_string()));
+            }
+        }
+        let norm: String = t
+            .chars()
+            .map(|c| match c {
+                '-' | ' ' => '_',
+                c => c.to_ascii_uppercase(),
+            })
+            .collect();
+        Ok(match norm.as_str() {
+            "UI" => WorkloadKind::Ui,
+            "2D" | "GRAPHICS_2D" | "GRAPHICS2D" => WorkloadKind::Graphics2D,
+            "VIDEO" | "COMPUTE" | "LIGHT_COMPUTE" => WorkloadKind::LightCompute,
+            "HEAVY_COMPUTE" => WorkloadKind::HeavyCompute,
+            "AI" | "INFERENCE" | "AI_INFERENCE" => WorkloadKind::AiInference,
+            "TRAINING" | "AI_TRAINING" => WorkloadKind::AiTraining,
+            "RAY_TRACING" | "RAYTRACING" => WorkloadKind::RayTracing,
+            "3D" | "FP32" | "FP32_HEAVY" => WorkloadKind::Fp32Heavy,
+            _ => {
+                return Err(UnknownKind {
+                    name: s.to_string(),
+                })
+            }
+        })
+    }
+}
+
 /// How urgent a workload is. Higher runs first in a device queue (FIFO within one priority).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub enum Priority {
@@ -103,6 +200,26 @@ impl Priority {
     /// Index 0..4, lowest first.
     pub fn index(self) -> usize {
         self as usize
+    }
+}
+
+impl Priority {
+    /// The priority of a seed-style integer level, 0 (background) to 10 (most urgent):
+    /// 0–2 [`Low`](Priority::Low), 3–6 [`Normal`](Priority::Normal), 7–9
+    /// [`High`](Priority::High), 10 [`Realtime`](Priority::Realtime). Anything else is an
+    /// [`Error::InvalidArgument`].
+    pub fn from_level(level: i64) -> Result<Priority> {
+        Ok(match level {
+            0..=2 => Priority::Low,
+            3..=6 => Priority::Normal,
+            7..=9 => Priority::High,
+            10 => Priority::Realtime,
+            _ => {
+                return Err(Error::invalid(format!(
+                    "priority {level} is not in 0..=10 (0–2 low, 3–6 normal, 7–9 high, 10 realtime)"
+                )))
+            }
+        })
     }
 }
 
@@ -329,5 +446,78 @@ impl DeviceHealth {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_type_strings_parse_in_any_case() {
+        let k = |s: &str| s.parse::<WorkloadKind>().unwrap();
+        assert_eq!(k("INFERENCE"), WorkloadKind::AiInference);
+        assert_eq!(k("inference"), WorkloadKind::AiInference);
+        assert_eq!(k("Training"), WorkloadKind::AiTraining);
+        assert_eq!(k("UI"), WorkloadKind::Ui);
+        assert_eq!(k("2d"), WorkloadKind::Graphics2D);
+        assert_eq!(k("3D"), WorkloadKind::Fp32Heavy);
+        assert_eq!(k("ray tracing"), WorkloadKind::RayTracing);
+        assert_eq!(k("RAY_TRACING"), WorkloadKind::RayTracing);
+        assert_eq!(k("FP32"), WorkloadKind::Fp32Heavy);
+        assert_eq!(k("VIDEO"), WorkloadKind::LightCompute);
+        assert_eq!(k("COMPUTE"), WorkloadKind::LightCompute);
+        assert_eq!(k(" heavy-compute "), WorkloadKind::HeavyCompute);
+        assert_eq!(k("custom:fft"), WorkloadKind::Custom("fft".into()));
+        assert_eq!(k("CUSTOM: fft"), WorkloadKind::Custom("fft".into()));
+    }
+
+    #[test]
+    fn display_forms_round_trip() {
+        for kind in [
+            WorkloadKind::Ui,
+            WorkloadKind::Graphics2D,
+            WorkloadKind::LightCompute,
+            WorkloadKind::HeavyCompute,
+            WorkloadKind::AiInference,
+            WorkloadKind::AiTraining,
+            WorkloadKind::RayTracing,
+            WorkloadKind::Fp32Heavy,
+            WorkloadKind::Custom("x".into()),
+        ] {
+            assert_eq!(kind.to_string().parse::<WorkloadKind>().unwrap(), kind);
+        }
+    }
+
+    #[test]
+    fn unknown_kinds_list_the_accepted_names() {
+        let e = "QUANTUM".parse::<WorkloadKind>().unwrap_err();
+        assert_eq!(e.name, "QUANTUM");
+        let msg = e.to_string();
+        for name in ["INFERENCE", "TRAINING", "UI", "2D", "RAY_TRACING", "FP32"] {
+            assert!(msg.contains(name), "{msg}");
+        }
+        assert!(matches!(Error::from(e), Error::InvalidArgument(_)));
+        assert!("".parse::<WorkloadKind>().is_err());
+        assert!("custom:".parse::<WorkloadKind>().is_err());
+    }
+
+    #[test]
+    fn integer_priorities_map_onto_the_enum() {
+        let p = |l| Priority::from_level(l).unwrap();
+        assert_eq!(p(0), Priority::Low);
+        assert_eq!(p(2), Priority::Low);
+        assert_eq!(p(3), Priority::Normal);
+        assert_eq!(p(5), Priority::Normal);
+        assert_eq!(p(7), Priority::High);
+        assert_eq!(p(10), Priority::Realtime);
+        for bad in [-1, 11, i64::MAX] {
+            let e = Priority::from_level(bad).unwrap_err();
+            assert!(e.to_string().contains("not in 0..=10"), "{e}");
+        }
+        // Monotone: a higher level is never a lower priority.
+        for l in 0..10 {
+            assert!(p(l) <= p(l + 1));
+        }
     }
 }

@@ -13,6 +13,14 @@ fn main() -> vuma::Result<()> {
         }
     }
 
+    // The seed's block as written: a workload described by metadata only (a type string,
+    // an integer priority, a memory requirement, no kernel) is planned, not run.
+    let ai_task = GpuWorkload::metadata("AI_Training_Job", "INFERENCE".parse()?)
+        .complexity(0.95)
+        .memory_requirement(4096 << 20)
+        .priority(Priority::from_level(10)?);
+    println!("{}\n", vuma.process_workload(&ai_task)?);
+
     // A heavy AI workload over 32 MiB of activations.
     let n: u32 = 8 << 20;
     let input: Vec<f32> = (0..n).map(|i| (i % 200) as f32 - 100.0).collect();

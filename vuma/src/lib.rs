@@ -35,6 +35,11 @@
 //!   scalars, launch shape, kind, complexity and priority.
 //! - [`WorkloadReport`] — every decision of one [`UnifiedMemoryManager::process_workload`]:
 //!   tier, device, placement per buffer, bytes moved and saved, time per stage.
+//! - Metadata-only workloads ([`GpuWorkload::metadata`], the seed's form: a kind string
+//!   such as `"INFERENCE"` parsed into [`WorkloadKind`], an integer priority through
+//!   [`Priority::from_level`], a memory requirement, no kernel) are planned, not run
+//!   ([`mod@plan`]): managed memory reserved lazily, the device chosen and why, the
+//!   transfer plan per buffer.
 //! - [`info`], [`demo`], [`mod@bench`] — what the `vuma info`, `vuma demo` and `vuma bench`
 //!   commands print; [`trace`] — a Chrome-trace (Perfetto) timeline of the `tracing` spans
 //!   (`vuma --trace FILE …`).
@@ -74,6 +79,8 @@ pub mod demo;
 pub mod info;
 pub mod kernels;
 mod manager;
+pub mod plan;
+mod planner;
 pub mod prefetch;
 mod report;
 pub mod stats;
@@ -83,6 +90,7 @@ mod typed;
 mod workload;
 
 pub use manager::{BackendStatus, Builder, UnifiedMemoryManager};
+pub use plan::{BudgetFit, PlannedBuffer, WorkloadPlan};
 pub use prefetch::Prefetch;
 pub use report::{BufferReport, StageTimes, WorkloadReport};
 pub use workload::{GpuWorkload, Tiling, WorkloadArg};
@@ -94,7 +102,7 @@ pub use vuma_cuda as cuda;
 #[cfg(feature = "hyperloop")]
 pub use vuma_hyperloop as hyperloop;
 pub use vuma_sched as sched;
-pub use vuma_sched::{Priority, Tier, WorkloadKind};
+pub use vuma_sched::{Priority, Tier, UnknownKind, WorkloadKind};
 #[cfg(feature = "vulkan")]
 pub use vuma_vulkan as vulkan;
 

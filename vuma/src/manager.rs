@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use vuma_core::{
-    Arg, Backend, DeviceId, DeviceInfo, DynBuffer, DynDevice, Error, HostDevice, Lease,
+    Arg, Backend, DeviceId, DeviceInfo, DynBuffer, DynDevice, Error, HostDevice, Kernel, Lease,
     MemoryConfig, MemoryManager, MemoryStats, Outcome, PlacementConfig, Result, UnifiedBuffer,
 };
 use vuma_sched::{Choice, Executor, JobHandle, SchedConfig, Scheduler, Tier, WorkloadProfile};
@@ -167,8 +167,12 @@ impl Builder {
         if memory_config.transfer.is_none() && self.hyperloop && !env_off {
             memory_config.transfer = default_transfer();
         }
+        let placement = memory_config.placement.clone();
+        let transfer_path = memory_config.transfer.as_ref().map(|t| t.name());
         let memory = MemoryManager::new(devices.clone(), memory_config);
         Ok(UnifiedMemoryManager {
+            placement,
+            transfer_path,
             devices,
             backends,
             memory,
@@ -266,6 +270,10 @@ pub struct UnifiedMemoryManager {
     memory: MemoryManager,
     scheduler: Arc<Scheduler>,
     budget_wait: Duration,
+    /// The placement policy's knobs (what the memory manager was built with; plans use them).
+    placement: PlacementConfig,
+    /// The memory manager's transfer path, by name.
+    transfer_path: Option<&'static str>,
 }
 
 impl std::fmt::Debug for UnifiedMemoryManager {
@@ -308,6 +316,16 @@ impl UnifiedMemoryManager {
         &self.scheduler
     }
 
+    /// The placement policy's knobs the memory manager uses.
+    pub fn placement_config(&self) -> &PlacementConfig {
+        &self.placement
+    }
+
+    /// The name of the memory manager's transfer path (`"hyperloop"`), if one is set.
+    pub fn transfer_path_name(&self) -> Option<&'static str> {
+        self.transfer_path
+    }
+
     /// Memory statistics.
     pub fn stats(&self) -> MemoryStats {
         self.memory.stats()
@@ -338,14 +356,22 @@ impl UnifiedMemoryManager {
         self.memory.to_vec(buf)
     }
 
-    /// The scheduler's view of a workload.
+    /// The scheduler's view of a workload (a metadata-only workload may run on every
+    /// backend).
     pub fn profile(&self, w: &GpuWorkload) -> WorkloadProfile {
-        let backends: Vec<Backend> = w.kernel.variants().iter().map(|v| v.backend()).collect();
-        WorkloadProfile::new(w.kernel.name().to_string(), w.kind.clone())
+        let p = WorkloadProfile::new(w.kernel_name().to_string(), w.kind.clone())
             .with_complexity(w.complexity_score)
             .with_memory(w.working_set())
-            .with_priority(w.priority)
-            .with_backends(backends)
+            .with_priority(w.priority);
+        match &w.kernel {
+            Some(k) => p.with_backends(
+                k.variants()
+                    .iter()
+                    .map(|v| v.backend())
+                    .collect::<Vec<Backend>>(),
+            ),
+            None => p,
+        }
     }
 
     /// Bytes of `w`'s read buffers that device `dev` lacks (the scheduler's residency
@@ -368,10 +394,17 @@ impl UnifiedMemoryManager {
     /// Runs one workload end to end: classify, choose a device, place and make every
     /// buffer resident, run, record coherence, and report every decision.
     ///
+    /// A metadata-only workload ([`GpuWorkload::metadata`]: no kernel) is planned, not
+    /// run: see [`plan`](Self::plan); the report's [`plan`](WorkloadReport::plan) says what
+    /// would move and how.
+    ///
     /// A failure leaves every buffer's last valid copy intact.
     pub fn process_workload(&self, w: &GpuWorkload) -> Result<WorkloadReport> {
+        if w.is_metadata_only() {
+            return self.plan(w);
+        }
         let _span =
-            tracing::info_span!("process_workload", id = %w.id, kernel = w.kernel.name()).entered();
+            tracing::info_span!("process_workload", id = %w.id, kernel = w.kernel_name()).entered();
         let t0 = Instant::now();
         let profile = self.profile(w);
         let classification = self.scheduler.classify(&profile)?;
@@ -386,7 +419,7 @@ impl UnifiedMemoryManager {
         let report = r?;
         self.scheduler.record_run(
             choice.device,
-            w.kernel.name(),
+            w.kernel_name(),
             profile.effective_work(),
             report.times.run,
         );
@@ -419,8 +452,11 @@ impl UnifiedMemoryManager {
             move |dev: DeviceId| this.missing_bytes(&w, dev)
         };
         let job = move |dev: DeviceId| -> Result<WorkloadReport> {
+            if w.is_metadata_only() {
+                return this.plan(&w);
+            }
             let _span =
-                tracing::info_span!("process_workload", id = %w.id, kernel = w.kernel.name())
+                tracing::info_span!("process_workload", id = %w.id, kernel = w.kernel_name())
                     .entered();
             let t0 = Instant::now();
             let choice = this
@@ -473,6 +509,12 @@ impl UnifiedMemoryManager {
             Error::invalid("internal: the scheduler chose a device the memory manager lacks")
         })?;
         let device = self.devices[index].clone();
+        let kernel = w.kernel.as_ref().ok_or_else(|| {
+            Error::invalid(format!(
+                "workload `{}` has no kernel: it can be planned, not run",
+                w.id
+            ))
+        })?;
 
         // Place and make resident; wait (holding nothing) while the device's budget is
         // full of copies that other workloads hold.
@@ -508,7 +550,7 @@ impl UnifiedMemoryManager {
             Err(e) => Err(e),
             Ok(tiles) => {
                 let _run = tracing::debug_span!("launch", device = %device.info().name, tiles = tiles.len(), passes = w.passes).entered();
-                run_tiles(&*device, w, &leases, &tiles, &mut launched)
+                run_tiles(&*device, kernel, w, &leases, &tiles, &mut launched)
                     .and_then(|()| device.synchronize())
             }
         };
@@ -588,6 +630,7 @@ impl UnifiedMemoryManager {
                 run: t_run,
                 record: t_record,
             },
+            plan: None,
         })
     }
 }
@@ -652,6 +695,7 @@ fn plan_launches(w: &GpuWorkload, leases: &[Lease], l2_bytes: u64) -> Result<Vec
 /// issued in `launched`.
 fn run_tiles(
     device: &dyn DynDevice,
+    kernel: &Kernel,
     w: &GpuWorkload,
     leases: &[Lease],
     tiles: &[TileRange],
@@ -695,7 +739,7 @@ fn run_tiles(
             cfg.grid[0] = cfg.grid[0].min(blocks.max(1) as u32);
         }
         for _ in 0..w.passes {
-            device.launch(&w.kernel, &cfg, &args)?;
+            device.launch(kernel, &cfg, &args)?;
             *launched += 1;
         }
     }

@@ -7,6 +7,8 @@ use serde_json::{json, Value};
 use vuma_core::{human_bytes, AccessMode, Backend, BufferId, Location, Placement, TransferReport};
 use vuma_sched::Tier;
 
+use crate::plan::WorkloadPlan;
+
 /// What happened to one buffer argument.
 #[derive(Debug, Clone)]
 pub struct BufferReport {
@@ -91,6 +93,11 @@ pub struct WorkloadReport {
     pub passes: u32,
     /// Time per stage.
     pub times: StageTimes,
+    /// `Some` when the workload was planned, not run (a metadata-only workload, or
+    /// [`UnifiedMemoryManager::plan`](crate::UnifiedMemoryManager::plan)): the reserved
+    /// managed memory and the transfer plan per buffer. `buffers` is then empty and nothing
+    /// moved.
+    pub plan: Option<WorkloadPlan>,
 }
 
 fn loc(l: Option<Location>) -> String {
@@ -113,8 +120,22 @@ fn us(d: Duration) -> String {
 }
 
 impl WorkloadReport {
-    /// The report as JSON.
+    /// Whether the workload was planned, not run.
+    pub fn is_planned(&self) -> bool {
+        self.plan.is_some()
+    }
+
+    /// The report as JSON (with `"planned"`, and `"plan"` when it was planned).
     pub fn to_json(&self) -> Value {
+        let mut v = self.run_json();
+        v["planned"] = json!(self.plan.is_some());
+        if let Some(p) = &self.plan {
+            v["plan"] = p.to_json();
+        }
+        v
+    }
+
+    fn run_json(&self) -> Value {
         json!({
             "workload": self.workload,
             "kind": self.kind,
@@ -167,6 +188,9 @@ impl WorkloadReport {
 
 impl fmt::Display for WorkloadReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(p) = &self.plan {
+            return fmt_plan(self, p, f);
+        }
         writeln!(f, "workload `{}` ({})", self.workload, self.kind)?;
         writeln!(
             f,
@@ -254,4 +278,78 @@ impl fmt::Display for WorkloadReport {
             us(self.times.total())
         )
     }
+}
+
+/// Seconds in the unit that reads best.
+fn secs(s: f64) -> String {
+    if s >= 1.0 {
+        format!("{s:.2} s")
+    } else if s >= 1e-3 {
+        format!("{:.2} ms", s * 1e3)
+    } else {
+        format!("{:.1} µs", s * 1e6)
+    }
+}
+
+/// Writes a plan as the seed's three steps (used by [`WorkloadReport`]'s `Display`).
+fn fmt_plan(r: &WorkloadReport, p: &WorkloadPlan, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    writeln!(
+        f,
+        "workload `{}` ({}): planned, not run (no kernel)",
+        r.workload, r.kind
+    )?;
+    match &p.reserved {
+        Some(b) => writeln!(
+            f,
+            "  1. managed memory  buffer #{} of {} reserved lazily: no host or device memory taken until first use (host in use: {})",
+            b.id().0,
+            human_bytes(b.len()),
+            human_bytes(p.host_bytes_in_use)
+        )?,
+        None => writeln!(
+            f,
+            "  1. managed memory  the workload's own {} buffer(s), {} in all",
+            p.buffers.len(),
+            human_bytes(p.buffers.iter().map(|b| b.size).sum())
+        )?,
+    }
+    writeln!(
+        f,
+        "  2. device          {} [{}], {}{}",
+        r.device,
+        r.backend,
+        r.tier,
+        if r.crossed_tier {
+            format!(" (classified {})", r.classified)
+        } else {
+            String::new()
+        }
+    )?;
+    writeln!(f, "     why             {}", r.reason)?;
+    writeln!(
+        f,
+        "     estimate        queue {}, transfer {}, run {}",
+        secs(r.estimates.0),
+        secs(r.estimates.1),
+        secs(r.estimates.2)
+    )?;
+    write!(
+        f,
+        "  3. transfer plan   via {}: {} to move",
+        p.path,
+        human_bytes(p.bytes_to_move())
+    )?;
+    for b in &p.buffers {
+        write!(
+            f,
+            "\n     #{:<6} {:>10}  {} ({}); {}\n             {}",
+            b.buffer.0,
+            human_bytes(b.size),
+            b.placement.as_str(),
+            b.placement_reason,
+            b.fit,
+            b.transfer
+        )?;
+    }
+    Ok(())
 }

@@ -40,6 +40,11 @@ pub enum Tiling {
 
 /// A unit of work: a kernel (with variants per backend), its arguments, and what the
 /// Tidal Wave scheduler needs to know to place it.
+///
+/// A workload without a kernel ([`GpuWorkload::metadata`]) is *metadata-only*: it says what
+/// the work is and how much memory it needs, and
+/// [`process_workload`](crate::UnifiedMemoryManager::process_workload) plans it instead of
+/// running it (see [`UnifiedMemoryManager::plan`](crate::UnifiedMemoryManager::plan)).
 #[derive(Debug, Clone)]
 pub struct GpuWorkload {
     /// Caller's identifier (shown in reports).
@@ -48,12 +53,14 @@ pub struct GpuWorkload {
     pub kind: WorkloadKind,
     /// How demanding it is, 0..=1.
     pub complexity_score: f32,
-    /// Bytes of working set; 0 means "the sum of the buffer arguments".
+    /// Bytes of working set; 0 means "the sum of the buffer arguments". For a
+    /// metadata-only workload without buffers, the size of the managed buffer the plan
+    /// reserves.
     pub memory_requirement: u64,
     /// How urgent it is.
     pub priority: Priority,
-    /// The kernel to run.
-    pub kernel: Kernel,
+    /// The kernel to run; `None` for a metadata-only workload (planned, not run).
+    pub kernel: Option<Kernel>,
     /// Its arguments, in order.
     pub args: Vec<WorkloadArg>,
     /// Launch geometry.
@@ -73,12 +80,54 @@ impl GpuWorkload {
             complexity_score: 0.5,
             memory_requirement: 0,
             priority: Priority::Normal,
-            kernel,
+            kernel: Some(kernel),
             args: Vec::new(),
             launch: LaunchConfig::for_elements(1, 1),
             passes: 1,
             tiling: Tiling::Off,
         }
+    }
+    /// A metadata-only workload: no kernel, complexity 0.5, normal priority. Give it a
+    /// [`memory_requirement`](Self::memory_requirement) (or buffers) and
+    /// [`process_workload`](crate::UnifiedMemoryManager::process_workload) plans it: the
+    /// managed memory is reserved lazily, the device chosen by the same Tidal Wave policy,
+    /// and the report says what would move and how.
+    ///
+    /// ```
+    /// use vuma::{GpuWorkload, Priority, UnifiedMemoryManager};
+    ///
+    /// let vuma = UnifiedMemoryManager::builder().cuda(false).vulkan(false).build()?;
+    /// let w = GpuWorkload::metadata("AI_Training_Job", "INFERENCE".parse()?)
+    ///     .complexity(0.95)
+    ///     .memory_requirement(4096 << 20)
+    ///     .priority(Priority::from_level(10)?);
+    /// let report = vuma.process_workload(&w)?;
+    /// let plan = report.plan.as_ref().expect("metadata-only workloads are planned");
+    /// assert_eq!(plan.buffers[0].size, 4096 << 20);
+    /// assert_eq!(vuma.stats().host.bytes_in_use, 0); // reserved lazily: nothing taken
+    /// println!("{report}");
+    /// # Ok::<(), vuma::Error>(())
+    /// ```
+    pub fn metadata(id: impl Into<String>, kind: WorkloadKind) -> Self {
+        GpuWorkload {
+            kernel: None,
+            ..GpuWorkload::new(id, kind, Kernel::new("metadata-only"))
+        }
+    }
+    /// Whether the workload has no kernel (it is planned, not run).
+    pub fn is_metadata_only(&self) -> bool {
+        self.kernel.is_none()
+    }
+    /// Sets the working set in bytes (for a metadata-only workload without buffers, the
+    /// managed buffer its plan reserves).
+    pub fn memory_requirement(mut self, bytes: u64) -> Self {
+        self.memory_requirement = bytes;
+        self
+    }
+    /// The name the scheduler's history knows the work by: the kernel's name, or the
+    /// workload's id when there is no kernel.
+    pub fn kernel_name(&self) -> &str {
+        self.kernel.as_ref().map_or(&self.id, |k| k.name())
     }
     /// Sets the complexity score.
     pub fn complexity(mut self, c: f32) -> Self {

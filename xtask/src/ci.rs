@@ -45,6 +45,10 @@ pub enum Step {
         /// Arguments after `cargo +<toolchain>`.
         args: Vec<String>,
     },
+    /// The Python package: wheel built by maturin, pytest suite ([`crate::pytest`]);
+    /// skipped, with a SKIP line, when no Python environment with maturin, pytest and numpy
+    /// is set up.
+    Pytest,
     /// `cargo +nightly miri …` ([`MIRI_TOOLCHAIN`]); skipped, with a SKIP line, when
     /// `cargo +nightly miri --version` fails.
     Miri {
@@ -62,6 +66,7 @@ impl Step {
         match self {
             Step::Cargo { name, .. } | Step::Miri { name, .. } => name,
             Step::Architecture => "architecture",
+            Step::Pytest => "pytest",
             Step::Msrv { .. } => "msrv",
         }
     }
@@ -300,6 +305,9 @@ pub fn plan(opts: &CiOptions) -> Vec<Step> {
         args: cat(&[&strings(&["test"]), &select, &strings(&["--all-features"])]),
         env: test_env,
     });
+    if opts.packages.is_empty() || opts.packages.iter().any(|p| p == "vuma-py") {
+        steps.push(Step::Pytest);
+    }
     steps.push(Step::Cargo {
         name: "doc",
         args: cat(&[
@@ -390,6 +398,28 @@ pub enum Verdict {
     NotRun,
     /// It was skipped (its tool is not installed), with a reason; not a failure.
     Skip(String),
+}
+
+/// The `pytest` step ([`crate::pytest`]): verdict, time, command for the summary.
+fn pytest_step(i: usize, n: usize) -> (Verdict, Duration, String) {
+    eprintln!(
+        "\n==> [{}/{n}] pytest: maturin build (dev) + pytest vuma-py/tests",
+        i + 1
+    );
+    let (r, took) = crate::pytest::run();
+    let v = match r {
+        Ok(None) => Verdict::Pass,
+        Ok(Some(why)) => Verdict::Skip(why),
+        Err(e) => {
+            eprintln!("    {e}");
+            Verdict::Fail(e.to_string())
+        }
+    };
+    (
+        v,
+        took,
+        "python -m maturin build --profile dev; pytest vuma-py/tests".into(),
+    )
 }
 
 /// Runs the pipeline; returns whether every step passed.
@@ -490,6 +520,7 @@ pub fn run(opts: &CiOptions) -> Result<bool> {
                     }
                 }
             }
+            Step::Pytest => pytest_step(i, steps.len()),
             Step::Architecture => {
                 eprintln!(
                     "\n==> [{}/{}] architecture: cargo tree checks",
@@ -674,6 +705,7 @@ mod tests {
                 "clippy-all-features",
                 "clippy-vuma-no-default",
                 "test",
+                "pytest",
                 "doc",
                 "architecture",
                 "msrv",
@@ -699,7 +731,8 @@ mod tests {
             args.join(" "),
             "clippy -p vuma --all-targets --no-default-features -- -D warnings"
         );
-        let Step::Cargo { args, env, .. } = &p[5] else {
+        assert_eq!(p[5], Step::Pytest);
+        let Step::Cargo { args, env, .. } = &p[6] else {
             panic!()
         };
         assert_eq!(args.join(" "), "doc --workspace --no-deps --all-features");
@@ -707,12 +740,12 @@ mod tests {
             env,
             &[("RUSTDOCFLAGS".to_string(), "-D warnings".to_string())]
         );
-        let Step::Msrv { args } = &p[7] else { panic!() };
+        let Step::Msrv { args } = &p[8] else { panic!() };
         assert_eq!(
             args.join(" "),
             "check --workspace --all-targets --all-features --locked"
         );
-        let Step::Miri { args, env, .. } = &p[9] else {
+        let Step::Miri { args, env, .. } = &p[10] else {
             panic!()
         };
         assert_eq!(
@@ -733,7 +766,7 @@ mod tests {
             no_miri: true,
             ..Default::default()
         });
-        assert_eq!(p.len(), 8);
+        assert_eq!(p.len(), 9);
         assert!(!p.iter().any(|s| matches!(s, Step::Miri { .. })));
     }
 
@@ -821,6 +854,14 @@ mod tests {
         // ... and only the Miri step of a selected package.
         assert!(names(&p).contains(&"miri-vuma-core"));
         assert!(!names(&p).contains(&"miri-vuma-hyperloop"));
+        // The pytest step runs for the whole workspace or when `vuma-py` is selected.
+        assert!(!names(&p).contains(&"pytest"));
+        let p = plan(&CiOptions {
+            quick: true,
+            packages: vec!["vuma-py".into()],
+            ..Default::default()
+        });
+        assert!(names(&p).contains(&"pytest"));
     }
 
     #[test]

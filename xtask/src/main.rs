@@ -18,8 +18,8 @@
 //!
 //! Commands:
 //! - `cargo xtask ci [--quick] [-p PKG]… [--fuzz-seconds N] [--fuzz] [--no-miri]`: fmt,
-//!   clippy (plus feature combinations unless `--quick`), tests, docs with `-D warnings`, the
-//!   architecture check, Miri over a selection of the pure modules' tests (when
+//!   clippy (plus feature combinations unless `--quick`), tests, the Python package (wheel by
+//!   maturin, pytest suite; [`pytest`]), docs with `-D warnings`, the architecture check, Miri over a selection of the pure modules' tests (when
 //!   `cargo +nightly miri` works, else a SKIP line; not with `--quick` or `--no-miri`); a
 //!   summary table; then a short fuzz run (every target 8 s, plain-test harness; `--fuzz`
 //!   for libFuzzer; skipped with `--quick` or `--fuzz-seconds 0`).
@@ -48,6 +48,7 @@ mod ci;
 mod data;
 mod fuzz;
 mod hw;
+mod pytest;
 mod records;
 mod structure;
 mod util;

@@ -15,13 +15,14 @@ pub const MAX_FILE_LINES: usize = 1000;
 pub const MAX_FN_LINES: usize = 150;
 
 /// Crates checked (their `src/`).
-const CRATES: [&str; 7] = [
+const CRATES: [&str; 8] = [
     "vuma-core",
     "vuma-cuda",
     "vuma-vulkan",
     "vuma-hyperloop",
     "vuma-sched",
     "vuma",
+    "vuma-py",
     "xtask",
 ];
 
