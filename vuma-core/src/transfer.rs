@@ -160,6 +160,20 @@ pub trait TransferPath: Send + Sync + std::fmt::Debug {
         let _ = (dev, src, offset, len);
         Ok(None)
     }
+
+    /// Packs the plain host bytes of a clean copy for `dev` (called before
+    /// [`pack_clean`](Self::pack_clean), when the manager evicts a clean device copy whose
+    /// host copy is plain): a path whose host encoder codes better than its device encoder
+    /// (codecs the device decodes but does not encode) packs here. `None` (the default):
+    /// not here; the manager then asks `pack_clean`.
+    fn pack_clean_host(
+        &self,
+        dev: &dyn DynDevice,
+        host: &[u8],
+    ) -> Result<Option<Box<dyn PackedHost>>> {
+        let _ = (dev, host);
+        Ok(None)
+    }
 }
 
 #[cfg(test)]

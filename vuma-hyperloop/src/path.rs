@@ -630,6 +630,24 @@ impl TransferPath for HyperloopPath {
     ) -> Result<Option<(Box<dyn PackedHost>, TransferReport)>> {
         self.pack(dev, src, offset, len, true)
     }
+
+    /// On devices with a float decoder, host bytes are packed on the host (the float codec
+    /// has no device encoder): see [`HyperloopPath::pack_host`].
+    fn pack_clean_host(
+        &self,
+        dev: &dyn DynDevice,
+        host: &[u8],
+    ) -> Result<Option<Box<dyn PackedHost>>> {
+        if !self.cfg.device_encode
+            || !crate::CompressOptions::for_device(dev.info(), self.cfg.width)
+                .model
+                .float_decoder
+        {
+            return Ok(None);
+        }
+        let w = self.best_width(dev, host);
+        Ok(self.pack_host_as(dev, host, w)?.map(|(p, _)| p))
+    }
 }
 
 impl HyperloopPath {

@@ -234,6 +234,34 @@ impl MemoryManager {
         }
         let dev = &self.shared.devices[index].device;
         let (block, offset, size) = (c.alloc.block().clone(), c.alloc.offset(), b.size);
+        let host = b.host.as_ref().expect("checked above");
+        match path.pack_clean_host(dev.as_ref(), host) {
+            Ok(Some(data)) => {
+                let stored = data.stored_bytes();
+                tracing::debug!(
+                    buffer = id.0,
+                    device = index,
+                    stored,
+                    "clean copy packed on the host"
+                );
+                st.buffers.get_mut(&id).expect("live").packed = Some(Packed {
+                    device: index,
+                    data,
+                });
+                let h = &mut st.stats.host;
+                h.bytes_in_use += stored;
+                h.packed_bytes += stored;
+                h.peak_bytes = h.peak_bytes.max(h.bytes_in_use);
+                return;
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(
+                buffer = id.0,
+                device = index,
+                error = %e,
+                "packing a clean copy on the host failed; trying the device"
+            ),
+        }
         match path.pack_clean(dev.as_ref(), block.as_ref(), offset, size) {
             Ok(Some((data, report))) => {
                 let stored = data.stored_bytes();

@@ -6,14 +6,17 @@
 //! device has its decoder — because the host encodes them ([`CompressedBuffer::compress`]
 //! on all cores, planned with the device's cost model). Host encoding is far slower than the
 //! link (the float codec ~0.25 GB/s per core), so this pays only for bytes uploaded many
-//! times: the host copy of a read-mostly buffer (weights). The memory manager's
-//! [`TransferPath`] hands the path device buffers only, so it cannot call this itself: a
-//! caller holding the host bytes (a loader, a benchmark) does, and gets the same kind of
-//! [`PackedHost`] as a device-encoded clean copy.
+//! times: the host copy of a read-mostly buffer (weights). The memory manager calls it
+//! through [`TransferPath::pack_clean_host`] when it evicts a clean copy whose plain host
+//! copy it holds, on devices with a float decoder (elsewhere the device encoder codes the
+//! same pages faster), with the element width that plans best on a sample
+//! ([`HyperloopPath::best_width`]); a caller holding host bytes (a loader, a benchmark) can
+//! call it directly and gets the same kind of [`PackedHost`] as a device-encoded copy.
 //!
 //! [`TransferPath`]: vuma_core::TransferPath
 //! [`TransferPath::evict`]: vuma_core::TransferPath::evict
 //! [`TransferPath::pack_clean`]: vuma_core::TransferPath::pack_clean
+//! [`TransferPath::pack_clean_host`]: vuma_core::TransferPath::pack_clean_host
 
 use std::sync::Arc;
 
@@ -23,6 +26,7 @@ use vuma_core::{
 };
 
 use super::{summary_report, HyperloopPath, Rate, Scratch};
+use crate::page::ElemWidth;
 use crate::planner::PlanSummary;
 use crate::residency::{self, CompressOptions, CompressedBuffer, PinnedCompressed};
 
@@ -46,6 +50,34 @@ impl HyperloopPath {
         dev: &dyn DynDevice,
         data: &[u8],
     ) -> Result<Option<(Box<dyn PackedHost>, PlanSummary)>> {
+        self.pack_host_as(dev, data, self.cfg.width)
+    }
+
+    /// The element width whose plan sends the fewest bytes for a sample of `data` (the
+    /// configured width, and 16-bit elements when that is 32-bit: bf16 weights read as
+    /// f32 hide their exponents from the float codec), planned with `dev`'s cost model.
+    pub fn best_width(&self, dev: &dyn DynDevice, data: &[u8]) -> ElemWidth {
+        let sample = &data[..data.len().min(4 << 20)];
+        let mut best = (u64::MAX, self.cfg.width);
+        for w in [self.cfg.width, ElemWidth::Bf16] {
+            let mut opts = CompressOptions::for_device(dev.info(), w);
+            opts.plan.page_size = self.cfg.page_size;
+            if let Ok(p) = crate::planner::plan(sample, &opts.model, &opts.plan) {
+                if p.summary.bytes_sent < best.0 {
+                    best = (p.summary.bytes_sent, w);
+                }
+            }
+        }
+        best.1
+    }
+
+    /// [`pack_host`](Self::pack_host) with elements of `width`.
+    pub fn pack_host_as(
+        &self,
+        dev: &dyn DynDevice,
+        data: &[u8],
+        width: ElemWidth,
+    ) -> Result<Option<(Box<dyn PackedHost>, PlanSummary)>> {
         let len = data.len() as u64;
         if len < self.cfg.min_bytes.max(1)
             || (dev.info().unified_memory && !self.cfg.on_shared_memory)
@@ -64,7 +96,7 @@ impl HyperloopPath {
         if !self.cfg.always_encode && !self.scratch.clean_pack_pays(id) {
             return Ok(None);
         }
-        let mut opts = CompressOptions::for_device(dev.info(), self.cfg.width);
+        let mut opts = CompressOptions::for_device(dev.info(), width);
         opts.plan.page_size = self.cfg.page_size;
         opts.chunk_bytes = self.cfg.chunk_bytes;
         let mut cb = CompressedBuffer::compress(data, &opts)?;
