@@ -34,8 +34,13 @@ export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
 export VUMA_DATA_DIR="${VUMA_DATA_DIR:-$PWD/.rdata}"
 "$PY" -c "import vuma, sys; print('vuma', vuma.__version__, 'on Python', sys.version.split()[0]); print(vuma.UnifiedMemoryManager().backends())" 2>&1 | tee "$OUT/py-info.log"
 echo "== pytest (CUDA required)"
+# pytest and its dependencies from carried wheels (.whl/deps: `pip download pytest -d
+# .whl/deps`) where this Python has none.
+if ! "$PY" -c "import pytest" 2>/dev/null && ls .whl/deps/*.whl >/dev/null 2>&1; then
+  "$PY" -m pip install -q --no-deps --no-index --target "$SITE" .whl/deps/*.whl 2>&1 | tail -2
+fi
 if "$PY" -c "import pytest" 2>/dev/null; then
-  VUMA_REQUIRE_CUDA=1 timeout 300 "$PY" -m pytest -q -rs vuma-py/tests 2>&1 | tee "$OUT/pytest.log" | tail -15
+  VUMA_REQUIRE_CUDA=1 timeout "${PYTEST_TIMEOUT:-300}" "$PY" -m pytest -q -rs vuma-py/tests 2>&1 | tee "$OUT/pytest.log" | tail -15
 else
   echo "SKIP: pytest is not installed here" | tee "$OUT/pytest.log"
 fi
@@ -47,6 +52,7 @@ ai_task = GPUWorkload(id="AI_Training_Job", type="INFERENCE", complexity_score=0
 vuma.process_workload(ai_task)
 PY
 echo "== transfer"
-timeout 600 "$PY" bench/py/transfer.py "$OUT/records.jsonl" --device cuda 2>&1 | tee "$OUT/transfer.log"
+timeout "${TRANSFER_TIMEOUT:-600}" "$PY" bench/py/transfer.py "$OUT/records.jsonl" --device cuda 2>&1 | tee "$OUT/transfer.log"
 echo "== stream"
-timeout 900 "$PY" bench/py/stream.py "$OUT/records.jsonl" --backend cuda 2>&1 | tee "$OUT/stream.log"
+# STREAM_ARGS: e.g. "--layer-mib 64" for a shorter run.
+timeout "${STREAM_TIMEOUT:-900}" "$PY" bench/py/stream.py "$OUT/records.jsonl" --backend cuda ${STREAM_ARGS:-} 2>&1 | tee "$OUT/stream.log"

@@ -645,7 +645,16 @@ impl TransferPath for HyperloopPath {
         {
             return Ok(None);
         }
+        // Only where the float codec is planned: the device encoder codes the other pages
+        // as well as the host does, faster and without holding host cores.
         let w = self.best_width(dev, host);
+        let mut opts = crate::CompressOptions::for_device(dev.info(), w);
+        opts.plan.page_size = self.cfg.page_size;
+        let sample = &host[..host.len().min(4 << 20)];
+        let plan = crate::planner::plan(sample, &opts.model, &opts.plan)?;
+        if plan.summary.float_pages == 0 {
+            return Ok(None);
+        }
         Ok(self.pack_host_as(dev, host, w)?.map(|(p, _)| p))
     }
 }

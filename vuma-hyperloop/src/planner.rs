@@ -156,8 +156,10 @@ impl Default for CostModel {
     /// of decode a 1.31× codec then loses to raw, and real bf16 and fp32 weights were
     /// planned raw although the bitplane codec compresses them. A device without concurrent
     /// copies gets `false` from [`CostModel::for_device`].) The float codec's device decode
-    /// rate is assumed equal to the bitplane decoder's until measured
-    /// ([`measure_device_decode`](crate::residency::measure_device_decode)); its host encode
+    /// rate: 40 GB/s, what `hl_float` reached on real bf16 weights on an H200 (its slowest
+    /// data set; 68 GB/s on fp32, 73 on ReLU activations; 256 MiB, one warp per 64 KiB
+    /// page), below a Gen5 link, so the planner does not pick it there until it is faster
+    /// or measured ([`measure_device_decode`](crate::residency::measure_device_decode)); its host encode
     /// rate is 1 GB/s on all cores (measured: ~0.25 GB/s per core); the float decoder is off
     /// (see [`CostModel::float_decoder`]).
     fn default() -> Self {
@@ -173,7 +175,7 @@ impl Default for CostModel {
                 host_encode: 1.76e9,
             },
             float: CodecRates {
-                device_decode: 160e9,
+                device_decode: 40e9,
                 host_encode: 1e9,
             },
             float_decoder: false,
