@@ -34,7 +34,7 @@ use vuma_hyperloop::residency::{CompressOptions, CompressedBuffer, Uploader};
 pub const MAX_OUT: usize = 1 << 18;
 
 /// The targets, by name (what `cargo fuzz run` and `cargo xtask fuzz --target` take).
-pub const TARGETS: [&str; 8] = [
+pub const TARGETS: [&str; 10] = [
     "lz4",
     "zstd",
     "snappy",
@@ -43,6 +43,8 @@ pub const TARGETS: [&str; 8] = [
     "lz4block",
     "chunk",
     "cost_model",
+    "upload_into",
+    "records",
 ];
 
 /// Runs target `name` on `data`; `false` when there is no such target.
@@ -56,6 +58,8 @@ pub fn run(name: &str, data: &[u8]) -> bool {
         "lz4block" => lz4block(data),
         "chunk" => chunk(data),
         "cost_model" => cost_model(data),
+        "upload_into" => upload_into(data),
+        "records" => records(data),
         _ => return false,
     }
     true
@@ -421,5 +425,79 @@ pub fn cost_model(data: &[u8]) {
         }
         Err(Error::InvalidArgument(_)) => {}
         Err(e) => panic!("cost_model: unexpected error variant {e:?}"),
+    }
+}
+
+/// `Uploader::upload_into` at arbitrary destination offsets: `[base u8][flags u8][off u16 LE]
+/// [(chunk u8, pos u16 LE, value u8)…]`. A form of [`chunk_data`] (`base % 5`), its images
+/// changed by the XOR records and re-sealed when `flags & 1`, uploaded into a destination
+/// with guard bytes on both sides at offset `off % 4096`: `Ok` or `Corrupt`; no byte outside
+/// `[off, off + len)` ever changes; an unchanged image decodes to its data.
+pub fn upload_into(data: &[u8]) {
+    if data.len() < 4 {
+        return;
+    }
+    let bases = chunk_bases();
+    let mut cb = bases[usize::from(data[0]) % bases.len()].clone();
+    let nchunks = cb.chunks().len();
+    let mut changed = false;
+    for r in data[4..].chunks_exact(4) {
+        let c = &mut cb.chunks_mut()[usize::from(r[0]) % nchunks];
+        let at = usize::from(u16::from_le_bytes([r[1], r[2]])) % c.image.len();
+        c.image[at] ^= r[3];
+        changed |= r[3] != 0;
+    }
+    if data[1] & 1 != 0 {
+        for c in cb.chunks_mut() {
+            c.seal();
+        }
+    }
+    const GUARD: u64 = 4096;
+    let off = u64::from(u16::from_le_bytes([data[2], data[3]])) % GUARD;
+    let len = chunk_data().len() as u64;
+    thread_local! {
+        static HOST: HostDevice = HostDevice::new();
+    }
+    let (r, out) = HOST.with(|host| {
+        let total = GUARD + len + GUARD;
+        let dst = DynDevice::alloc(host, total, Placement::DeviceLocal).expect("alloc");
+        host.fill(dst.as_ref(), 0, total, 0x5A).expect("fill");
+        let r = Uploader::new(host).upload_into(&cb, dst.as_ref(), off);
+        let mut out = vec![0u8; total as usize];
+        host.read(dst.as_ref(), 0, &mut out).expect("read");
+        (r, out)
+    });
+    let (lo, hi) = (off as usize, (off + len) as usize);
+    assert!(
+        out[..lo].iter().chain(&out[hi..]).all(|&b| b == 0x5A),
+        "upload_into: bytes outside the destination range changed"
+    );
+    match &r {
+        Ok(_) => {}
+        Err(Error::Corrupt { codec, .. })
+            if ["bitplane", "lz4", "float", "hyperloop chunk"].contains(codec) => {}
+        Err(e) => panic!("upload_into: a non-Corrupt error: {e:?}"),
+    }
+    if !changed {
+        assert!(r.is_ok(), "upload_into: an intact buffer failed: {r:?}");
+        assert!(
+            &out[lo..hi] == chunk_data(),
+            "upload_into: an intact buffer decoded wrongly"
+        );
+    }
+}
+
+/// The benchmark-record reader behind `vuma bench --from` (`bench::report::parse`), then
+/// the table and the plot of what parses: `Ok` or a `ParseError`, never a panic, and a
+/// time limit (libFuzzer's `-timeout`) against quadratic work.
+pub fn records(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(entries) = vuma_core::bench::report::parse(text) {
+        let table = vuma_core::bench::report::render_table(&entries);
+        let svg = vuma_core::bench::svg::render(&entries);
+        assert!(entries.is_empty() || !table.is_empty());
+        assert!(svg.starts_with("<svg"), "records: the plot is not an SVG");
     }
 }

@@ -178,6 +178,14 @@ fn chunk() {
 fn cost_model() {
     fuzz_one("cost_model");
 }
+#[test]
+fn upload_into() {
+    fuzz_one("upload_into");
+}
+#[test]
+fn records() {
+    fuzz_one("records");
+}
 
 #[test]
 fn every_target_has_a_seed_corpus() {
@@ -274,6 +282,22 @@ fn write_seed_corpus() {
     let mut rep = vec![0u8, 1, 0, img.npages as u8, 7];
     rep.extend_from_slice(&img.image[..img.image.len().min(160)]);
     put("chunk", "replace-0", &rep);
+    for base in 0..5u8 {
+        put("upload_into", &format!("intact-{base}"), &[base, 0, 17, 0]);
+        put(
+            "upload_into",
+            &format!("xor-sealed-{base}"),
+            &[base, 1, 200, 3, 0, 40, 0, 0x10],
+        );
+    }
+    put(
+        "records",
+        "lines",
+        br#"{"bench":"cuda/h2d_pinned/64MiB","device":"gpu","value":50.0,"unit":"GB/s","baseline":"raw","baseline_value":48.0,"higher_is_better":true,"ratio":1.04}
+{"bench":"hyperloop/ratio/bf16","device":"gpu","value":1.3,"unit":"x","baseline":"raw","baseline_value":1.0,"higher_is_better":true,"ratio":1.3}
+"#,
+    );
+    put("records", "array", br#"[{"bench":"a/b/1KiB","device":"d","value":1,"unit":"GB/s","baseline":"x","baseline_value":2,"higher_is_better":true,"ratio":0.5}]"#);
     let m = vuma_hyperloop::planner::CostModel::default();
     put("cost_model", "default", m.to_text().as_bytes());
     put(

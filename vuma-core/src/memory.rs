@@ -196,6 +196,8 @@ struct State {
     budget_used: Vec<u64>,
     /// Devices lost (a fatal driver error): why, per device; never used again.
     lost_devices: Vec<Option<String>>,
+    /// Per device: the buffers whose data was lost with it.
+    lost_with: Vec<Vec<BufferId>>,
 }
 
 struct Shared {
@@ -537,6 +539,7 @@ impl MemoryManager {
                     },
                     budget_used: vec![0; n],
                     lost_devices: vec![None; n],
+                    lost_with: vec![Vec::new(); n],
                 }),
                 filled: Condvar::new(),
                 pinned: Arc::new(AtomicU64::new(0)),
@@ -954,8 +957,12 @@ impl MemoryManager {
         }
         let shared = lease.owner.clone();
         let mut st = shared.lock();
-        // A kernel on a lost device did not complete, whatever its caller saw.
-        let outcome = if st.lost_devices[lease.device].is_some() {
+        // A kernel on a lost device did not complete, whatever its caller saw; if its caller
+        // saw it complete, what it wrote lived only in the lost device's memory.
+        let device_lost = st.lost_devices[lease.device].is_some();
+        let wrote_into_loss =
+            device_lost && lease.access.writes() && matches!(outcome, Outcome::Completed);
+        let outcome = if device_lost {
             Outcome::Failed
         } else {
             outcome
@@ -997,11 +1004,23 @@ impl MemoryManager {
                 }
             }
         }
+        let mut lost_now = None;
+        if wrote_into_loss && b.lost.is_none() {
+            lost_now = Some(lease.buffer);
+            b.lost = Some(format!(
+                "a kernel wrote it on device {} and completed, but the device was lost before \
+                 its lease ended: the new content went with the device",
+                lease.device
+            ));
+        }
         debug_assert!(
             b.any_valid() || b.lost.is_some(),
             "a buffer keeps a valid copy or says it lost its data"
         );
         let remove = b.dropped && b.in_use == 0;
+        if let Some(id) = lost_now {
+            st.lost_with[lease.device].push(id);
+        }
         if let Some(p) = stale {
             let n = p.data.stored_bytes();
             st.stats.host.bytes_in_use -= n;

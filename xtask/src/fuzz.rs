@@ -18,7 +18,7 @@ use crate::err;
 use crate::util::{cargo, display_cmd, fmt_duration, table, workspace_root, Context, Result};
 
 /// The fuzz targets (`fuzz/Cargo.toml`'s `[[bin]]`s and `vuma_fuzz::TARGETS`).
-pub const TARGETS: [&str; 8] = [
+pub const TARGETS: [&str; 10] = [
     "lz4",
     "zstd",
     "snappy",
@@ -27,6 +27,8 @@ pub const TARGETS: [&str; 8] = [
     "chunk",
     "cost_model",
     "float",
+    "upload_into",
+    "records",
 ];
 
 /// What `cargo xtask fuzz` does, from its command line.

@@ -157,11 +157,17 @@ pub fn run(path: Option<Arc<dyn TransferPath>>, cfg: &ModelConfig) -> Result<Str
     for p in &shared.plans {
         p.set_enabled(false);
     }
-    let lost_ids = shared
+    // Every buffer lost with device 2, however the loss was noticed (by the thread that
+    // lost it, or by the manager's own transfers first) and whenever (a write lease on it
+    // ending after the loss counts too).
+    let mut lost_ids = shared
         .lost_ids
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .clone();
+    if shared.losing.load(Ordering::SeqCst) {
+        lost_ids.extend(shared.mm.device_lost(2, "lost by the model test"));
+    }
     let (mut checked, mut lost, mut ops) = (0, 0, 0);
     for r in results {
         let (bufs, seen) = r?;

@@ -10,16 +10,20 @@ use crate::error::Error;
 impl MemoryManager {
     /// Marks device `index` lost (as a fatal error from it would): its copies are dropped
     /// from every buffer, later acquires on it fail with `Error::DeviceLost`, and buffers
-    /// whose only valid data lived there are reported lost. Returns those buffers (empty
-    /// when everything survived elsewhere). The facade calls it when a kernel launch
-    /// reports the device lost; the manager calls it itself when one of its own transfers
-    /// does. Idempotent.
+    /// whose only valid data lived there are reported lost. Returns every buffer whose data
+    /// was lost with the device so far (empty when everything survived elsewhere), however
+    /// the loss was noticed: the facade calls it when a kernel launch reports the device
+    /// lost, the manager itself when one of its own transfers does, and a write lease that
+    /// ends after the loss adds its buffer. Idempotent.
     pub fn device_lost(&self, index: usize, reason: &str) -> Vec<BufferId> {
         if index >= self.shared.devices.len() {
             return Vec::new();
         }
         let mut st = self.shared.lock();
-        self.lose_device(&mut st, index, reason)
+        self.lose_device(&mut st, index, reason);
+        let mut ids = st.lost_with[index].clone();
+        ids.sort();
+        ids
     }
 
     /// Whether device `index` was lost.
@@ -65,6 +69,7 @@ impl MemoryManager {
         if !lost.is_empty() {
             tracing::error!(device = %name, buffers = ?lost, "data lost with the device");
         }
+        st.lost_with[index].extend(lost.iter().copied());
         lost
     }
 
