@@ -265,6 +265,22 @@ pub fn chunk_bases() -> &'static [CompressedBuffer] {
     })
 }
 
+thread_local! {
+    /// The host device the chunk targets upload to (one per thread: making one per input
+    /// would dominate the run).
+    static HOST: HostDevice = HostDevice::new();
+}
+
+/// An upload's outcome is `Ok` or `Corrupt` naming a Hyperloop decoder or the chunk checks.
+fn assert_ok_or_corrupt<T>(target: &str, r: &vuma_core::Result<T>) {
+    match r {
+        Ok(_) => {}
+        Err(Error::Corrupt { codec, .. })
+            if ["bitplane", "lz4", "float", "hyperloop chunk"].contains(codec) => {}
+        Err(e) => panic!("{target}: the upload returned a non-Corrupt error: {e:?}"),
+    }
+}
+
 /// The chunk (page table + pages) parser and decoders, through
 /// `CompressedBuffer::decompress_host` (the host variants of the device kernels).
 ///
@@ -355,9 +371,6 @@ fn chunk_impl(data: &[u8], clamp: bool) {
     }
     // Decoded twice, into destinations pre-filled with different patterns: an `Ok` upload
     // must have written every byte (the coverage check's promise), so both agree.
-    thread_local! {
-        static HOST: HostDevice = HostDevice::new();
-    }
     let len = chunk_data().len();
     let mut outs = Vec::new();
     for pattern in [0x00u8, 0xA5] {
@@ -370,12 +383,7 @@ fn chunk_impl(data: &[u8], clamp: bool) {
             host.read(dst.as_ref(), 0, &mut out).expect("read");
             (r, out)
         });
-        match &r {
-            Ok(_) => {}
-            Err(Error::Corrupt { codec, .. })
-                if ["bitplane", "lz4", "float", "hyperloop chunk"].contains(codec) => {}
-            Err(e) => panic!("chunk: upload returned a non-Corrupt error: {e:?}"),
-        }
+        assert_ok_or_corrupt("chunk", &r);
         outs.push(r.map(|_| out));
     }
     if let (Ok(a), Ok(b)) = (&outs[0], &outs[1]) {
@@ -455,9 +463,6 @@ pub fn upload_into(data: &[u8]) {
     const GUARD: u64 = 4096;
     let off = u64::from(u16::from_le_bytes([data[2], data[3]])) % GUARD;
     let len = chunk_data().len() as u64;
-    thread_local! {
-        static HOST: HostDevice = HostDevice::new();
-    }
     let (r, out) = HOST.with(|host| {
         let total = GUARD + len + GUARD;
         let dst = DynDevice::alloc(host, total, Placement::DeviceLocal).expect("alloc");
@@ -472,12 +477,7 @@ pub fn upload_into(data: &[u8]) {
         out[..lo].iter().chain(&out[hi..]).all(|&b| b == 0x5A),
         "upload_into: bytes outside the destination range changed"
     );
-    match &r {
-        Ok(_) => {}
-        Err(Error::Corrupt { codec, .. })
-            if ["bitplane", "lz4", "float", "hyperloop chunk"].contains(codec) => {}
-        Err(e) => panic!("upload_into: a non-Corrupt error: {e:?}"),
-    }
+    assert_ok_or_corrupt("upload_into", &r);
     if !changed {
         assert!(r.is_ok(), "upload_into: an intact buffer failed: {r:?}");
         assert!(

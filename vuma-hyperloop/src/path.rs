@@ -42,7 +42,7 @@ use vuma_core::{
 
 use crate::encode::{DeviceEncoder, EncoderScratch, Evicted};
 use crate::page::{self, ElemWidth};
-use crate::planner::{CostModel, PlanSummary};
+use crate::planner::PlanSummary;
 use crate::residency::{CompressOptions, UploadScratch, Uploader};
 
 mod hostpack;
@@ -348,12 +348,24 @@ impl HyperloopPath {
     }
 
     fn options(&self, dev: &dyn DynDevice) -> CompressOptions {
-        let mut o = CompressOptions::with_width(self.cfg.width);
+        self.options_as(dev, self.cfg.width)
+    }
+
+    /// [`options`](Self::options) for elements of `width`.
+    fn options_as(&self, dev: &dyn DynDevice, width: ElemWidth) -> CompressOptions {
+        let mut o = CompressOptions::for_device(dev.info(), width);
         o.plan.page_size = self.cfg.page_size;
         o.chunk_bytes = self.cfg.chunk_bytes;
-        o.model = CostModel::for_device(dev.info());
         o
     }
+}
+
+/// Where packed chunk images live on `dev`: pinned staging memory, else mapped host memory;
+/// `None` when the device has neither.
+fn pinned_home(dev: &dyn DynDevice) -> Option<Placement> {
+    [Placement::Staging, Placement::HostMapped]
+        .into_iter()
+        .find(|&p| dev.supports(p))
 }
 
 /// Which pages of `data` (pages of `ps` bytes) may be all zero: their first `probe` bytes
@@ -638,24 +650,17 @@ impl TransferPath for HyperloopPath {
         dev: &dyn DynDevice,
         host: &[u8],
     ) -> Result<Option<Box<dyn PackedHost>>> {
-        if !self.cfg.device_encode
-            || !crate::CompressOptions::for_device(dev.info(), self.cfg.width)
-                .model
-                .float_decoder
-        {
+        if !self.cfg.device_encode || !self.options(dev).model.float_decoder {
             return Ok(None);
         }
         // Only where the float codec is planned: the device encoder codes the other pages
         // as well as the host does, faster and without holding host cores.
-        let w = self.best_width(dev, host);
-        let mut opts = crate::CompressOptions::for_device(dev.info(), w);
-        opts.plan.page_size = self.cfg.page_size;
-        let sample = &host[..host.len().min(4 << 20)];
-        let plan = crate::planner::plan(sample, &opts.model, &opts.plan)?;
-        if plan.summary.float_pages == 0 {
-            return Ok(None);
+        match self.best_sample_plan(dev, host) {
+            Some((w, s)) if s.float_pages > 0 => {
+                Ok(self.pack_host_as(dev, host, w)?.map(|(p, _)| p))
+            }
+            _ => Ok(None),
         }
-        Ok(self.pack_host_as(dev, host, w)?.map(|(p, _)| p))
     }
 }
 
@@ -689,11 +694,7 @@ impl HyperloopPath {
         {
             return Ok(None);
         }
-        let home = if dev.supports(Placement::Staging) {
-            Placement::Staging
-        } else if dev.supports(Placement::HostMapped) {
-            Placement::HostMapped
-        } else {
+        let Some(home) = pinned_home(dev) else {
             return Ok(None);
         };
         let id = dev.info().id;

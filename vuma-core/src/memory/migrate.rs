@@ -237,21 +237,13 @@ impl MemoryManager {
         let host = b.host.as_ref().expect("checked above");
         match path.pack_clean_host(dev.as_ref(), host) {
             Ok(Some(data)) => {
-                let stored = data.stored_bytes();
                 tracing::debug!(
                     buffer = id.0,
                     device = index,
-                    stored,
+                    stored = data.stored_bytes(),
                     "clean copy packed on the host"
                 );
-                st.buffers.get_mut(&id).expect("live").packed = Some(Packed {
-                    device: index,
-                    data,
-                });
-                let h = &mut st.stats.host;
-                h.bytes_in_use += stored;
-                h.packed_bytes += stored;
-                h.peak_bytes = h.peak_bytes.max(h.bytes_in_use);
+                keep_packed(st, id, index, data);
                 return;
             }
             Ok(None) => {}
@@ -264,17 +256,9 @@ impl MemoryManager {
         }
         match path.pack_clean(dev.as_ref(), block.as_ref(), offset, size) {
             Ok(Some((data, report))) => {
-                let stored = data.stored_bytes();
-                st.buffers.get_mut(&id).expect("live").packed = Some(Packed {
-                    device: index,
-                    data,
-                });
-                let h = &mut st.stats.host;
-                h.bytes_in_use += stored;
-                h.packed_bytes += stored;
-                h.peak_bytes = h.peak_bytes.max(h.bytes_in_use);
+                keep_packed(st, id, index, data);
                 if self.shared.over_link(index) {
-                    h.link_bytes_in += report.link_bytes;
+                    st.stats.host.link_bytes_in += report.link_bytes;
                 }
                 reports.push(report);
             }
@@ -513,4 +497,18 @@ fn host_source_note(pinned: bool, dev: &dyn DynDevice) -> &'static str {
     } else {
         " (from a pageable host copy)"
     }
+}
+
+/// Keeps `data`, packed by device `index`, as the packed copy of `id` next to its plain host
+/// copy, and counts its bytes as host memory in use.
+fn keep_packed(st: &mut State, id: BufferId, index: usize, data: Box<dyn PackedHost>) {
+    let stored = data.stored_bytes();
+    st.buffers.get_mut(&id).expect("live").packed = Some(Packed {
+        device: index,
+        data,
+    });
+    let h = &mut st.stats.host;
+    h.bytes_in_use += stored;
+    h.packed_bytes += stored;
+    h.peak_bytes = h.peak_bytes.max(h.bytes_in_use);
 }

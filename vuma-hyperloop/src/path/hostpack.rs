@@ -28,7 +28,7 @@ use vuma_core::{
 use super::{summary_report, HyperloopPath, Rate, Scratch};
 use crate::page::ElemWidth;
 use crate::planner::PlanSummary;
-use crate::residency::{self, CompressOptions, CompressedBuffer, PinnedCompressed};
+use crate::residency::{self, CompressedBuffer, PinnedCompressed};
 
 /// A plan must save at least this fraction of the link bytes for a host pack to be kept.
 const MIN_SAVING: f64 = 0.05;
@@ -36,7 +36,7 @@ const MIN_SAVING: f64 = 0.05;
 impl HyperloopPath {
     /// Packs `data` (host bytes of a buffer that will be uploaded to `dev`, typically many
     /// times) into pinned memory of `dev`: pages planned with the device's cost model
-    /// ([`CompressOptions::for_device`]: the float codec where the device decodes it and it
+    /// ([`CompressOptions::for_device`](crate::CompressOptions::for_device): the float codec where the device decodes it and it
     /// wins, bitplane, LZ4, zero pages), encoded on the host on all cores. `None` when it
     /// would not pay: buffers below [`PathConfig::min_bytes`](super::PathConfig), devices
     /// that share host memory (unless [`PathConfig::on_shared_memory`](super::PathConfig)),
@@ -57,18 +57,26 @@ impl HyperloopPath {
     /// configured width, and 16-bit elements when that is 32-bit: bf16 weights read as
     /// f32 hide their exponents from the float codec), planned with `dev`'s cost model.
     pub fn best_width(&self, dev: &dyn DynDevice, data: &[u8]) -> ElemWidth {
+        self.best_sample_plan(dev, data)
+            .map_or(self.cfg.width, |(w, _)| w)
+    }
+
+    /// The width [`best_width`](Self::best_width) picks and the plan of the sample with it
+    /// (`None` when no width plans: an empty sample, a page size the width does not divide).
+    pub(super) fn best_sample_plan(
+        &self,
+        dev: &dyn DynDevice,
+        data: &[u8],
+    ) -> Option<(ElemWidth, PlanSummary)> {
         let sample = &data[..data.len().min(4 << 20)];
-        let mut best = (u64::MAX, self.cfg.width);
-        for w in [self.cfg.width, ElemWidth::Bf16] {
-            let mut opts = CompressOptions::for_device(dev.info(), w);
-            opts.plan.page_size = self.cfg.page_size;
-            if let Ok(p) = crate::planner::plan(sample, &opts.model, &opts.plan) {
-                if p.summary.bytes_sent < best.0 {
-                    best = (p.summary.bytes_sent, w);
-                }
-            }
-        }
-        best.1
+        [self.cfg.width, ElemWidth::Bf16]
+            .into_iter()
+            .filter_map(|w| {
+                let opts = self.options_as(dev, w);
+                let p = crate::planner::plan(sample, &opts.model, &opts.plan).ok()?;
+                Some((w, p.summary))
+            })
+            .min_by_key(|(_, s)| s.bytes_sent)
     }
 
     /// [`pack_host`](Self::pack_host) with elements of `width`.
@@ -84,11 +92,7 @@ impl HyperloopPath {
         {
             return Ok(None);
         }
-        let home = if dev.supports(Placement::Staging) {
-            Placement::Staging
-        } else if dev.supports(Placement::HostMapped) {
-            Placement::HostMapped
-        } else {
+        let Some(home) = super::pinned_home(dev) else {
             return Ok(None);
         };
         let id = dev.info().id;
@@ -96,10 +100,7 @@ impl HyperloopPath {
         if !self.cfg.always_encode && !self.scratch.clean_pack_pays(id) {
             return Ok(None);
         }
-        let mut opts = CompressOptions::for_device(dev.info(), width);
-        opts.plan.page_size = self.cfg.page_size;
-        opts.chunk_bytes = self.cfg.chunk_bytes;
-        let mut cb = CompressedBuffer::compress(data, &opts)?;
+        let mut cb = CompressedBuffer::compress(data, &self.options_as(dev, width))?;
         let s = cb.summary().clone();
         if (s.bytes_sent as f64) > (1.0 - MIN_SAVING) * len as f64 {
             tracing::debug!(
