@@ -9,7 +9,11 @@
 //      indexed by the MSB-first 12-bit peek (each symbol's entries are one contiguous
 //      range): ranks by warp ballots over the 256 code lengths, each lane fills 128 entries;
 //   3. decodes 32 elements per step, lane l decoding its own stream (elements l, l+32, ...),
-//      sm ranks for zero elision from a ballot per step;
+//      sm ranks for zero elision from a ballot per step. Steps go in batches of HF_BATCH:
+//      first the batch's symbols (stream and shared table only; the next stream word is
+//      loaded one refill ahead), then its ballots, then all its sm loads at once, then its
+//      stores. With one warp per page a launch has few warps per SM, so a warp must not wait
+//      for one global load per element (the loop before batching ran at 40 GB/s on bf16);
 //   4. checks each lane used exactly its stream's bytes and the non-zero count.
 // Past the end of its stream a lane reads zero bits (as the host decoder does), never the
 // next lane's bytes, so host and device flag exactly the same pages. Every read is inside
@@ -36,6 +40,8 @@ typedef unsigned long long u64;
 #define HF_LENS 128u
 #define HF_HUFF_HEADER 268u
 #define HF_FULL 0xffffffffu
+// Steps decoded per batch: a batch's symbols first, then all its sm loads in flight at once.
+#define HF_BATCH 8u
 
 __device__ __forceinline__ void hf_flag(u32* status, u32 f, u32 page) {
     atomicOr(&status[0], f);
@@ -48,6 +54,25 @@ __device__ __forceinline__ u32 hf_rd32(const u8* p) {
 
 __device__ __forceinline__ u64 hf_rd64(const u8* p) {
     return (u64)hf_rd32(p) | ((u64)hf_rd32(p + 4) << 32);
+}
+
+// 32 bits at byte `pos` of a lane stream of `llen` bytes, zeros past its end: two aligned
+// words funnel-shifted where both lie inside the page (which ends at `s_end`), else bytes.
+__device__ __forceinline__ u32 hf_stream_word(const u8* ls, u32 llen, u32 pos, const u8* s_end) {
+    if (pos >= llen) return 0u;
+    const u8* p = ls + pos;
+    const u32 rem = llen - pos;
+    const u64 a = (u64)p & ~3ull;
+    u32 v = 0u;
+    if (a + 8ull <= (u64)s_end) {
+        const u32 lo = *(const u32*)a;
+        const u32 hi = *(const u32*)(a + 4ull);
+        v = __funnelshift_r(lo, hi, (u32)((u64)p & 3ull) * 8u);
+    } else {
+        for (u32 b = 0; b < 4u && b < rem; ++b) v |= (u32)p[b] << (8u * b);
+    }
+    if (rem < 4u) v &= (1u << (8u * rem)) - 1u;
+    return v;
 }
 
 extern "C" __global__ void __launch_bounds__(128) hl_float(const u8* chunk, u64 chunk_len, u8* dst, u64 dst_len,
@@ -191,77 +216,87 @@ extern "C" __global__ void __launch_bounds__(128) hl_float(const u8* chunk, u64 
     const u32 my_count = lane < n ? (n - lane + 31u) / 32u : 0u;
     const u32 steps = (n + 31u) / 32u;
     const u8* sm = s + sm_at;
+    const u8* const s_end = s + slen;
     const bool aligned = ((u64)d & (u64)(w - 1u)) == 0ull;
     u64 acc = 0ull;
-    u32 have = 0u, pos = 0u;
+    u32 have = 0u;
     u64 used = 0ull;
     bool err = false;
     u32 base = 0u;
-    for (u32 k = 0; k < steps; ++k) {
-        bool active = k < my_count && !err;
-        u32 sym = 0u;
-        if (active) {
-            while (have <= 32u) {
-                // 32 bits at byte `pos` of the lane's stream, zeros past its end: two
-                // aligned words funnel-shifted where both lie inside the page, else bytes.
-                u32 v = 0u;
-                if (pos < llen) {
-                    const u8* p = ls + pos;
-                    const u32 rem = llen - pos;
-                    const u64 a = (u64)p & ~3ull;
-                    if (a + 8ull <= (u64)(s + slen)) {
-                        const u32 lo = *(const u32*)a;
-                        const u32 hi = *(const u32*)(a + 4ull);
-                        v = __funnelshift_r(lo, hi, (u32)((u64)p & 3ull) * 8u);
-                    } else {
-                        for (u32 b = 0; b < 4u && b < rem; ++b) v |= (u32)p[b] << (8u * b);
-                    }
-                    if (rem < 4u) v &= (1u << (8u * rem)) - 1u;
+    // The next 32 bits of the stream are loaded one refill ahead, so the load's latency
+    // overlaps the decoding of the bits already in `acc`.
+    u32 nxt = hf_stream_word(ls, llen, 0u, s_end);
+    u32 pos = 4u;
+    for (u32 k0 = 0; k0 < steps; k0 += HF_BATCH) {
+        // (a) HF_BATCH symbols per lane: only the stream and the shared table are read.
+        u32 sym[HF_BATCH];
+        bool act[HF_BATCH];
+#pragma unroll
+        for (u32 j = 0; j < HF_BATCH; ++j) {
+            bool a = k0 + j < my_count && !err;
+            sym[j] = 0u;
+            if (a) {
+                if (have <= 32u) {
+                    acc |= (u64)nxt << have;
+                    have += 32u;
+                    nxt = hf_stream_word(ls, llen, pos, s_end);
+                    pos += 4u;
                 }
-                acc |= (u64)v << have;
-                have += 32u;
-                pos += 4u;
+                const u32 e = table[warp][__brev((u32)acc & 0xFFFu) >> 20];
+                const u32 l = e >> 8;
+                if (l == 0u) {
+                    err = true;
+                    a = false;
+                } else {
+                    sym[j] = e & 0xFFu;
+                    acc >>= l;
+                    have -= l;
+                    used += l;
+                    if (used > 8ull * (u64)llen) err = true;
+                }
             }
-            u32 e = table[warp][__brev((u32)acc & 0xFFFu) >> 20];
-            u32 l = e >> 8;
-            if (l == 0u) {
-                err = true;
-                active = false;
-            } else {
-                sym = e & 0xFFu;
-                acc >>= l;
-                have -= l;
-                used += l;
-                if (used > 8ull * (u64)llen) err = true;
+            act[j] = a;
+        }
+        // (b) sm ranks of the batch's steps, one ballot each.
+        u32 rank[HF_BATCH];
+        bool hs[HF_BATCH];
+#pragma unroll
+        for (u32 j = 0; j < HF_BATCH; ++j) {
+            hs[j] = act[j] && !(elide && sym[j] == 0u);
+            const u32 m = __ballot_sync(HF_FULL, hs[j]);
+            rank[j] = base + __popc(m & lt);
+            base += __popc(m);
+            if (hs[j] && rank[j] >= nsm) { err = true; hs[j] = false; }
+        }
+        // (c) every sm load of the batch in flight at once, then the elements.
+        u32 v[HF_BATCH];
+#pragma unroll
+        for (u32 j = 0; j < HF_BATCH; ++j) {
+            v[j] = 0u;
+            if (hs[j]) {
+                const u8* q = sm + (u64)rank[j] * (u64)(w - 1u);
+                if (w == 4u) v[j] = (u32)q[0] | ((u32)q[1] << 8) | ((u32)q[2] << 16);
+                else if (w == 2u) v[j] = q[0];
             }
         }
-        const bool has_sm = active && !(elide && sym == 0u);
-        const u32 m = __ballot_sync(HF_FULL, has_sm);
-        const u32 rank = base + __popc(m & lt);
-        base += __popc(m);
-        if (!active) continue;
-        const u32 i = k * 32u + lane;
-        u32 x = 0u; // the element's bits
-        if (has_sm) {
-            if (rank >= nsm) { err = true; continue; }
-            const u8* q = sm + (u64)rank * (u64)(w - 1u);
-            if (w == 4u) {
-                u32 v = (u32)q[0] | ((u32)q[1] << 8) | ((u32)q[2] << 16);
-                x = ((v >> 23) << 31) | (sym << 23) | (v & 0x7FFFFFu);
-            } else if (w == 2u) {
-                u32 v = q[0];
-                x = ((v >> 7) << 15) | (sym << 7) | (v & 0x7Fu);
-            } else {
-                x = sym;
+#pragma unroll
+        for (u32 j = 0; j < HF_BATCH; ++j) {
+            if (!act[j]) continue;
+            const u32 i = (k0 + j) * 32u + lane;
+            u32 x = 0u; // the element's bits
+            if (hs[j]) {
+                if (w == 4u) x = ((v[j] >> 23) << 31) | (sym[j] << 23) | (v[j] & 0x7FFFFFu);
+                else if (w == 2u) x = ((v[j] >> 7) << 15) | (sym[j] << 7) | (v[j] & 0x7Fu);
+                else x = sym[j];
             }
-        }
-        u8* o = d + (u64)i * w;
-        if (w == 4u && aligned) {
-            *(u32*)o = x;
-        } else if (w == 2u && aligned) {
-            *(u16*)o = (u16)x;
-        } else {
-            for (u32 b = 0; b < w; ++b) o[b] = (u8)(x >> (8u * b));
+            u8* o = d + (u64)i * w;
+            if (w == 4u && aligned) {
+                *(u32*)o = x;
+            } else if (w == 2u && aligned) {
+                *(u16*)o = (u16)x;
+            } else {
+                for (u32 b = 0; b < w; ++b) o[b] = (u8)(x >> (8u * b));
+            }
         }
     }
     if (!err && (used + 7ull) / 8ull != (u64)llen) err = true;
