@@ -74,10 +74,11 @@ use vuma_core::{
 };
 
 use crate::bitplane::{self, GROUP, HEADER, MAGIC};
+use crate::chunk::{self, ChunkImage, ChunkLayout, CompressOptions};
 use crate::kernels::{Entry, PageKind, ENTRY_BYTES};
 use crate::page::{self, ElemWidth, MAX_DEVICE_PAGE_SIZE};
 use crate::planner::{DeviceCodec, PageDecision, PlanSummary};
-use crate::residency::{self, ChunkImage, ChunkLayout, CompressOptions, PinnedCompressed};
+use crate::residency::PinnedCompressed;
 
 /// Block-size words per page in the records of `hl_enc_size` (groups × width ≤ 64 for pages
 /// of at most 64 KiB).
@@ -1218,8 +1219,8 @@ pub fn job_table(sums: &[u8], len: u64, opts: &CompressOptions) -> Result<JobTab
         bytes_inspected: len,
         ..PlanSummary::default()
     };
-    let layouts = residency::layout(&kinds, data_len, opts, &mut summary);
-    let (offsets, total) = residency::chunk_offsets(layouts.iter().map(|l| l.image_len as u64));
+    let layouts = chunk::layout(&kinds, data_len, opts, &mut summary);
+    let (offsets, total) = chunk::chunk_offsets(layouts.iter().map(|l| l.image_len as u64));
     let mut jobs = vec![0u8; np * JOB_BYTES];
     let mut p = 0;
     for (l, &off) in layouts.iter().zip(&offsets) {
@@ -1289,7 +1290,7 @@ impl Evicted {
     /// after that device is lost too (the pinned memory is read directly), and checks that
     /// the page tables cover the buffer.
     pub fn to_compressed(&self, dev: &dyn DynDevice) -> Result<crate::CompressedBuffer> {
-        let (offs, _) = residency::chunk_offsets(self.layouts.iter().map(|l| l.image_len as u64));
+        let (offs, _) = chunk::chunk_offsets(self.layouts.iter().map(|l| l.image_len as u64));
         let mut chunks: Vec<ChunkImage> = Vec::with_capacity(self.layouts.len());
         for (l, off) in self.layouts.iter().zip(offs) {
             let mut image = vec![0u8; l.image_len];
