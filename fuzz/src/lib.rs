@@ -25,6 +25,7 @@ use std::sync::OnceLock;
 use vuma_core::{Codec, DynDevice, Error, HostDevice, Placement};
 use vuma_hyperloop::bitplane::Bitplane;
 use vuma_hyperloop::codecs::{Lz4, Snappy, Zstd};
+use vuma_hyperloop::encode::{DeviceEncoder, EncoderScratch, Evicted};
 use vuma_hyperloop::floatcodec::FloatCodec;
 use vuma_hyperloop::page::ElemWidth;
 use vuma_hyperloop::planner::{CostModel, DeviceCodec, PageDecision};
@@ -34,7 +35,7 @@ use vuma_hyperloop::residency::{CompressOptions, CompressedBuffer, Uploader};
 pub const MAX_OUT: usize = 1 << 18;
 
 /// The targets, by name (what `cargo fuzz run` and `cargo xtask fuzz --target` take).
-pub const TARGETS: [&str; 10] = [
+pub const TARGETS: [&str; 11] = [
     "lz4",
     "zstd",
     "snappy",
@@ -45,6 +46,7 @@ pub const TARGETS: [&str; 10] = [
     "cost_model",
     "upload_into",
     "records",
+    "encode_jobs",
 ];
 
 /// Runs target `name` on `data`; `false` when there is no such target.
@@ -60,6 +62,7 @@ pub fn run(name: &str, data: &[u8]) -> bool {
         "cost_model" => cost_model(data),
         "upload_into" => upload_into(data),
         "records" => records(data),
+        "encode_jobs" => encode_jobs(data),
         _ => return false,
     }
     true
@@ -500,4 +503,326 @@ pub fn records(data: &[u8]) {
         assert!(entries.is_empty() || !table.is_empty());
         assert!(svg.starts_with("<svg"), "records: the plot is not an SVG");
     }
+}
+
+thread_local! {
+    /// Scratch and spare outputs of the device encoder, kept between inputs (as the memory
+    /// manager keeps them): a later eviction reuses buffers an earlier one left dirty.
+    static ENC_SCRATCH: std::cell::RefCell<Option<EncoderScratch>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Page sizes `encode_jobs` picks from (some refused on purpose).
+const ENC_PAGE_SIZES: [usize; 10] = [1024, 2048, 3072, 4096, 8192, 65536, 1000, 0, 131072, 1536];
+
+/// Most data bytes `encode_jobs` evicts.
+const ENC_MAX_DATA: usize = 1 << 17;
+
+/// The parameters `encode_jobs` decodes from its header.
+struct EncParams {
+    opts: CompressOptions,
+    home: Placement,
+    offset: u64,
+    tables: bool,
+    reuse: bool,
+    /// Whether the eviction must succeed (geometry, codec and length accepted).
+    valid: bool,
+}
+
+/// Decodes the header of `encode_jobs` (`data` holds at least 7 bytes).
+fn enc_params(data: &[u8], len: usize) -> EncParams {
+    let [mode, ps, width, chunk, direct, off, ..] = *data else {
+        unreachable!("caller checks the header length");
+    };
+    let ps = ENC_PAGE_SIZES[usize::from(ps) % ENC_PAGE_SIZES.len()];
+    let mut o = CompressOptions::with_width(width_of(width << 2));
+    o.plan.page_size = ps;
+    o.plan.threads = 1;
+    o.chunk_bytes = if chunk & 0x80 != 0 {
+        usize::from(chunk & 0x7F) * 97
+    } else {
+        ps * (1 + usize::from(chunk) % 8)
+    };
+    o.direct_min_bytes = [0, 1, ps, 2 * ps, 1 << 20][usize::from(direct) % 5];
+    o.force = match (mode >> 1) & 3 {
+        1 => Some(PageDecision::Codec(DeviceCodec::Bitplane)),
+        3 => Some(PageDecision::Raw),
+        _ => None,
+    };
+    let w = o.plan.width.bytes();
+    let valid = len > 0
+        && ps > 0
+        && ps.is_multiple_of(1024)
+        && ps <= 65536
+        && ps.is_multiple_of(w)
+        && o.chunk_bytes >= ps
+        && o.force != Some(PageDecision::Raw);
+    EncParams {
+        opts: o,
+        home: if mode & 1 == 0 {
+            Placement::Staging
+        } else {
+            Placement::HostMapped
+        },
+        offset: u64::from(off),
+        tables: mode & 8 != 0,
+        reuse: mode & 16 != 0,
+        valid,
+    }
+}
+
+/// The device encoder's host side (`DeviceEncoder::evict_range` on the host device: the
+/// size pass, the job table built on the host from its output, the write pass), with
+/// arbitrary data and parameters.
+///
+/// Input: `[mode u8][page u8][width u8][chunk u8][direct u8][offset u8][nx u8]
+/// [(pos u16 LE, value u8) × nx][data…]`. `page` picks a page size (some refused), `width`
+/// an element width, `chunk` the chunk size (`& 0x80`: an arbitrary one, maybe below the
+/// page size), `direct` the direct-run threshold, `offset` where the data starts in the
+/// source buffer; `mode & 1` the home (staging or mapped), `(mode >> 1) & 3` the forced
+/// codec (none, bitplane, none, raw: refused), `mode & 16` reuses the scratch and spare
+/// outputs of earlier inputs.
+///
+/// - `mode & 8 == 0`: the eviction fails with `InvalidArgument` or `ZeroSize` exactly when
+///   a parameter is refused; otherwise its images equal the host encoder's (bitplane
+///   forced), upload back to the data (nothing past it written) and decode on the host to
+///   it.
+/// - `mode & 8`: the passes one by one, the XOR records applied to the page sums (before
+///   the job table is built from them), then the jobs, records and statistics (before the
+///   write pass): the job table is `Ok` or a `Kernel` error, the write pass flags bad jobs
+///   in its status and never writes outside its output; untouched tables pass cleanly.
+pub fn encode_jobs(data: &[u8]) {
+    if data.len() < 7 {
+        return;
+    }
+    let nx = usize::from(data[6]);
+    let xors: Vec<(usize, u8)> = data[7..]
+        .chunks_exact(3)
+        .take(nx)
+        .map(|r| (usize::from(u16::from_le_bytes([r[0], r[1]])), r[2]))
+        .collect();
+    let body = &data[(7 + 3 * xors.len()).min(data.len())..];
+    let body = &body[..body.len().min(ENC_MAX_DATA)];
+    let p = enc_params(data, body.len());
+    if p.tables {
+        if p.valid {
+            encode_tables(body, &p, &xors);
+        }
+        return;
+    }
+    HOST.with(|host| {
+        let scratch = if p.reuse {
+            ENC_SCRATCH
+                .with(|s| s.borrow_mut().take())
+                .unwrap_or_default()
+        } else {
+            EncoderScratch::default()
+        };
+        let mut enc = DeviceEncoder::with_scratch(host, scratch);
+        let len = body.len() as u64;
+        let total = p.offset + len.max(1) + 64;
+        let src = DynDevice::alloc(host, total, Placement::DeviceLocal).expect("alloc");
+        host.fill(src.as_ref(), 0, total, 0xEE).expect("fill");
+        host.write(src.as_ref(), p.offset, body).expect("write");
+        let r = enc.evict_range(src.as_ref(), p.offset, len, &p.opts, p.home);
+        let ev = match r {
+            Ok(ev) => {
+                assert!(p.valid, "encode_jobs: a refused parameter was accepted");
+                ev
+            }
+            Err(e) => {
+                assert!(!p.valid, "encode_jobs: a valid eviction failed: {e:?}");
+                assert!(
+                    matches!(e, Error::InvalidArgument(_) | Error::ZeroSize { .. }),
+                    "encode_jobs: unexpected error variant {e:?}"
+                );
+                return;
+            }
+        };
+        check_evicted(host, body, &p, &ev);
+        let mut scratch = enc.into_scratch();
+        if p.reuse {
+            scratch.keep_spare(p.home, ev.into_buffer(), 2);
+            ENC_SCRATCH.with(|s| *s.borrow_mut() = Some(scratch));
+        }
+    });
+}
+
+/// Checks an eviction of `data` against the host encoder and the decoders.
+fn check_evicted(host: &HostDevice, data: &[u8], p: &EncParams, ev: &Evicted) {
+    let mut forced = p.opts.clone();
+    forced.force = Some(PageDecision::Codec(DeviceCodec::Bitplane));
+    let want = CompressedBuffer::compress(data, &forced).expect("host encoder");
+    let got = ev.to_compressed(host).expect("evicted images read back");
+    assert!(
+        got.chunks() == want.chunks(),
+        "encode_jobs: the evicted images differ from the host encoder's"
+    );
+    assert_eq!(ev.stored_bytes(), want.stored_bytes());
+    assert_eq!(got.summary().bytes_sent, want.summary().bytes_sent);
+    let len = data.len() as u64;
+    let dst = DynDevice::alloc(host, len + 64, Placement::DeviceLocal).expect("alloc");
+    host.fill(dst.as_ref(), 0, len + 64, 0xCD).expect("fill");
+    Uploader::new(host)
+        .upload_pinned(ev.pinned(), dst.as_ref())
+        .expect("an evicted buffer uploads");
+    let mut back = vec![0u8; data.len() + 64];
+    host.read(dst.as_ref(), 0, &mut back).expect("read");
+    assert!(
+        back[data.len()..].iter().all(|&b| b == 0xCD),
+        "encode_jobs: the upload wrote past the data"
+    );
+    assert!(
+        &back[..data.len()] == data,
+        "encode_jobs: the evicted buffer uploads to other bytes"
+    );
+    let mut out = vec![0u8; data.len()];
+    got.decompress_host(&mut out).expect("host decode");
+    assert!(out == data, "encode_jobs: the host decode differs");
+}
+
+/// XORs the records whose position falls in `at..at + b.len()` (of the concatenated
+/// tables) into `b`; returns whether a byte changed.
+fn xor_into(b: &mut [u8], at: usize, total: usize, xors: &[(usize, u8)]) -> bool {
+    let mut changed = false;
+    for &(pos, v) in xors {
+        let pos = pos % total.max(1);
+        if (at..at + b.len()).contains(&pos) && v != 0 {
+            b[pos - at] ^= v;
+            changed = true;
+        }
+    }
+    changed
+}
+
+/// `b[0..n]` as a kernel argument.
+fn buf(
+    b: &dyn vuma_core::DynBuffer,
+    n: u64,
+    access: vuma_core::AccessMode,
+) -> vuma_core::Arg<'_, dyn vuma_core::DynBuffer> {
+    vuma_core::Arg::Buffer {
+        buffer: b,
+        offset: 0,
+        len: n,
+        access,
+    }
+}
+
+/// The `mode & 8` half of [`encode_jobs`]: the encoder's passes one by one on the host
+/// device, with changed tables.
+fn encode_tables(data: &[u8], p: &EncParams, xors: &[(usize, u8)]) {
+    use vuma_core::{AccessMode, Arg, Scalar};
+    use vuma_hyperloop::encode::{self, JOB_BYTES, REC};
+    let o = &p.opts;
+    let (ps, width) = (o.plan.page_size, o.plan.width);
+    let len = data.len() as u64;
+    let np = data.len().div_ceil(ps);
+    let sc = |v: u32| Arg::Scalar(Scalar::U32(v));
+    HOST.with(|host| {
+        let alloc =
+            |n: u64| DynDevice::alloc(host, n.max(1), Placement::DeviceLocal).expect("alloc");
+        let src = alloc(len);
+        host.write(src.as_ref(), 0, data).expect("write");
+        let rec = alloc((np * REC * 4) as u64);
+        let stats = alloc(encode::stats_bytes(np, ps, width));
+        let sums = alloc(8 * np as u64);
+        host.fill(sums.as_ref(), 0, 8 * np as u64, 0).expect("fill");
+        let grid = encode::encode_grid(np as u32, ps, width);
+        let w = width.bytes() as u32;
+        host.launch(
+            &encode::encoders().size,
+            &grid,
+            &[
+                buf(src.as_ref(), len, AccessMode::Read),
+                Arg::Scalar(Scalar::U64(len)),
+                Arg::whole(rec.as_ref(), AccessMode::ReadWrite),
+                Arg::whole(stats.as_ref(), AccessMode::ReadWrite),
+                buf(sums.as_ref(), 8 * np as u64, AccessMode::ReadWrite),
+                sc(np as u32),
+                sc(ps as u32),
+                sc(w),
+            ],
+        )
+        .expect("size pass");
+        let mut sum = vec![0u8; 8 * np];
+        host.read(sums.as_ref(), 0, &mut sum).expect("read");
+        let mut r = vec![0u8; rec.len() as usize];
+        host.read(rec.as_ref(), 0, &mut r).expect("read");
+        let mut st = vec![0u8; stats.len() as usize];
+        host.read(stats.as_ref(), 0, &mut st).expect("read");
+        // The tables in one row: sums, jobs, records, statistics.
+        let total = sum.len() + np * JOB_BYTES + r.len() + st.len();
+        let mut changed = xor_into(&mut sum, 0, total, xors);
+        let table = match vuma_hyperloop::encode::job_table(&sum, len, o) {
+            Ok(t) => t,
+            Err(Error::Kernel { .. }) if changed => return,
+            Err(e) => panic!("encode_jobs: job_table failed: {e:?}"),
+        };
+        let mut jobs = table.jobs.clone();
+        changed |= xor_into(&mut jobs, sum.len(), total, xors);
+        let at = sum.len() + jobs.len();
+        changed |= xor_into(&mut r, at, total, xors);
+        changed |= xor_into(&mut st, at + r.len(), total, xors);
+        host.write(rec.as_ref(), 0, &r).expect("write");
+        host.write(stats.as_ref(), 0, &st).expect("write");
+        let jb = alloc(jobs.len() as u64);
+        host.write(jb.as_ref(), 0, &jobs).expect("write");
+        const GUARD: u64 = 256;
+        let out_len = table.total;
+        let out = alloc(GUARD + out_len + GUARD);
+        host.fill(out.as_ref(), 0, GUARD + out_len + GUARD, 0xAB)
+            .expect("fill");
+        let status = alloc(8);
+        let mut init = [0u8; 8];
+        init[4..].copy_from_slice(&u32::MAX.to_le_bytes());
+        host.write(status.as_ref(), 0, &init).expect("write");
+        host.launch(
+            &encode::encoders().write,
+            &grid,
+            &[
+                buf(src.as_ref(), len, AccessMode::Read),
+                Arg::Scalar(Scalar::U64(len)),
+                Arg::whole(rec.as_ref(), AccessMode::Read),
+                Arg::whole(stats.as_ref(), AccessMode::Read),
+                buf(jb.as_ref(), jobs.len() as u64, AccessMode::Read),
+                Arg::Buffer {
+                    buffer: out.as_ref(),
+                    offset: GUARD,
+                    len: out_len,
+                    access: AccessMode::ReadWrite,
+                },
+                Arg::Scalar(Scalar::U64(out_len)),
+                Arg::whole(status.as_ref(), AccessMode::ReadWrite),
+                sc(np as u32),
+                sc(ps as u32),
+                sc(w),
+                sc(0),
+            ],
+        )
+        .expect("write pass");
+        let mut s = [0u8; 8];
+        host.read(status.as_ref(), 0, &mut s).expect("read");
+        let mut back = vec![0u8; (GUARD + out_len + GUARD) as usize];
+        host.read(out.as_ref(), 0, &mut back).expect("read");
+        let (lo, hi) = (GUARD as usize, (GUARD + out_len) as usize);
+        assert!(
+            back[..lo].iter().chain(&back[hi..]).all(|&b| b == 0xAB),
+            "encode_jobs: the write pass wrote outside its output"
+        );
+        if !changed {
+            assert_eq!(s[..4], [0; 4], "encode_jobs: untouched tables were flagged");
+            // Compare with the host encoder's images, chunk by chunk.
+            let mut forced = o.clone();
+            forced.force = Some(PageDecision::Codec(DeviceCodec::Bitplane));
+            let want = CompressedBuffer::compress(data, &forced).expect("host encoder");
+            for (c, &off) in want.chunks().iter().zip(&table.offsets) {
+                let at = lo + off as usize;
+                assert!(
+                    back[at..at + c.image.len()] == c.image[..],
+                    "encode_jobs: the write pass's image differs from the host encoder's"
+                );
+            }
+        }
+    });
 }

@@ -186,6 +186,10 @@ fn upload_into() {
 fn records() {
     fuzz_one("records");
 }
+#[test]
+fn encode_jobs() {
+    fuzz_one("encode_jobs");
+}
 
 #[test]
 fn every_target_has_a_seed_corpus() {
@@ -290,6 +294,55 @@ fn write_seed_corpus() {
             &[base, 1, 200, 3, 0, 40, 0, 0x10],
         );
     }
+    // encode_jobs: [mode][page][width][chunk][direct][offset][nx][xor records][data].
+    let relu = datasets::relu_f32(6 << 10, 6);
+    let mixed: Vec<u8> = [
+        vec![0u8; 2048],
+        datasets::random_bytes(1500, 7),
+        relu[..3000].to_vec(),
+    ]
+    .concat();
+    let enc_jobs = |mode: u8, page: u8, width: u8, chunk: u8, direct: u8, xors: &[u8], d: &[u8]| {
+        let mut v = vec![mode, page, width, chunk, direct, 3, (xors.len() / 3) as u8];
+        v.extend_from_slice(xors);
+        v.extend_from_slice(d);
+        v
+    };
+    put(
+        "encode_jobs",
+        "relu-f32",
+        &enc_jobs(0, 0, 2, 1, 2, &[], &relu),
+    );
+    put(
+        "encode_jobs",
+        "mixed-bf16-mapped",
+        &enc_jobs(1, 1, 1, 2, 1, &[], &mixed),
+    );
+    put(
+        "encode_jobs",
+        "mixed-u8-reuse",
+        &enc_jobs(0x12, 3, 0, 0, 0, &[], &mixed),
+    );
+    put(
+        "encode_jobs",
+        "tail-f32",
+        &enc_jobs(0, 0, 2, 0, 4, &[], &relu[..1027]),
+    );
+    put(
+        "encode_jobs",
+        "refused-page",
+        &enc_jobs(0, 6, 2, 0, 0, &[], &relu[..2048]),
+    );
+    put(
+        "encode_jobs",
+        "tables-clean",
+        &enc_jobs(8, 0, 2, 1, 2, &[], &mixed),
+    );
+    put(
+        "encode_jobs",
+        "tables-xor",
+        &enc_jobs(8, 0, 2, 1, 2, &[20, 0, 1, 90, 0, 0x10, 0, 1, 4], &mixed),
+    );
     put(
         "records",
         "lines",

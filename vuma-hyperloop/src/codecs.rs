@@ -222,3 +222,17 @@ pub fn all_codecs(width: crate::page::ElemWidth) -> Vec<Box<dyn Codec>> {
     ];
     v
 }
+
+/// Appends the LZ4 block encoding of `page` to `out` (an LZ4 page of a chunk image).
+#[cfg(feature = "lz4")]
+pub(crate) fn lz4_encode_page(page: &[u8], out: &mut Vec<u8>) -> Result<()> {
+    Lz4.compress(page, out).map(|_| ())
+}
+
+/// LZ4 pages need the `lz4` feature to be encoded.
+#[cfg(not(feature = "lz4"))]
+pub(crate) fn lz4_encode_page(_page: &[u8], _out: &mut Vec<u8>) -> Result<()> {
+    Err(Error::invalid(
+        "lz4 encoding needs vuma-hyperloop's `lz4` feature",
+    ))
+}

@@ -74,10 +74,11 @@ use vuma_core::{
 };
 
 use crate::bitplane::{self, GROUP, HEADER, MAGIC};
+use crate::chunk::{self, ChunkImage, ChunkLayout, CompressOptions};
 use crate::kernels::{Entry, PageKind, ENTRY_BYTES};
 use crate::page::{self, ElemWidth, MAX_DEVICE_PAGE_SIZE};
 use crate::planner::{DeviceCodec, PageDecision, PlanSummary};
-use crate::residency::{self, ChunkImage, ChunkLayout, CompressOptions, PinnedCompressed};
+use crate::residency::PinnedCompressed;
 
 /// Block-size words per page in the records of `hl_enc_size` (groups × width ≤ 64 for pages
 /// of at most 64 KiB).
@@ -1134,6 +1135,112 @@ pub fn encode_grid(npages: u32, page_size: usize, width: ElemWidth) -> LaunchCon
     }
 }
 
+/// Checks the page size, element width and chunk size of an eviction; returns the page size.
+fn check_geometry(opts: &CompressOptions) -> Result<usize> {
+    let ps = opts.plan.page_size;
+    page::check_page_size(ps, MAX_DEVICE_PAGE_SIZE)?;
+    if !ps.is_multiple_of(opts.plan.width.bytes()) {
+        return Err(Error::invalid(
+            "page size must be a multiple of the element width",
+        ));
+    }
+    if opts.chunk_bytes < ps {
+        return Err(Error::invalid(format!(
+            "chunk_bytes {} is smaller than the page size {ps}",
+            opts.chunk_bytes
+        )));
+    }
+    Ok(ps)
+}
+
+/// The host step of an eviction (step 2 of the module docs): the chunk layout and the job
+/// table of the write pass.
+#[doc(hidden)]
+#[derive(Debug, Clone)]
+pub struct JobTable {
+    pub(crate) layouts: Vec<ChunkLayout>,
+    /// Offset of each chunk image in the output buffer.
+    pub offsets: Vec<u64>,
+    /// Bytes of the output buffer (at least 1).
+    pub total: u64,
+    /// [`JOB_BYTES`] per page: `u64 chunk_off | u32 index | u32 0 | entry (32)`.
+    pub jobs: Vec<u8>,
+    /// Exact totals of the layout.
+    pub summary: PlanSummary,
+}
+
+impl JobTable {
+    /// Pages of each chunk, in order.
+    pub fn pages_per_chunk(&self) -> Vec<usize> {
+        self.layouts.iter().map(|l| l.entries.len()).collect()
+    }
+}
+
+/// Decides each page's kind from the size pass's 8 bytes per page (`sums`: the total block
+/// size and the non-zero flag, as the device wrote them, so untrusted) and lays the chunk
+/// images of a `len`-byte buffer out exactly as the host encoder does, then writes one job
+/// per page. `Error::Kernel` when a page's sizes are implausible, `InvalidArgument` when
+/// `sums` is not 8 bytes per page or the geometry of `opts` is refused. Public (hidden) for
+/// the fuzz target of the encoder's tables.
+#[doc(hidden)]
+pub fn job_table(sums: &[u8], len: u64, opts: &CompressOptions) -> Result<JobTable> {
+    let ps = check_geometry(opts)?;
+    let w = opts.plan.width.bytes();
+    let data_len = usize::try_from(len).map_err(|_| Error::invalid("length exceeds usize"))?;
+    let np = data_len.div_ceil(ps);
+    if sums.len() != 8 * np {
+        return Err(Error::invalid(format!(
+            "{} bytes of page sums for {np} pages",
+            sums.len()
+        )));
+    }
+    let mut kinds = Vec::with_capacity(np);
+    for p in 0..np {
+        let plen = (data_len - p * ps).min(ps);
+        let groups = bitplane::groups_of(plen, w);
+        let tot = rd32(sums, 8 * p) as usize;
+        let nzf = rd32(sums, 8 * p + 4);
+        if nzf > 1 || tot < 2 * groups * w || tot > (GROUP + 1) * groups * w {
+            return Err(Error::Kernel {
+                kernel: "hl_enc_size".into(),
+                reason: format!("page {p}: implausible sizes (total {tot}, flag {nzf})"),
+            });
+        }
+        let bp_len = HEADER + 4 * (groups * w + 1) + plen % w + tot;
+        kinds.push(if nzf == 0 {
+            (PageKind::Zero, 0)
+        } else if bp_len >= plen {
+            (PageKind::Raw, plen)
+        } else {
+            (PageKind::Bitplane, bp_len)
+        });
+    }
+    let mut summary = PlanSummary {
+        bytes_inspected: len,
+        ..PlanSummary::default()
+    };
+    let layouts = chunk::layout(&kinds, data_len, opts, &mut summary);
+    let (offsets, total) = chunk::chunk_offsets(layouts.iter().map(|l| l.image_len as u64));
+    let mut jobs = vec![0u8; np * JOB_BYTES];
+    let mut p = 0;
+    for (l, &off) in layouts.iter().zip(&offsets) {
+        for (i, e) in l.entries.iter().enumerate() {
+            let j = &mut jobs[p * JOB_BYTES..(p + 1) * JOB_BYTES];
+            j[0..8].copy_from_slice(&off.to_le_bytes());
+            j[8..12].copy_from_slice(&(i as u32).to_le_bytes());
+            j[16..48].copy_from_slice(&e.to_bytes());
+            p += 1;
+        }
+    }
+    Ok(JobTable {
+        layouts,
+        offsets,
+        total,
+        jobs,
+        summary,
+    })
+}
+
 // ---- the encoder ----------------------------------------------------------------------------
 
 /// A buffer evicted by [`DeviceEncoder::evict`]: its chunk images in pinned host memory,
@@ -1183,7 +1290,7 @@ impl Evicted {
     /// after that device is lost too (the pinned memory is read directly), and checks that
     /// the page tables cover the buffer.
     pub fn to_compressed(&self, dev: &dyn DynDevice) -> Result<crate::CompressedBuffer> {
-        let (offs, _) = residency::chunk_offsets(self.layouts.iter().map(|l| l.image_len as u64));
+        let (offs, _) = chunk::chunk_offsets(self.layouts.iter().map(|l| l.image_len as u64));
         let mut chunks: Vec<ChunkImage> = Vec::with_capacity(self.layouts.len());
         for (l, off) in self.layouts.iter().zip(offs) {
             let mut image = vec![0u8; l.image_len];
@@ -1419,21 +1526,9 @@ impl<'d> DeviceEncoder<'d> {
                 )))
             }
         }
-        let ps = opts.plan.page_size;
-        page::check_page_size(ps, MAX_DEVICE_PAGE_SIZE)?;
+        let ps = check_geometry(opts)?;
         let width = opts.plan.width;
         let w = width.bytes();
-        if !ps.is_multiple_of(w) {
-            return Err(Error::invalid(
-                "page size must be a multiple of the element width",
-            ));
-        }
-        if opts.chunk_bytes < ps {
-            return Err(Error::invalid(format!(
-                "chunk_bytes {} is smaller than the page size {ps}",
-                opts.chunk_bytes
-            )));
-        }
         let data_len = usize::try_from(len).map_err(|_| Error::invalid("length exceeds usize"))?;
         let npages = u32::try_from(data_len.div_ceil(ps))
             .map_err(|_| Error::invalid("more than 2^32 pages"))?;
@@ -1492,44 +1587,13 @@ impl<'d> DeviceEncoder<'d> {
         let size_s = t0.elapsed().as_secs_f64();
 
         // 2. Kinds and layout, as the host encoder does.
-        let mut kinds = Vec::with_capacity(np);
-        for p in 0..np {
-            let plen = (data_len - p * ps).min(ps);
-            let groups = bitplane::groups_of(plen, w);
-            let tot = rd32(&sum, 8 * p) as usize;
-            let nzf = rd32(&sum, 8 * p + 4);
-            if nzf > 1 || tot < 2 * groups * w || tot > (GROUP + 1) * groups * w {
-                return Err(Error::Kernel {
-                    kernel: "hl_enc_size".into(),
-                    reason: format!("page {p}: implausible sizes (total {tot}, flag {nzf})"),
-                });
-            }
-            let bp_len = HEADER + 4 * (groups * w + 1) + plen % w + tot;
-            kinds.push(if nzf == 0 {
-                (PageKind::Zero, 0)
-            } else if bp_len >= plen {
-                (PageKind::Raw, plen)
-            } else {
-                (PageKind::Bitplane, bp_len)
-            });
-        }
-        let mut summary = PlanSummary {
-            bytes_inspected: len,
-            ..PlanSummary::default()
-        };
-        let layouts = residency::layout(&kinds, data_len, opts, &mut summary);
-        let (offs, total) = residency::chunk_offsets(layouts.iter().map(|l| l.image_len as u64));
-        let mut job = vec![0u8; np * JOB_BYTES];
-        let mut p = 0;
-        for (l, &off) in layouts.iter().zip(&offs) {
-            for (i, e) in l.entries.iter().enumerate() {
-                let j = &mut job[p * JOB_BYTES..(p + 1) * JOB_BYTES];
-                j[0..8].copy_from_slice(&off.to_le_bytes());
-                j[8..12].copy_from_slice(&(i as u32).to_le_bytes());
-                j[16..48].copy_from_slice(&e.to_bytes());
-                p += 1;
-            }
-        }
+        let JobTable {
+            layouts,
+            offsets: offs,
+            total,
+            jobs: job,
+            summary,
+        } = job_table(&sum, len, opts)?;
         let jobs = grow(dev, &mut self.jobs, job.len() as u64)?;
         dev.write(jobs, 0, &job)?;
         let layout_s = t0.elapsed().as_secs_f64();

@@ -25,8 +25,8 @@
 
 use vuma_core::{Error, Result};
 
+use crate::chunk::{ChunkImage, DirectRun};
 use crate::kernels::{Entry, PageKind, ENTRY_BYTES};
-use crate::residency::{ChunkImage, DirectRun};
 
 const P1: u64 = 0x9E37_79B1_85EB_CA87;
 const P2: u64 = 0xC2B2_AE3D_27D4_EB4F;
@@ -105,6 +105,14 @@ pub fn checksum(bytes: &[u8]) -> u64 {
     h ^= h >> 29;
     h = h.wrapping_mul(P3);
     h ^ (h >> 32)
+}
+
+impl ChunkImage {
+    /// Records the checksum of the image as it is now (after building or deliberately
+    /// changing it).
+    pub fn seal(&mut self) {
+        self.checksum = checksum(&self.image);
+    }
 }
 
 fn corrupt(chunk: usize, why: String) -> Error {

@@ -34,6 +34,8 @@
 //!   [`TransferPath`](vuma_core::TransferPath): write-backs encoded on the GPU and kept
 //!   compressed in pinned host memory, uploads that skip zero pages where that pays, and
 //!   [`HyperloopPath::pack_host`] for host bytes (every codec the device decodes);
+//! - [`chunk`]: chunk images ([`chunk::ChunkImage`]) and their layout, shared by the host
+//!   and the device encoder;
 //! - [`integrity`]: a checksum per chunk image and a coverage check of its page table,
 //!   verified on the host before anything is decoded;
 //! - [`store`]: [`CompressedStore`] for cold evicted pages;
@@ -78,6 +80,7 @@
 #![warn(missing_docs)]
 
 pub mod bitplane;
+pub mod chunk;
 pub mod codecs;
 pub mod datasets;
 pub mod encode;

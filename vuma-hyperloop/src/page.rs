@@ -342,3 +342,39 @@ pub(crate) fn bits_for(d: usize) -> u32 {
         usize::BITS - (d - 1).leading_zeros()
     }
 }
+
+/// Runs `f` over `items` on `threads` threads (0: all cores), keeping order (pages encoded
+/// in parallel).
+pub(crate) fn par_map<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    f: impl Fn(usize, &T) -> Result<R> + Sync,
+) -> Result<Vec<R>> {
+    let n = if threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        threads
+    }
+    .clamp(1, items.len().max(1));
+    let per = items.len().div_ceil(n).max(1);
+    let f = &f;
+    std::thread::scope(|s| {
+        let hs: Vec<_> = items
+            .chunks(per)
+            .enumerate()
+            .map(|(t, part)| {
+                s.spawn(move || {
+                    part.iter()
+                        .enumerate()
+                        .map(|(i, x)| f(t * per + i, x))
+                        .collect::<Result<Vec<R>>>()
+                })
+            })
+            .collect();
+        let mut out = Vec::with_capacity(items.len());
+        for h in hs {
+            out.extend(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))?);
+        }
+        Ok(out)
+    })
+}

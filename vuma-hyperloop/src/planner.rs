@@ -261,7 +261,7 @@ impl CostModel {
                 continue; // cannot encode LZ4 without the feature: keep the default
             }
             let t = Instant::now();
-            let enc = crate::residency::encode_pages(sample, page::DEFAULT_PAGE_SIZE, width, c)?;
+            let enc = encode_pages(sample, page::DEFAULT_PAGE_SIZE, width, c)?;
             let s = t.elapsed().as_secs_f64().max(1e-9);
             drop(enc);
             self.rates_mut(c).host_encode = sample.len() as f64 / s;
@@ -599,5 +599,29 @@ pub fn plan(data: &[u8], model: &CostModel, cfg: &PlanConfig) -> Result<Transfer
         decisions,
         ratios,
         summary,
+    })
+}
+
+/// Encodes every page of `data` with `codec` (on all cores); returns the encoded pages.
+/// Used to measure host encode rates.
+pub fn encode_pages(
+    data: &[u8],
+    page_size: usize,
+    width: ElemWidth,
+    codec: DeviceCodec,
+) -> Result<Vec<Vec<u8>>> {
+    let ranges: Vec<_> = page::pages(data.len(), page_size).collect();
+    page::par_map(&ranges, 0, |_, r| {
+        let mut out = Vec::new();
+        match codec {
+            DeviceCodec::Bitplane => {
+                crate::bitplane::encode_page(&data[r.clone()], width, &mut out)?;
+            }
+            DeviceCodec::Lz4 => crate::codecs::lz4_encode_page(&data[r.clone()], &mut out)?,
+            DeviceCodec::Float => {
+                crate::floatcodec::encode_page(&data[r.clone()], width, &mut out)?;
+            }
+        }
+        Ok(out)
     })
 }

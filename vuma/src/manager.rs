@@ -593,11 +593,18 @@ impl UnifiedMemoryManager {
         run?;
         let t_record = t3.elapsed();
         let bytes_moved = buffers.iter().map(|b| b.bytes_moved).sum();
-        let link_bytes = buffers
-            .iter()
-            .flat_map(|b| &b.transfers)
-            .map(|t| t.link_bytes)
-            .sum();
+        // A device that shares host memory has no link: its transfers cross none (as the
+        // memory statistics count them).
+        let shared_memory = device.info().unified_memory;
+        let link_bytes = if shared_memory {
+            0
+        } else {
+            buffers
+                .iter()
+                .flat_map(|b| &b.transfers)
+                .map(|t| t.link_bytes)
+                .sum()
+        };
         let bytes_saved = buffers
             .iter()
             .filter(|b| b.hit && b.access.reads())
@@ -621,6 +628,7 @@ impl UnifiedMemoryManager {
             buffers,
             bytes_moved,
             link_bytes,
+            shared_memory,
             bytes_saved,
             tiles,
             passes: w.passes,

@@ -129,6 +129,7 @@ impl UnifiedMemoryManager {
             buffers: Vec::new(),
             bytes_moved: 0,
             link_bytes: 0,
+            shared_memory: info.unified_memory,
             bytes_saved: 0,
             tiles: 0,
             passes: 0,

@@ -82,8 +82,14 @@ pub struct WorkloadReport {
     pub buffers: Vec<BufferReport>,
     /// Bytes moved in all.
     pub bytes_moved: u64,
-    /// Bytes that crossed the link for it (uploads and write-backs of evicted buffers).
+    /// Bytes that crossed the link for it (uploads and write-backs of evicted buffers); 0
+    /// on a device that shares host memory.
     pub link_bytes: u64,
+    /// Whether the device shares host memory
+    /// ([`DeviceInfo::unified_memory`](vuma_core::DeviceInfo): the host device, integrated
+    /// GPUs): there is no link, so its transfers are copies within one memory and nothing
+    /// crosses a link (the memory statistics count no link bytes for it either).
+    pub shared_memory: bool,
     /// Bytes that did not have to cross the link: residency hits, plus what the transfer
     /// path saved (zero pages, compression) on uploads and write-backs.
     pub bytes_saved: u64,
@@ -162,7 +168,7 @@ impl WorkloadReport {
                     "path": t.path,
                     "decision": t.decision,
                     "logical_bytes": t.logical_bytes,
-                    "link_bytes": t.link_bytes,
+                    "link_bytes": if self.shared_memory { 0 } else { t.link_bytes },
                     "bytes_saved": t.bytes_saved(),
                     "zero_pages": t.zero_pages,
                     "raw_pages": t.raw_pages,
@@ -172,6 +178,7 @@ impl WorkloadReport {
             })).collect::<Vec<_>>(),
             "bytes_moved": self.bytes_moved,
             "link_bytes": self.link_bytes,
+            "shared_memory": self.shared_memory,
             "bytes_saved": self.bytes_saved,
             "tiles": self.tiles,
             "passes": self.passes,
@@ -243,13 +250,20 @@ impl fmt::Display for WorkloadReport {
                 )?;
             }
             for t in &b.transfers {
+                let moved = if self.shared_memory {
+                    format!("{} in shared memory, no link", human_bytes(t.logical_bytes))
+                } else {
+                    format!(
+                        "{} over the link for {}",
+                        human_bytes(t.link_bytes),
+                        human_bytes(t.logical_bytes)
+                    )
+                };
                 writeln!(
                     f,
-                    "           {} via {}: {} over the link for {} ({})",
+                    "           {} via {}: {moved} ({})",
                     t.kind.as_str(),
                     t.path,
-                    human_bytes(t.link_bytes),
-                    human_bytes(t.logical_bytes),
                     t.decision
                 )?;
             }
@@ -261,13 +275,22 @@ impl fmt::Display for WorkloadReport {
                 self.passes, self.tiles
             )?;
         }
-        writeln!(
-            f,
-            "  moved     {} ({} over the link; saved {})",
-            human_bytes(self.bytes_moved),
-            human_bytes(self.link_bytes),
-            human_bytes(self.bytes_saved)
-        )?;
+        if self.shared_memory {
+            writeln!(
+                f,
+                "  moved     {} (shared memory: nothing crossed a link; saved {})",
+                human_bytes(self.bytes_moved),
+                human_bytes(self.bytes_saved)
+            )?;
+        } else {
+            writeln!(
+                f,
+                "  moved     {} ({} over the link; saved {})",
+                human_bytes(self.bytes_moved),
+                human_bytes(self.link_bytes),
+                human_bytes(self.bytes_saved)
+            )?;
+        }
         write!(
             f,
             "  time      schedule {}, place {}, run {}, record {} = {}",
@@ -352,4 +375,70 @@ fn fmt_plan(r: &WorkloadReport, p: &WorkloadPlan, f: &mut fmt::Formatter<'_>) ->
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vuma_core::TransferKind;
+
+    fn report(shared_memory: bool) -> WorkloadReport {
+        let t = TransferReport::direct(TransferKind::Upload, 64 << 20, 0.01);
+        WorkloadReport {
+            workload: "w".into(),
+            kind: "ai".into(),
+            classified: Tier::High,
+            tier: Tier::High,
+            crossed_tier: false,
+            device: "gpu".into(),
+            backend: Backend::Cuda,
+            reason: "only device".into(),
+            estimates: (0.0, 0.0, 0.0),
+            buffers: vec![BufferReport {
+                buffer: BufferId(1),
+                size: 64 << 20,
+                access: AccessMode::Read,
+                hit: false,
+                placement: Placement::DeviceLocal,
+                placement_reason: "fits".into(),
+                allocated: true,
+                bytes_moved: 64 << 20,
+                source: Some(Location::Host),
+                evicted: Vec::new(),
+                transfers: vec![t],
+            }],
+            bytes_moved: 64 << 20,
+            link_bytes: if shared_memory { 0 } else { 64 << 20 },
+            shared_memory,
+            bytes_saved: 0,
+            tiles: 1,
+            passes: 1,
+            times: StageTimes::default(),
+            plan: None,
+        }
+    }
+
+    #[test]
+    fn link_bytes_are_reported_only_where_there_is_a_link() {
+        let linked = report(false).to_string();
+        assert!(
+            linked.contains("64 MiB over the link for 64 MiB"),
+            "{linked}"
+        );
+        assert!(
+            linked.contains("(64 MiB over the link; saved 0 B)"),
+            "{linked}"
+        );
+        let shared = report(true);
+        let text = shared.to_string();
+        assert!(!text.contains("over the link"), "{text}");
+        assert!(text.contains("64 MiB in shared memory, no link"), "{text}");
+        assert!(
+            text.contains("shared memory: nothing crossed a link"),
+            "{text}"
+        );
+        let j = shared.to_json();
+        assert_eq!(j["buffers"][0]["transfers"][0]["link_bytes"], 0);
+        assert_eq!(j["link_bytes"], 0);
+    }
 }

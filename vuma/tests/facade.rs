@@ -36,6 +36,34 @@ fn seed_scenario_runs_end_to_end_on_the_host() {
     }
 }
 
+/// The host device shares host memory: its reports count no bytes over a link and say so,
+/// as the memory statistics do (issue 19: the report said "64 MiB over the link").
+#[test]
+fn reports_on_shared_memory_claim_no_link_bytes() {
+    let vuma = host_only();
+    let out = demo::run(&vuma, &demo::DemoOptions { scale: 0.05 }).expect("demo");
+    let mut uploads = 0;
+    for r in &out.reports {
+        assert!(r.shared_memory, "the host device shares host memory");
+        assert_eq!(r.link_bytes, 0);
+        let text = r.to_string();
+        assert!(!text.contains("over the link"), "{text}");
+        assert!(text.contains("nothing crossed a link"), "{text}");
+        let j = r.to_json();
+        assert_eq!(j["link_bytes"], 0);
+        assert_eq!(j["shared_memory"], true);
+        for b in j["buffers"].as_array().unwrap() {
+            for t in b["transfers"].as_array().unwrap() {
+                assert_eq!(t["link_bytes"], 0, "{t}");
+                uploads += usize::from(t["logical_bytes"].as_u64().unwrap() > 0);
+            }
+        }
+    }
+    assert!(uploads > 0, "the demo moved data to the device");
+    let host = vuma.stats().host;
+    assert_eq!(host.link_bytes_in, 0);
+}
+
 #[test]
 fn workload_without_a_usable_kernel_is_a_typed_error() {
     let vuma = host_only();

@@ -18,7 +18,7 @@ use crate::err;
 use crate::util::{cargo, display_cmd, fmt_duration, table, workspace_root, Context, Result};
 
 /// The fuzz targets (`fuzz/Cargo.toml`'s `[[bin]]`s and `vuma_fuzz::TARGETS`).
-pub const TARGETS: [&str; 10] = [
+pub const TARGETS: [&str; 11] = [
     "lz4",
     "zstd",
     "snappy",
@@ -29,6 +29,7 @@ pub const TARGETS: [&str; 10] = [
     "float",
     "upload_into",
     "records",
+    "encode_jobs",
 ];
 
 /// What `cargo xtask fuzz` does, from its command line.

@@ -31,7 +31,6 @@ const LONG_FILES: &[(&str, &str)] = &[
     ("vuma-vulkan/src/device.rs", "device opening, rings, submission and the Device impl in one room: to be split into instance/submit/staging/device"),
     ("vuma-cuda/src/device.rs", "the Device impl with buffers, streams and pinned copies: to be split into buffer/submit/staging"),
     ("vuma-hyperloop/src/encode.rs", "CUDA C in a string, the host mirror, the device encoder and its tests: to be split by stage"),
-    ("vuma-hyperloop/src/residency.rs", "compressed buffers, chunk layout and the uploader: chunk layout and upload to be split"),
     ("vuma-core/src/memory.rs", "the manager's state, acquire and release; migrations, host copies and loss are split out already"),
 ];
 
@@ -51,7 +50,6 @@ const CIRCLES: &[(&str, &str)] = &[
     ("vuma-core: device <-> host <-> kernel <-> signature", "vocabulary types naming each other (the host device implements Device; kernels carry host functions that take HostLaunch; signatures check device arguments)"),
     ("vuma-vulkan: buffer <-> compute <-> device <-> kernels <-> reflect", "the device module holds the shared state the others use: to be split with the backend layout"),
     ("vuma-hyperloop: bitplane <-> codecs <-> floatcodec <-> page", "the codecs share the Corrupt error helper and page estimates call the codecs' samplers"),
-    ("vuma-hyperloop: integrity <-> planner <-> residency", "the chunk layout lives in residency and calls the cost model: ChunkImage and the layout to move into a chunk module"),
 ];
 
 fn rs_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {

@@ -26,9 +26,10 @@ use vuma_core::{
 };
 
 use super::{summary_report, HyperloopPath, Rate, Scratch};
+use crate::chunk;
 use crate::page::ElemWidth;
 use crate::planner::PlanSummary;
-use crate::residency::{self, CompressedBuffer, PinnedCompressed};
+use crate::residency::{CompressedBuffer, PinnedCompressed};
 
 /// A plan must save at least this fraction of the link bytes for a host pack to be kept.
 const MIN_SAVING: f64 = 0.05;
@@ -176,7 +177,7 @@ impl PackedHost for HostPacked {
             )));
         }
         let mut cb = self.layout.clone();
-        let (offs, _) = residency::chunk_offsets(self.lens.iter().map(|&l| l as u64));
+        let (offs, _) = chunk::chunk_offsets(self.lens.iter().map(|&l| l as u64));
         for ((c, &l), off) in cb.chunks_mut().iter_mut().zip(&self.lens).zip(offs) {
             let mut image = vec![0u8; l];
             dev.read(self.pinned.buffer(), off, &mut image)?;
