@@ -6,9 +6,9 @@
 //! device copies straight between them and its memory, with no staging through a bounce
 //! buffer (on the H200, pageable uploads top out near 40 GB/s on host copies, pinned ones
 //! at the link's 55 GB/s). Page-locked memory is a system resource, so the manager pins
-//! only within [`PinConfig`]'s budget (a share of RAM) and only buffers large enough for
-//! it to matter; beyond it host copies stay pageable and the statistics say how much is
-//! pinned.
+//! only within [`PinConfig`](crate::PinConfig)'s budget (a share of RAM) and only buffers
+//! large enough for it to matter; beyond it host copies stay pageable and the statistics
+//! say how much is pinned.
 //!
 //! Pinning is slow (about 40 µs per MiB: a system call and page-table work) and so is
 //! faulting fresh pages in, so a pinned copy that is dropped does not unpin: its block goes
@@ -16,68 +16,16 @@
 //! the same size class takes it (no fault, no registration). A block unpins itself before
 //! its memory is freed.
 
-use std::alloc::Layout;
 use std::mem::MaybeUninit;
-use std::ptr::NonNull;
-use std::sync::Arc;
-
-use rayon::prelude::*;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::device::DynDevice;
 use crate::error::{Error, Result};
-use crate::hostpool::HostPool;
-
-/// Alignment of host copies: a page, so that pinning and host-memory import (Vulkan needs
-/// `minImportedHostPointerAlignment`, 4 KiB on common drivers) take whole pages.
-const ALIGN: usize = 4096;
+use crate::hostpool::{Block, HostPool, ALIGN};
 
 /// Fills below this size run on the calling thread (waking workers costs more).
 const PARALLEL_MIN: usize = 1 << 20;
-
-/// When host copies are pinned.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PinConfig {
-    /// Whether to pin at all.
-    pub enabled: bool,
-    /// Host copies smaller than this stay pageable (pinning costs about 40 µs per MiB, a
-    /// system call and page-table work; small copies gain little).
-    pub min_bytes: u64,
-    /// At most this many bytes pinned at once, pooled blocks included; `None`: half the
-    /// machine's RAM.
-    pub budget: Option<u64>,
-    /// At most this many bytes of pinned blocks kept for reuse after their host copies
-    /// were dropped (they stay pinned and count against `budget`); beyond it blocks are
-    /// unpinned and freed. `None`: a quarter of the budget. `Some(0)`: no pool.
-    pub pool_bytes: Option<u64>,
-}
-
-impl Default for PinConfig {
-    fn default() -> Self {
-        PinConfig {
-            enabled: true,
-            min_bytes: 1 << 20,
-            budget: None,
-            pool_bytes: None,
-        }
-    }
-}
-
-impl PinConfig {
-    /// The budget in bytes.
-    pub fn budget_bytes(&self) -> u64 {
-        if !self.enabled {
-            return 0;
-        }
-        self.budget
-            .unwrap_or_else(|| crate::host::physical_memory().map_or(0, |m| m / 2))
-    }
-
-    /// The pool's cap in bytes (never above the budget).
-    pub fn pool_cap(&self) -> u64 {
-        let budget = self.budget_bytes();
-        self.pool_bytes.unwrap_or(budget / 4).min(budget)
-    }
-}
 
 /// How a new host copy's bytes start out.
 #[derive(Debug, Clone, Copy)]
@@ -92,185 +40,75 @@ pub(crate) enum Init<'a> {
     Overwritten,
 }
 
-/// Page-aligned host memory, pinned for some devices. Unpins and frees itself on drop.
-pub(crate) struct Block {
-    ptr: NonNull<u8>,
-    cap: usize,
-    /// Devices that pinned it.
-    pins: Vec<Arc<dyn DynDevice>>,
+/// At most this many threads fill one host copy (a few saturate a socket's memory
+/// bandwidth; more only add start-up cost).
+const MAX_FILL_THREADS: usize = 8;
+
+/// Threads for a fill of `len` bytes: one per [`PARALLEL_MIN`] bytes, within the cores
+/// and [`MAX_FILL_THREADS`].
+fn fill_threads(len: usize) -> usize {
+    static CORES: OnceLock<usize> = OnceLock::new();
+    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    (len / PARALLEL_MIN).clamp(1, cores.min(MAX_FILL_THREADS))
 }
 
-// SAFETY: a `Block` owns its allocation uniquely (like a `Box<[u8]>`); the devices it
-// holds are `Send + Sync`; it hands out its memory only through `HostCopy`, which follows
-// the borrow rules.
-unsafe impl Send for Block {}
-// SAFETY: `&Block` gives access to nothing but its address and length.
-unsafe impl Sync for Block {}
-
-impl std::fmt::Debug for Block {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Block")
-            .field("cap", &self.cap)
-            .field("pins", &self.pins.len())
-            .finish()
+/// Runs `f(offset, piece)` over pieces of `dst`, on scoped threads when it is large (the
+/// calling thread works too, and takes every piece left when a thread cannot start).
+/// Scoped threads rather than a shared pool: a fill may run under the manager's lock, and
+/// a pool's worker waiting for it could pick up a task that takes that lock.
+fn for_pieces<T: Send>(dst: &mut [T], f: impl Fn(usize, &mut [T]) + Sync) {
+    let threads = fill_threads(dst.len());
+    if threads <= 1 {
+        f(0, dst);
+        return;
     }
-}
-
-impl Block {
-    /// `cap` bytes (not initialised), or the transient [`Error::OutOfMemory`] (never an
-    /// abort).
-    fn alloc(cap: usize) -> Result<Block> {
-        let oom = || Error::OutOfMemory {
-            device: "host".into(),
-            requested: cap as u64,
-        };
-        if cap == 0 {
-            return Ok(Block {
-                ptr: NonNull::dangling(),
-                cap: 0,
-                pins: Vec::new(),
-            });
+    let piece = dst.len().div_ceil(threads).next_multiple_of(ALIGN);
+    let pieces: Vec<Mutex<Option<&mut [T]>>> =
+        dst.chunks_mut(piece).map(|p| Mutex::new(Some(p))).collect();
+    let next = AtomicUsize::new(0);
+    let work = || loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        let Some(slot) = pieces.get(i) else { break };
+        let p = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(p) = p {
+            f(i * piece, p);
         }
-        let layout = Layout::from_size_align(cap, ALIGN).map_err(|_| oom())?;
-        // SAFETY: `layout` has a non-zero size.
-        let p = unsafe { std::alloc::alloc(layout) };
-        let ptr = NonNull::new(p).ok_or_else(oom)?;
-        Ok(Block {
-            ptr,
-            cap,
-            pins: Vec::new(),
-        })
-    }
-
-    /// Its size in bytes.
-    pub fn cap(&self) -> usize {
-        self.cap
-    }
-
-    /// Pins the memory for each device of `devices` that can use it; returns whether any
-    /// did. Failures are logged and leave it pageable for that device (it works either way).
-    fn pin(&mut self, devices: &[Arc<dyn DynDevice>]) -> bool {
-        for d in devices {
-            if self.cap == 0 || self.pins.iter().any(|p| same_device(p, d)) {
-                continue;
-            }
-            // SAFETY: the allocation lives until `drop`, which unpins first; it never moves.
-            match unsafe { d.pin_host(self.ptr.as_ptr(), self.cap) } {
-                Ok(true) => self.pins.push(d.clone()),
-                Ok(false) => {}
-                Err(e) => tracing::warn!(
-                    device = %d.info().name,
-                    bytes = self.cap,
-                    error = %e,
-                    "pinning a host copy failed; it stays pageable"
-                ),
+    };
+    std::thread::scope(|s| {
+        for _ in 1..threads {
+            let spawned = std::thread::Builder::new()
+                .name("vuma-fill".into())
+                .spawn_scoped(s, work);
+            if spawned.is_err() {
+                break;
             }
         }
-        !self.pins.is_empty()
-    }
-
-    /// Whether it is pinned for exactly the devices of `devices` (in any order).
-    pub fn pinned_for(&self, devices: &[Arc<dyn DynDevice>]) -> bool {
-        self.pins.len() == devices.len()
-            && devices
-                .iter()
-                .all(|d| self.pins.iter().any(|p| same_device(p, d)))
-    }
-
-    /// Whether `device` pinned it.
-    pub fn pinned_by(&self, device: &Arc<dyn DynDevice>) -> bool {
-        self.pins.iter().any(|p| same_device(p, device))
-    }
-
-    /// The first `len` bytes, to be initialised.
-    fn uninit(&mut self, len: usize) -> &mut [MaybeUninit<u8>] {
-        assert!(len <= self.cap, "within the block");
-        // SAFETY: `ptr` points to `cap >= len` bytes owned by `self` (dangling but aligned
-        // when `len` is 0); `MaybeUninit` makes no claim about their content, and
-        // `&mut self` makes the access unique.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr().cast(), len) }
-    }
-}
-
-impl Drop for Block {
-    fn drop(&mut self) {
-        for d in self.pins.drain(..) {
-            // SAFETY: device operations on the range are synchronous (`write`/`read` return
-            // when done with host memory), so nothing uses it any more.
-            if let Err(e) = unsafe { d.unpin_host(self.ptr.as_ptr()) } {
-                tracing::warn!(device = %d.info().name, error = %e, "unpinning a host copy failed");
-            }
-        }
-        if self.cap > 0 {
-            // SAFETY: allocated in `alloc` with exactly this layout (which was valid then).
-            unsafe {
-                std::alloc::dealloc(
-                    self.ptr.as_ptr(),
-                    Layout::from_size_align_unchecked(self.cap, ALIGN),
-                )
-            };
-        }
-    }
-}
-
-/// Whether two handles are the same device (by the address of the object, whatever the
-/// vtable).
-pub(crate) fn same_device(a: &Arc<dyn DynDevice>, b: &Arc<dyn DynDevice>) -> bool {
-    std::ptr::addr_eq(Arc::as_ptr(a), Arc::as_ptr(b))
-}
-
-/// A piece of a parallel fill: large enough that waking a thread pays, small enough that
-/// every core gets some.
-fn piece_len(len: usize) -> usize {
-    let threads = rayon::current_num_threads().max(1);
-    len.div_ceil(threads * 2)
-        .next_multiple_of(ALIGN)
-        .max(PARALLEL_MIN / 2)
+        work();
+    });
 }
 
 /// Initialises `dst` as `init` says (zeros, or a copy of the bytes), with several threads
 /// when it is large. `fresh`: the memory was never initialised (`Overwritten` zeroes it).
 fn fill(dst: &mut [MaybeUninit<u8>], init: Init<'_>, fresh: bool) {
-    let len = dst.len();
     match init {
         Init::Overwritten if !fresh => {}
-        Init::Zero | Init::Overwritten => {
-            if len < PARALLEL_MIN {
-                dst.fill(MaybeUninit::new(0));
-            } else {
-                dst.par_chunks_mut(piece_len(len))
-                    .for_each(|d| d.fill(MaybeUninit::new(0)));
-            }
-        }
+        Init::Zero | Init::Overwritten => for_pieces(dst, |_, d| d.fill(MaybeUninit::new(0))),
         Init::Bytes(src) => {
-            assert_eq!(src.len(), len, "a copy fills the whole host copy");
-            let copy = |(d, s): (&mut [MaybeUninit<u8>], &[u8])| {
-                // SAFETY: `d` and `s` have the same length (pieces of equal-length slices
-                // cut at the same points); `d` is host-copy memory that `s`, a borrowed
-                // user slice, cannot overlap (`d` is borrowed mutably).
+            assert_eq!(src.len(), dst.len(), "a copy fills the whole host copy");
+            for_pieces(dst, |off, d| {
+                let s = &src[off..off + d.len()];
+                // SAFETY: `d` and `s` have the same length; `d` is host-copy memory that
+                // `s`, a borrowed user slice, cannot overlap (`d` is borrowed mutably).
                 unsafe { std::ptr::copy_nonoverlapping(s.as_ptr(), d.as_mut_ptr().cast(), d.len()) }
-            };
-            if len < PARALLEL_MIN {
-                copy((dst, src));
-            } else {
-                let p = piece_len(len);
-                dst.par_chunks_mut(p).zip(src.par_chunks(p)).for_each(copy);
-            }
+            });
         }
     }
 }
 
 /// Copies `src` into `dst` (equal lengths), with several threads when it is large.
 pub(crate) fn copy_parallel(dst: &mut [u8], src: &[u8]) {
-    let len = dst.len();
-    if len < PARALLEL_MIN {
-        dst.copy_from_slice(src);
-    } else {
-        let p = piece_len(len);
-        dst.par_chunks_mut(p)
-            .zip(src.par_chunks(p))
-            .for_each(|(d, s)| d.copy_from_slice(s));
-    }
+    assert_eq!(src.len(), dst.len(), "equal lengths");
+    for_pieces(dst, |off, d| d.copy_from_slice(&src[off..off + d.len()]));
 }
 
 /// Host memory for one buffer: `len` bytes at the start of a block, optionally pinned.

@@ -22,8 +22,188 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use std::alloc::Layout;
+use std::mem::MaybeUninit;
+use std::ptr::NonNull;
+
 use crate::device::DynDevice;
-use crate::hostcopy::{same_device, Block, PinConfig};
+use crate::error::{Error, Result};
+
+/// Alignment of host copies: a page, so that pinning and host-memory import (Vulkan needs
+/// `minImportedHostPointerAlignment`, 4 KiB on common drivers) take whole pages.
+pub(crate) const ALIGN: usize = 4096;
+
+/// When host copies are pinned.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PinConfig {
+    /// Whether to pin at all.
+    pub enabled: bool,
+    /// Host copies smaller than this stay pageable (pinning costs about 40 µs per MiB, a
+    /// system call and page-table work; small copies gain little).
+    pub min_bytes: u64,
+    /// At most this many bytes pinned at once, pooled blocks included; `None`: half the
+    /// machine's RAM.
+    pub budget: Option<u64>,
+    /// At most this many bytes of pinned blocks kept for reuse after their host copies
+    /// were dropped (they stay pinned and count against `budget`); beyond it blocks are
+    /// unpinned and freed. `None`: a quarter of the budget. `Some(0)`: no pool.
+    pub pool_bytes: Option<u64>,
+}
+
+impl Default for PinConfig {
+    fn default() -> Self {
+        PinConfig {
+            enabled: true,
+            min_bytes: 1 << 20,
+            budget: None,
+            pool_bytes: None,
+        }
+    }
+}
+
+impl PinConfig {
+    /// The budget in bytes.
+    pub fn budget_bytes(&self) -> u64 {
+        if !self.enabled {
+            return 0;
+        }
+        self.budget
+            .unwrap_or_else(|| crate::host::physical_memory().map_or(0, |m| m / 2))
+    }
+
+    /// The pool's cap in bytes (never above the budget).
+    pub fn pool_cap(&self) -> u64 {
+        let budget = self.budget_bytes();
+        self.pool_bytes.unwrap_or(budget / 4).min(budget)
+    }
+}
+
+/// Page-aligned host memory, pinned for some devices. Unpins and frees itself on drop.
+pub(crate) struct Block {
+    pub(crate) ptr: NonNull<u8>,
+    cap: usize,
+    /// Devices that pinned it.
+    pub(crate) pins: Vec<Arc<dyn DynDevice>>,
+}
+
+// SAFETY: a `Block` owns its allocation uniquely (like a `Box<[u8]>`); the devices it
+// holds are `Send + Sync`; it hands out its memory only through `HostCopy`, which follows
+// the borrow rules.
+unsafe impl Send for Block {}
+// SAFETY: `&Block` gives access to nothing but its address and length.
+unsafe impl Sync for Block {}
+
+impl std::fmt::Debug for Block {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Block")
+            .field("cap", &self.cap)
+            .field("pins", &self.pins.len())
+            .finish()
+    }
+}
+
+impl Block {
+    /// `cap` bytes (not initialised), or the transient [`Error::OutOfMemory`] (never an
+    /// abort).
+    pub(crate) fn alloc(cap: usize) -> Result<Block> {
+        let oom = || Error::OutOfMemory {
+            device: "host".into(),
+            requested: cap as u64,
+        };
+        if cap == 0 {
+            return Ok(Block {
+                ptr: NonNull::dangling(),
+                cap: 0,
+                pins: Vec::new(),
+            });
+        }
+        let layout = Layout::from_size_align(cap, ALIGN).map_err(|_| oom())?;
+        // SAFETY: `layout` has a non-zero size.
+        let p = unsafe { std::alloc::alloc(layout) };
+        let ptr = NonNull::new(p).ok_or_else(oom)?;
+        Ok(Block {
+            ptr,
+            cap,
+            pins: Vec::new(),
+        })
+    }
+
+    /// Its size in bytes.
+    pub(crate) fn cap(&self) -> usize {
+        self.cap
+    }
+
+    /// Pins the memory for each device of `devices` that can use it; returns whether any
+    /// did. Failures are logged and leave it pageable for that device (it works either way).
+    pub(crate) fn pin(&mut self, devices: &[Arc<dyn DynDevice>]) -> bool {
+        for d in devices {
+            if self.cap == 0 || self.pins.iter().any(|p| same_device(p, d)) {
+                continue;
+            }
+            // SAFETY: the allocation lives until `drop`, which unpins first; it never moves.
+            match unsafe { d.pin_host(self.ptr.as_ptr(), self.cap) } {
+                Ok(true) => self.pins.push(d.clone()),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(
+                    device = %d.info().name,
+                    bytes = self.cap,
+                    error = %e,
+                    "pinning a host copy failed; it stays pageable"
+                ),
+            }
+        }
+        !self.pins.is_empty()
+    }
+
+    /// Whether it is pinned for exactly the devices of `devices` (in any order).
+    pub(crate) fn pinned_for(&self, devices: &[Arc<dyn DynDevice>]) -> bool {
+        self.pins.len() == devices.len()
+            && devices
+                .iter()
+                .all(|d| self.pins.iter().any(|p| same_device(p, d)))
+    }
+
+    /// Whether `device` pinned it.
+    pub(crate) fn pinned_by(&self, device: &Arc<dyn DynDevice>) -> bool {
+        self.pins.iter().any(|p| same_device(p, device))
+    }
+
+    /// The first `len` bytes, to be initialised.
+    pub(crate) fn uninit(&mut self, len: usize) -> &mut [MaybeUninit<u8>] {
+        assert!(len <= self.cap, "within the block");
+        // SAFETY: `ptr` points to `cap >= len` bytes owned by `self` (dangling but aligned
+        // when `len` is 0); `MaybeUninit` makes no claim about their content, and
+        // `&mut self` makes the access unique.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr().cast(), len) }
+    }
+}
+
+impl Drop for Block {
+    fn drop(&mut self) {
+        for d in self.pins.drain(..) {
+            // SAFETY: device operations on the range are synchronous (`write`/`read` return
+            // when done with host memory), so nothing uses it any more.
+            if let Err(e) = unsafe { d.unpin_host(self.ptr.as_ptr()) } {
+                tracing::warn!(device = %d.info().name, error = %e, "unpinning a host copy failed");
+            }
+        }
+        if self.cap > 0 {
+            // SAFETY: allocated in `alloc` with exactly this layout (which was valid then).
+            unsafe {
+                std::alloc::dealloc(
+                    self.ptr.as_ptr(),
+                    Layout::from_size_align_unchecked(self.cap, ALIGN),
+                )
+            };
+        }
+    }
+}
+
+/// Whether two handles are the same device (by the address of the object, whatever the
+/// vtable).
+pub(crate) fn same_device(a: &Arc<dyn DynDevice>, b: &Arc<dyn DynDevice>) -> bool {
+    std::ptr::addr_eq(Arc::as_ptr(a), Arc::as_ptr(b))
+}
 
 /// Smallest rounding step of the size classes.
 const MIN_STEP: usize = 64 << 10;

@@ -75,7 +75,7 @@ pub use codec::Codec;
 pub use device::{check_launch_args, Device, DynDevice, Fence};
 pub use error::{check_range, Error, Result};
 pub use host::{HostBuffer, HostDevice, PinLog};
-pub use hostcopy::PinConfig;
+pub use hostpool::PinConfig;
 pub use info::{Backend, DeviceId, DeviceInfo, DeviceKind, LinkInfo, MemoryHeap};
 pub use kernel::{Arg, CudaCode, HostFn, HostLaunch, Kernel, KernelVariant, LaunchConfig, Scalar};
 pub use memory::{

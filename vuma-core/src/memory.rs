@@ -40,8 +40,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use crate::buffer::DynBuffer;
 use crate::device::DynDevice;
 use crate::error::{check_range, Error, Result};
-use crate::hostcopy::{copy_parallel, HostCopy, Init, PinConfig};
-use crate::hostpool::HostPool;
+use crate::hostcopy::{copy_parallel, HostCopy, Init};
+use crate::hostpool::{HostPool, PinConfig};
 use crate::info::DeviceId;
 use crate::kernel::Arg;
 use crate::placement::{choose_placement, AccessMode, Placement, PlacementConfig};
@@ -51,6 +51,8 @@ use crate::transfer::{PackedHost, TransferKind, TransferPath, TransferReport};
 
 mod loss;
 mod migrate;
+
+use migrate::check_new_size;
 
 /// Identity of a unified buffer within its manager.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -280,24 +282,6 @@ impl State {
             None => Ok(()),
         }
     }
-}
-
-/// Refuses sizes no buffer can have: zero, or more than the host's memory.
-fn check_new_size(size: u64) -> Result<()> {
-    if size == 0 {
-        return Err(Error::ZeroSize {
-            what: "unified buffer",
-        });
-    }
-    let max = crate::host::physical_memory().unwrap_or(u64::MAX);
-    if size > max || size > isize::MAX as u64 {
-        return Err(Error::TooLarge {
-            device: "host".into(),
-            requested: size,
-            max,
-        });
-    }
-    Ok(())
 }
 
 /// Zeroed host memory for a copy of `size` bytes, or the transient
@@ -636,42 +620,6 @@ impl MemoryManager {
         check_new_size(size)?;
         let host = self.new_host_copy(size, Init::Bytes(data))?;
         Ok(self.insert_buffer(size, Some(host)))
-    }
-
-    /// Registers a new buffer of `size` bytes: unwritten (zeros, no host copy) or holding
-    /// `host` (valid, written).
-    fn insert_buffer(&self, size: u64, host: Option<HostCopy>) -> UnifiedBuffer {
-        let written = host.is_some();
-        let mut st = self.shared.lock();
-        let id = BufferId(st.next_id);
-        st.next_id += 1;
-        st.buffers.insert(
-            id,
-            BufState {
-                size,
-                host,
-                packed: None,
-                host_valid: true,
-                written,
-                copies: HashMap::new(),
-                in_use: 0,
-                writers: Vec::new(),
-                lost: None,
-                dropped: false,
-            },
-        );
-        st.stats.buffers += 1;
-        if written {
-            let h = &mut st.stats.host;
-            h.bytes_in_use += size;
-            h.peak_bytes = h.peak_bytes.max(h.bytes_in_use);
-            h.allocations += 1;
-        }
-        UnifiedBuffer {
-            id,
-            size,
-            shared: self.shared.clone(),
-        }
     }
 
     fn check_owner(&self, buf: &UnifiedBuffer) -> Result<()> {

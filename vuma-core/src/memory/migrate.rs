@@ -201,6 +201,42 @@ impl MemoryManager {
         }
     }
 
+    /// Registers a new buffer of `size` bytes: unwritten (zeros, no host copy) or holding
+    /// `host` (valid, written).
+    pub(super) fn insert_buffer(&self, size: u64, host: Option<HostCopy>) -> UnifiedBuffer {
+        let written = host.is_some();
+        let mut st = self.shared.lock();
+        let id = BufferId(st.next_id);
+        st.next_id += 1;
+        st.buffers.insert(
+            id,
+            BufState {
+                size,
+                host,
+                packed: None,
+                host_valid: true,
+                written,
+                copies: HashMap::new(),
+                in_use: 0,
+                writers: Vec::new(),
+                lost: None,
+                dropped: false,
+            },
+        );
+        st.stats.buffers += 1;
+        if written {
+            let h = &mut st.stats.host;
+            h.bytes_in_use += size;
+            h.peak_bytes = h.peak_bytes.max(h.bytes_in_use);
+            h.allocations += 1;
+        }
+        UnifiedBuffer {
+            id,
+            size,
+            shared: self.shared.clone(),
+        }
+    }
+
     /// Gives the host copy of `id` memory if it has none, initialised as `init` says;
     /// returns whether it did (a fresh copy already holds `init`).
     pub(super) fn materialise_host(
@@ -504,6 +540,24 @@ impl MemoryManager {
         record_upload(st, index, &report, self.shared.over_link(index));
         Ok((size, Some(Location::Host), Some(report)))
     }
+}
+
+/// Refuses sizes no buffer can have: zero, or more than the host's memory.
+pub(super) fn check_new_size(size: u64) -> Result<()> {
+    if size == 0 {
+        return Err(Error::ZeroSize {
+            what: "unified buffer",
+        });
+    }
+    let max = crate::host::physical_memory().unwrap_or(u64::MAX);
+    if size > max || size > isize::MAX as u64 {
+        return Err(Error::TooLarge {
+            device: "host".into(),
+            requested: size,
+            max,
+        });
+    }
+    Ok(())
 }
 
 /// What an upload's decision says about its source: pinned or pageable host memory
