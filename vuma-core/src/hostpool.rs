@@ -455,7 +455,7 @@ mod tests {
         let mut len = 1usize << 20;
         while len < 1 << 34 {
             let c = size_class(len).unwrap();
-            assert!(c >= len && c % 4096 == 0);
+            assert!(c >= len && c.is_multiple_of(4096));
             worst = worst.max((c - len) as f64 / c as f64);
             len = len * 9 / 7 + 4093;
         }
