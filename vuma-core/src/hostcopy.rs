@@ -12,9 +12,8 @@
 //!
 //! Pinning is slow (about 40 µs per MiB: a system call and page-table work) and so is
 //! faulting fresh pages in, so a pinned copy that is dropped does not unpin: its block goes
-//! back to the manager's [`HostPool`](crate::hostpool::HostPool), and the next host copy of
-//! the same size class takes it (no fault, no registration). A block unpins itself before
-//! its memory is freed.
+//! back to the manager's [`HostPool`], and the next host copy of the same size class takes
+//! it (no fault, no registration). A block unpins itself before its memory is freed.
 
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -218,7 +218,7 @@ pub(crate) fn size_class(len: usize) -> Option<usize> {
     len.checked_next_multiple_of((pow / 8).max(MIN_STEP))
 }
 
-/// Pool statistics: what [`crate::LocationStats`] shows for the host.
+/// Pool statistics: what [`crate::memory::LocationStats`] shows for the host.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct HostPoolStats {
     pub pooled_bytes: u64,
