@@ -78,12 +78,51 @@ impl Buffer for HostBuffer {
     }
 }
 
+/// What a [`HostDevice`] made with [`HostDevice::with_pin_log`] was asked to pin (tests of
+/// pinned host copies: such a device "pins" host ranges as a discrete GPU would, and
+/// counts the calls).
+#[derive(Debug, Default)]
+pub struct PinLog {
+    inner: Mutex<PinLogInner>,
+}
+
+#[derive(Debug, Default)]
+struct PinLogInner {
+    pins: u64,
+    unpins: u64,
+    /// Ranges pinned now: start address and length.
+    live: Vec<(usize, usize)>,
+}
+
+impl PinLog {
+    fn lock(&self) -> MutexGuard<'_, PinLogInner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    /// Ranges pinned so far.
+    pub fn pins(&self) -> u64 {
+        self.lock().pins
+    }
+    /// Ranges unpinned so far.
+    pub fn unpins(&self) -> u64 {
+        self.lock().unpins
+    }
+    /// Ranges pinned now.
+    pub fn live(&self) -> usize {
+        self.lock().live.len()
+    }
+    /// Bytes pinned now.
+    pub fn live_bytes(&self) -> u64 {
+        self.lock().live.iter().map(|&(_, n)| n as u64).sum()
+    }
+}
+
 /// The CPU as a device.
 #[derive(Debug)]
 pub struct HostDevice {
     info: DeviceInfo,
     queue: Mutex<()>,
     faults: Option<Arc<FaultPlan>>,
+    pins: Option<Arc<PinLog>>,
 }
 
 impl Default for HostDevice {
@@ -135,6 +174,7 @@ impl HostDevice {
             },
             queue: Mutex::new(()),
             faults: None,
+            pins: None,
         }
     }
 
@@ -145,6 +185,14 @@ impl HostDevice {
         self.info.host_link = Some(link);
         self.info.unified_memory = false;
         self.info.can_map_host_memory = false;
+        self
+    }
+
+    /// Makes the device pin host ranges (it reports pinning as done, and records it in
+    /// `log`) as a discrete GPU would; pinning fails once a fault plan lost the device.
+    /// Host memory is not locked: a test of what is pinned when.
+    pub fn with_pin_log(mut self, log: Arc<PinLog>) -> Self {
+        self.pins = Some(log);
         self
     }
 
@@ -381,6 +429,32 @@ impl Device for HostDevice {
 
     fn synchronize(&self) -> Result<()> {
         self.alive()
+    }
+
+    unsafe fn pin_host(&self, ptr: *mut u8, len: usize) -> Result<bool> {
+        let Some(log) = &self.pins else {
+            return Ok(false);
+        };
+        self.alive()?;
+        let mut l = log.lock();
+        if l.live.iter().any(|&(p, _)| p == ptr as usize) {
+            return Err(Error::invalid("host range pinned twice"));
+        }
+        l.pins += 1;
+        l.live.push((ptr as usize, len));
+        Ok(true)
+    }
+
+    unsafe fn unpin_host(&self, ptr: *mut u8) -> Result<()> {
+        // Even a lost device gives its registrations up (they go with its context).
+        if let Some(log) = &self.pins {
+            let mut l = log.lock();
+            if let Some(i) = l.live.iter().position(|&(p, _)| p == ptr as usize) {
+                l.live.swap_remove(i);
+                l.unpins += 1;
+            }
+        }
+        Ok(())
     }
 
     /// Like [`Device::read`] without the fault plan, for host-resident placements only

@@ -1,175 +1,211 @@
-//! The memory manager's plain host copy of a buffer: zeroed, page-aligned host memory taken
+//! The memory manager's plain host copy of a buffer: page-aligned host memory taken
 //! fallibly, page-locked (pinned) for the devices that can DMA from it while the manager's
-//! pinned budget allows.
+//! pinned budget allows, and filled with several threads.
 //!
 //! Pinned host copies are what make uploads and write-backs run at the link's speed: a
 //! device copies straight between them and its memory, with no staging through a bounce
 //! buffer (on the H200, pageable uploads top out near 40 GB/s on host copies, pinned ones
 //! at the link's 55 GB/s). Page-locked memory is a system resource, so the manager pins
-//! only within [`PinConfig`]'s budget (a share of RAM) and only buffers large enough for
-//! it to matter; beyond it host copies stay pageable and the statistics say how much is
-//! pinned. A host copy unpins itself before its memory is freed.
+//! only within [`PinConfig`](crate::PinConfig)'s budget (a share of RAM) and only buffers
+//! large enough for it to matter; beyond it host copies stay pageable and the statistics
+//! say how much is pinned.
+//!
+//! Pinning is slow (about 40 µs per MiB: a system call and page-table work) and so is
+//! faulting fresh pages in, so a pinned copy that is dropped does not unpin: its block goes
+//! back to the manager's [`HostPool`], and the next host copy of the same size class takes
+//! it (no fault, no registration). A block unpins itself before its memory is freed.
 
-use std::alloc::Layout;
-use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::device::DynDevice;
 use crate::error::{Error, Result};
+use crate::hostpool::{Block, HostPool, ALIGN};
 
-/// Alignment of host copies: a page, so that pinning and host-memory import (Vulkan needs
-/// `minImportedHostPointerAlignment`, 4 KiB on common drivers) take whole pages.
-const ALIGN: usize = 4096;
+/// Fills below this size run on the calling thread (waking workers costs more).
+const PARALLEL_MIN: usize = 1 << 20;
 
-/// When host copies are pinned.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PinConfig {
-    /// Whether to pin at all.
-    pub enabled: bool,
-    /// Host copies smaller than this stay pageable (pinning costs about 40 µs per MiB, a
-    /// system call and page-table work; small copies gain little).
-    pub min_bytes: u64,
-    /// At most this many bytes pinned at once; `None`: half the machine's RAM.
-    pub budget: Option<u64>,
+/// How a new host copy's bytes start out.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Init<'a> {
+    /// All zeros (a buffer never written, or written in part).
+    Zero,
+    /// A copy of these bytes (exactly the copy's length).
+    Bytes(&'a [u8]),
+    /// Anything: the caller overwrites every byte (a download). Fresh memory is zeroed
+    /// all the same (it must be initialised before it is seen as bytes); a reused block
+    /// keeps its old bytes.
+    Overwritten,
 }
 
-impl Default for PinConfig {
-    fn default() -> Self {
-        PinConfig {
-            enabled: true,
-            min_bytes: 1 << 20,
-            budget: None,
-        }
+/// At most this many threads fill one host copy (a few saturate a socket's memory
+/// bandwidth; more only add start-up cost).
+const MAX_FILL_THREADS: usize = 8;
+
+/// Threads for a fill of `len` bytes: one per [`PARALLEL_MIN`] bytes, within the cores
+/// and [`MAX_FILL_THREADS`].
+fn fill_threads(len: usize) -> usize {
+    static CORES: OnceLock<usize> = OnceLock::new();
+    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    (len / PARALLEL_MIN).clamp(1, cores.min(MAX_FILL_THREADS))
+}
+
+/// Runs `f(offset, piece)` over pieces of `dst`, on scoped threads when it is large (the
+/// calling thread works too, and takes every piece left when a thread cannot start).
+/// Scoped threads rather than a shared pool: a fill may run under the manager's lock, and
+/// a pool's worker waiting for it could pick up a task that takes that lock.
+fn for_pieces<T: Send>(dst: &mut [T], f: impl Fn(usize, &mut [T]) + Sync) {
+    let threads = fill_threads(dst.len());
+    if threads <= 1 {
+        f(0, dst);
+        return;
     }
-}
-
-impl PinConfig {
-    /// The budget in bytes.
-    pub fn budget_bytes(&self) -> u64 {
-        if !self.enabled {
-            return 0;
+    let piece = dst.len().div_ceil(threads).next_multiple_of(ALIGN);
+    let pieces: Vec<Mutex<Option<&mut [T]>>> =
+        dst.chunks_mut(piece).map(|p| Mutex::new(Some(p))).collect();
+    let next = AtomicUsize::new(0);
+    let work = || loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        let Some(slot) = pieces.get(i) else { break };
+        let p = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(p) = p {
+            f(i * piece, p);
         }
-        self.budget
-            .unwrap_or_else(|| crate::host::physical_memory().map_or(0, |m| m / 2))
-    }
+    };
+    std::thread::scope(|s| {
+        for _ in 1..threads {
+            let spawned = std::thread::Builder::new()
+                .name("vuma-fill".into())
+                .spawn_scoped(s, work);
+            if spawned.is_err() {
+                break;
+            }
+        }
+        work();
+    });
 }
 
-/// Zeroed, page-aligned host memory, optionally pinned for some devices.
-pub(crate) struct HostCopy {
-    ptr: NonNull<u8>,
-    len: usize,
-    /// Devices that pinned it (unpinned on drop).
-    pins: Vec<Arc<dyn DynDevice>>,
-    /// The manager's count of pinned bytes, given `len` back on drop.
-    counted: Option<Arc<AtomicU64>>,
-}
-
-// SAFETY: a `HostCopy` owns its allocation uniquely (like a `Box<[u8]>`); the devices it
-// holds are `Send + Sync`; shared access only reads through `&[u8]`.
-unsafe impl Send for HostCopy {}
-// SAFETY: as above: `&HostCopy` gives only `&[u8]`.
-unsafe impl Sync for HostCopy {}
-
-impl HostCopy {
-    /// `size` zero bytes, or the transient [`Error::OutOfMemory`] (never an abort).
-    pub fn zeroed(size: u64) -> Result<Self> {
-        let oom = || Error::OutOfMemory {
-            device: "host".into(),
-            requested: size,
-        };
-        let len = usize::try_from(size).map_err(|_| oom())?;
-        if len == 0 {
-            return Ok(HostCopy {
-                ptr: NonNull::dangling(),
-                len: 0,
-                pins: Vec::new(),
-                counted: None,
+/// Initialises `dst` as `init` says (zeros, or a copy of the bytes), with several threads
+/// when it is large. `fresh`: the memory was never initialised (`Overwritten` zeroes it).
+fn fill(dst: &mut [MaybeUninit<u8>], init: Init<'_>, fresh: bool) {
+    match init {
+        Init::Overwritten if !fresh => {}
+        Init::Zero | Init::Overwritten => for_pieces(dst, |_, d| d.fill(MaybeUninit::new(0))),
+        Init::Bytes(src) => {
+            assert_eq!(src.len(), dst.len(), "a copy fills the whole host copy");
+            for_pieces(dst, |off, d| {
+                let s = &src[off..off + d.len()];
+                // SAFETY: `d` and `s` have the same length; `d` is host-copy memory that
+                // `s`, a borrowed user slice, cannot overlap (`d` is borrowed mutably).
+                unsafe { std::ptr::copy_nonoverlapping(s.as_ptr(), d.as_mut_ptr().cast(), d.len()) }
             });
         }
-        let layout = Layout::from_size_align(len, ALIGN).map_err(|_| oom())?;
-        // SAFETY: `layout` has a non-zero size.
-        let p = unsafe { std::alloc::alloc_zeroed(layout) };
-        let ptr = NonNull::new(p).ok_or_else(oom)?;
+    }
+}
+
+/// Copies `src` into `dst` (equal lengths), with several threads when it is large.
+pub(crate) fn copy_parallel(dst: &mut [u8], src: &[u8]) {
+    assert_eq!(src.len(), dst.len(), "equal lengths");
+    for_pieces(dst, |off, d| d.copy_from_slice(&src[off..off + d.len()]));
+}
+
+/// Host memory for one buffer: `len` bytes at the start of a block, optionally pinned.
+pub(crate) struct HostCopy {
+    /// `None` only while being dropped.
+    block: Option<Block>,
+    len: usize,
+    /// Where the block goes when the copy is dropped (pinned blocks counted in the pool's
+    /// pinned bytes); `None`: the block unpins and frees itself.
+    home: Option<Arc<HostPool>>,
+}
+
+impl HostCopy {
+    /// `size` bytes initialised as `init` says, pageable, or the transient
+    /// [`Error::OutOfMemory`] (never an abort).
+    pub(crate) fn pageable(size: u64, init: Init<'_>) -> Result<Self> {
+        let len = usize::try_from(size).map_err(|_| Error::OutOfMemory {
+            device: "host".into(),
+            requested: size,
+        })?;
+        let mut block = Block::alloc(len)?;
+        fill(block.uninit(len), init, true);
         Ok(HostCopy {
-            ptr,
+            block: Some(block),
             len,
-            pins: Vec::new(),
-            counted: None,
+            home: None,
         })
     }
 
-    /// Pins the memory for each device of `devices` that can use it; returns whether any
-    /// did. Failures are logged and leave the copy pageable (it works either way).
-    pub fn pin(&mut self, devices: &[Arc<dyn DynDevice>]) -> bool {
-        for d in devices {
-            if self.len == 0 || self.pins.iter().any(|p| Arc::ptr_eq(p, d)) {
-                continue;
-            }
-            // SAFETY: the allocation lives until `drop`, which unpins first; it never moves.
-            match unsafe { d.pin_host(self.ptr.as_ptr(), self.len) } {
-                Ok(true) => self.pins.push(d.clone()),
-                Ok(false) => {}
-                Err(e) => tracing::warn!(
-                    device = %d.info().name,
-                    bytes = self.len,
-                    error = %e,
-                    "pinning a host copy failed; it stays pageable"
-                ),
-            }
-        }
-        !self.pins.is_empty()
+    /// A copy of `len` bytes in a fresh block of `cap` bytes pinned for `devices`; `Err`
+    /// hands the (initialised) copy back pageable when no device pinned it.
+    pub(crate) fn pinned_fresh(
+        len: usize,
+        cap: usize,
+        init: Init<'_>,
+        devices: &[Arc<dyn DynDevice>],
+        home: Arc<HostPool>,
+    ) -> Result<std::result::Result<Self, Self>> {
+        let mut block = Block::alloc(cap)?;
+        // Fill first: pinning populated pages costs less than faulting them in under the
+        // registration.
+        fill(block.uninit(len), init, true);
+        let pinned = block.pin(devices);
+        let copy = HostCopy {
+            block: Some(block),
+            len,
+            home: pinned.then_some(home),
+        };
+        Ok(if pinned { Ok(copy) } else { Err(copy) })
     }
 
-    /// Makes the copy give its length back to `counter` when dropped (the manager adds it
-    /// when pinning succeeds).
-    pub fn count_pinned(&mut self, counter: Arc<AtomicU64>) {
-        self.counted = Some(counter);
+    /// A copy of `len` bytes in `block`, a pinned block taken from `home`'s pool.
+    pub(crate) fn reuse(mut block: Block, len: usize, init: Init<'_>, home: Arc<HostPool>) -> Self {
+        fill(block.uninit(len), init, false);
+        HostCopy {
+            block: Some(block),
+            len,
+            home: Some(home),
+        }
+    }
+
+    fn block(&self) -> &Block {
+        self.block
+            .as_ref()
+            .expect("a host copy has its block until dropped")
     }
 
     /// Whether some device pinned it.
     pub fn is_pinned(&self) -> bool {
-        !self.pins.is_empty()
+        !self.block().pins.is_empty()
     }
 }
 
 impl std::ops::Deref for HostCopy {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        // SAFETY: `ptr` points to `len` initialised bytes owned by `self` (dangling but
+        // SAFETY: the block holds at least `len` bytes, all initialised by the constructor
+        // (`fill`, or a reused block's earlier content), owned by `self` (dangling but
         // aligned and valid for a zero-length slice when `len` is 0).
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+        unsafe { std::slice::from_raw_parts(self.block().ptr.as_ptr(), self.len) }
     }
 }
 
 impl std::ops::DerefMut for HostCopy {
     fn deref_mut(&mut self) -> &mut [u8] {
+        let len = self.len;
+        let block = self.block.as_mut().expect("live");
         // SAFETY: as in `deref`, and `&mut self` makes the access unique.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+        unsafe { std::slice::from_raw_parts_mut(block.ptr.as_ptr(), len) }
     }
 }
 
 impl Drop for HostCopy {
     fn drop(&mut self) {
-        if let Some(c) = self.counted.take() {
-            c.fetch_sub(self.len as u64, Ordering::SeqCst);
+        if let (Some(block), Some(home)) = (self.block.take(), self.home.take()) {
+            home.give_back(block);
         }
-        for d in self.pins.drain(..) {
-            // SAFETY: device operations on the range are synchronous (`write`/`read` return
-            // when done with host memory), so nothing uses it any more.
-            if let Err(e) = unsafe { d.unpin_host(self.ptr.as_ptr()) } {
-                tracing::warn!(device = %d.info().name, error = %e, "unpinning a host copy failed");
-            }
-        }
-        if self.len > 0 {
-            // SAFETY: allocated in `zeroed` with exactly this layout (which was valid then).
-            unsafe {
-                std::alloc::dealloc(
-                    self.ptr.as_ptr(),
-                    Layout::from_size_align_unchecked(self.len, ALIGN),
-                )
-            };
-        }
+        // Otherwise the block (if any) unpins and frees itself.
     }
 }
 
@@ -179,25 +215,44 @@ mod tests {
 
     #[test]
     fn zeroed_aligned_and_writable() {
-        let mut h = HostCopy::zeroed(10_000).unwrap();
+        let mut h = HostCopy::pageable(10_000, Init::Zero).unwrap();
         assert!(h.iter().all(|&b| b == 0));
         assert_eq!(h.as_ptr() as usize % ALIGN, 0);
         h[9_999] = 7;
         assert_eq!(h[9_999], 7);
-        assert!(HostCopy::zeroed(0).unwrap().is_empty());
+        assert!(HostCopy::pageable(0, Init::Zero).unwrap().is_empty());
+    }
+
+    #[test]
+    fn large_fills_are_exact() {
+        let n = 5 * PARALLEL_MIN + 12_345;
+        let h = HostCopy::pageable(n as u64, Init::Zero).unwrap();
+        assert!(h.iter().all(|&b| b == 0));
+        let src: Vec<u8> = (0..n).map(|i| (i * 31 % 251) as u8).collect();
+        let h = HostCopy::pageable(n as u64, Init::Bytes(&src)).unwrap();
+        assert_eq!(&h[..], &src[..]);
+        let mut dst = vec![0u8; n];
+        copy_parallel(&mut dst, &src);
+        assert_eq!(dst, src);
     }
 
     #[test]
     fn absurd_sizes_are_out_of_memory_not_aborts() {
-        let e = HostCopy::zeroed(u64::MAX).err().expect("an error");
+        let e = HostCopy::pageable(u64::MAX, Init::Zero)
+            .err()
+            .expect("an error");
+        assert!(e.is_transient(), "{e}");
+        let e = HostCopy::pageable(isize::MAX as u64 - 10, Init::Zero)
+            .err()
+            .expect("an error");
         assert!(e.is_transient(), "{e}");
     }
 
     #[test]
     fn host_devices_do_not_pin() {
         let d: Arc<dyn DynDevice> = Arc::new(crate::host::HostDevice::new());
-        let mut h = HostCopy::zeroed(1 << 20).unwrap();
-        assert!(!h.pin(&[d]));
-        assert!(!h.is_pinned());
+        let mut b = Block::alloc(1 << 20).unwrap();
+        assert!(!b.pin(&[d]));
+        assert!(b.pins.is_empty());
     }
 }

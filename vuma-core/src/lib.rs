@@ -60,6 +60,7 @@ pub mod error;
 pub mod fault;
 pub mod host;
 mod hostcopy;
+mod hostpool;
 pub mod info;
 pub mod kernel;
 pub mod memory;
@@ -73,8 +74,8 @@ pub use buffer::{Buffer, DynBuffer};
 pub use codec::Codec;
 pub use device::{check_launch_args, Device, DynDevice, Fence};
 pub use error::{check_range, Error, Result};
-pub use host::{HostBuffer, HostDevice};
-pub use hostcopy::PinConfig;
+pub use host::{HostBuffer, HostDevice, PinLog};
+pub use hostpool::PinConfig;
 pub use info::{Backend, DeviceId, DeviceInfo, DeviceKind, LinkInfo, MemoryHeap};
 pub use kernel::{Arg, CudaCode, HostFn, HostLaunch, Kernel, KernelVariant, LaunchConfig, Scalar};
 pub use memory::{

@@ -35,13 +35,13 @@
 //! keeps the rules simple (and is where a later version can pipeline).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use crate::buffer::DynBuffer;
 use crate::device::DynDevice;
 use crate::error::{check_range, Error, Result};
-use crate::hostcopy::{HostCopy, PinConfig};
+use crate::hostcopy::{copy_parallel, HostCopy, Init};
+use crate::hostpool::{HostPool, PinConfig};
 use crate::info::DeviceId;
 use crate::kernel::Arg;
 use crate::placement::{choose_placement, AccessMode, Placement, PlacementConfig};
@@ -51,6 +51,8 @@ use crate::transfer::{PackedHost, TransferKind, TransferPath, TransferReport};
 
 mod loss;
 mod migrate;
+
+use migrate::check_new_size;
 
 /// Identity of a unified buffer within its manager.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -110,6 +112,13 @@ pub struct LocationStats {
     pub packed_bytes: u64,
     /// Write-backs from this location that left a packed host copy.
     pub packed_writebacks: u64,
+    /// Host only: bytes of pinned blocks kept for reuse by later host copies (held in host
+    /// memory, not part of `bytes_in_use`; see [`PinConfig::pool_bytes`]).
+    pub pooled_bytes: u64,
+    /// Host only: pinned host copies made from a pooled block (no page faults, no pinning).
+    pub pool_hits: u64,
+    /// Host only: pinned host copies that found no pooled block of their size class.
+    pub pool_misses: u64,
 }
 
 /// Statistics of the whole manager, O(1) to read.
@@ -206,8 +215,8 @@ struct Shared {
     state: Mutex<State>,
     /// Signalled whenever an upload that ran outside the lock has finished.
     filled: Condvar,
-    /// Bytes of host copies pinned now (each pinned copy gives its bytes back on drop).
-    pinned: Arc<AtomicU64>,
+    /// Pinned host blocks kept for reuse, and the count of pinned bytes.
+    host_pool: Arc<HostPool>,
 }
 
 impl Shared {
@@ -525,6 +534,8 @@ impl MemoryManager {
             })
             .collect();
         let n = slots.len();
+        let all: Vec<Arc<dyn DynDevice>> = slots.iter().map(|d| d.device.clone()).collect();
+        let host_pool = Arc::new(HostPool::new(&config.pin, &all));
         MemoryManager {
             shared: Arc::new(Shared {
                 devices: slots,
@@ -542,7 +553,7 @@ impl MemoryManager {
                     lost_with: vec![Vec::new(); n],
                 }),
                 filled: Condvar::new(),
-                pinned: Arc::new(AtomicU64::new(0)),
+                host_pool,
             }),
         }
     }
@@ -576,7 +587,12 @@ impl MemoryManager {
 
     /// Statistics (O(1) apart from the copy of the per-device vector).
     pub fn stats(&self) -> MemoryStats {
-        self.shared.lock().stats.clone()
+        let mut s = self.shared.lock().stats.clone();
+        let p = self.shared.host_pool.stats();
+        s.host.pooled_bytes = p.pooled_bytes;
+        s.host.pool_hits = p.hits;
+        s.host.pool_misses = p.misses;
+        s
     }
 
     /// Statistics of device `index`'s pool for `placement`.
@@ -591,50 +607,19 @@ impl MemoryManager {
 
     /// A new buffer of `size` bytes, reading as zeros. Takes no memory until used.
     pub fn create(&self, size: u64) -> Result<UnifiedBuffer> {
-        if size == 0 {
-            return Err(Error::ZeroSize {
-                what: "unified buffer",
-            });
-        }
-        let max = crate::host::physical_memory().unwrap_or(u64::MAX);
-        if size > max || size > isize::MAX as u64 {
-            return Err(Error::TooLarge {
-                device: "host".into(),
-                requested: size,
-                max,
-            });
-        }
-        let mut st = self.shared.lock();
-        let id = BufferId(st.next_id);
-        st.next_id += 1;
-        st.buffers.insert(
-            id,
-            BufState {
-                size,
-                host: None,
-                packed: None,
-                host_valid: true,
-                written: false,
-                copies: HashMap::new(),
-                in_use: 0,
-                writers: Vec::new(),
-                lost: None,
-                dropped: false,
-            },
-        );
-        st.stats.buffers += 1;
-        Ok(UnifiedBuffer {
-            id,
-            size,
-            shared: self.shared.clone(),
-        })
+        check_new_size(size)?;
+        Ok(self.insert_buffer(size, None))
     }
 
-    /// A new buffer holding a copy of `data`.
+    /// A new buffer holding a copy of `data`. The bytes are copied once, with several
+    /// threads when they are many, into a host copy that is pinned when the budget allows
+    /// (a pooled pinned block when one fits), before the manager's lock is taken: nobody
+    /// else can see the buffer yet.
     pub fn create_from(&self, data: &[u8]) -> Result<UnifiedBuffer> {
-        let b = self.create(data.len() as u64)?;
-        self.write(&b, 0, data)?;
-        Ok(b)
+        let size = data.len() as u64;
+        check_new_size(size)?;
+        let host = self.new_host_copy(size, Init::Bytes(data))?;
+        Ok(self.insert_buffer(size, Some(host)))
     }
 
     fn check_owner(&self, buf: &UnifiedBuffer) -> Result<()> {
@@ -661,10 +646,16 @@ impl MemoryManager {
         }
         // The content changes: a packed copy of it is stale.
         drop_packed(&mut st, buf.id);
-        self.materialise_host(&mut st, buf.id)?;
+        let init = if whole { Init::Bytes(data) } else { Init::Zero };
+        let fresh = self.materialise_host(&mut st, buf.id, init)?;
         let b = st.buffers.get_mut(&buf.id).expect("live buffer");
-        let host = b.host.as_mut().expect("materialised");
-        host[offset as usize..offset as usize + data.len()].copy_from_slice(data);
+        if !(whole && fresh) {
+            let host = b.host.as_mut().expect("materialised");
+            copy_parallel(
+                &mut host[offset as usize..offset as usize + data.len()],
+                data,
+            );
+        }
         b.host_valid = true;
         b.written = true;
         b.lost = None;
@@ -713,7 +704,7 @@ impl MemoryManager {
         st.check_no_writer(&self.shared.devices, buf.id)?;
         self.make_host_valid(&mut st, buf.id)?;
         drop_packed(&mut st, buf.id);
-        self.materialise_host(&mut st, buf.id)?;
+        self.materialise_host(&mut st, buf.id, Init::Zero)?;
         let b = st.buffers.get_mut(&buf.id).expect("live buffer");
         b.written = true;
         for c in b.copies.values_mut() {

@@ -10,9 +10,9 @@
 //! Memory over time: the main thread samples, at every tenth of the run while the workers
 //! run, the process's RSS (after `malloc_trim`, so that freed heap glibc keeps in its
 //! arenas does not count) and what the manager says it holds in host memory: the host
-//! copies (plain and packed) and the blocks of every pool that lives in host memory (the
-//! host device's, an integrated or CPU device's such as lavapipe's, and every device's
-//! pinned or mapped pools), and the test's own models of the live buffers. The difference
+//! copies (plain and packed), the pinned host blocks kept for reuse, and the blocks of every
+//! pool that lives in host memory (the host device's, an integrated or CPU device's such as
+//! lavapipe's, and every device's pinned or mapped pools), and the test's own models of the live buffers. The difference
 //! is memory nobody accounts for (driver allocations, caches, leaks). The test fails when that difference keeps growing
 //! in the second half of the run: the last sample above the largest first-half sample by
 //! more than 25% + 64 MiB. Growth that the manager accounts for (pools filling up to the
@@ -156,7 +156,8 @@ impl Sample {
 fn sample(vuma: &UnifiedMemoryManager, started: Instant) -> Sample {
     trim_heap();
     let st = vuma.stats();
-    let mut host_held = st.host.bytes_in_use;
+    // Host copies, and the pinned blocks kept for reuse after their copies were dropped.
+    let mut host_held = st.host.bytes_in_use + st.host.pooled_bytes;
     let pooled = vuma
         .devices()
         .iter()

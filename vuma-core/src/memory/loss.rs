@@ -40,6 +40,11 @@ impl MemoryManager {
         let name = self.shared.devices[index].device.info().name.clone();
         tracing::error!(device = %name, index, reason, "device lost; recovering its buffers");
         st.lost_devices[index] = Some(reason.to_string());
+        // Pooled pinned blocks registered with it are unpinned and freed; nothing is
+        // pinned for it again.
+        self.shared
+            .host_pool
+            .device_lost(&self.shared.devices[index].device);
         let mut lost = Vec::new();
         let State {
             buffers,

@@ -3,6 +3,7 @@
 //! device copies (outside the lock from a plain host copy, else under it).
 
 use super::*;
+use crate::hostpool::size_class;
 
 impl MemoryManager {
     /// Evicts LRU copies on device `index` until `size` more bytes fit in its budget; the
@@ -114,7 +115,7 @@ impl MemoryManager {
                     let had_host = b.host.is_some();
                     let mut data = match b.host.take() {
                         Some(h) => h,
-                        None => self.new_host_copy(size)?,
+                        None => self.new_host_copy(size, Init::Overwritten)?,
                     };
                     let r = dev.read(block.as_ref(), offset, &mut data);
                     if had_host || r.is_ok() {
@@ -159,59 +160,113 @@ impl MemoryManager {
         Ok(wb)
     }
 
-    /// A zeroed host copy of `size` bytes, pinned for the devices that can DMA from it when
-    /// the pinned budget allows.
-    pub(super) fn new_host_copy(&self, size: u64) -> Result<HostCopy> {
-        let mut h = HostCopy::zeroed(size)?;
+    /// A host copy of `size` bytes initialised as `init` says, pinned for the devices that
+    /// can DMA from it when the pinned budget allows: a pooled pinned block of its size
+    /// class when there is one (no page faults, no registration), else fresh memory pinned
+    /// now. Takes no lock of the manager's state.
+    pub(super) fn new_host_copy(&self, size: u64, init: Init<'_>) -> Result<HostCopy> {
         let cfg = &self.shared.config.pin;
-        if cfg.enabled && size >= cfg.min_bytes {
-            let budget = cfg.budget_bytes();
-            let claimed = self
-                .shared
-                .pinned
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |p| {
-                    (p.saturating_add(size) <= budget).then_some(p + size)
-                })
-                .is_ok();
-            if claimed {
-                let devs: Vec<Arc<dyn DynDevice>> = self
-                    .shared
-                    .devices
-                    .iter()
-                    .map(|d| d.device.clone())
-                    .filter(|d| !d.info().unified_memory)
-                    .collect();
-                if h.pin(&devs) {
-                    h.count_pinned(self.shared.pinned.clone());
-                } else {
-                    self.shared.pinned.fetch_sub(size, Ordering::SeqCst);
-                }
-            } else {
-                tracing::debug!(
-                    bytes = size,
-                    budget,
-                    "pinned-host budget full: this host copy stays pageable"
-                );
+        let pool = &self.shared.host_pool;
+        if !cfg.enabled || size < cfg.min_bytes {
+            return HostCopy::pageable(size, init);
+        }
+        let devs = pool.pin_devices();
+        let class = usize::try_from(size).ok().and_then(size_class);
+        let (Some(class), false) = (class, devs.is_empty()) else {
+            return HostCopy::pageable(size, init);
+        };
+        let len = size as usize;
+        if let Some(block) = pool.take(class, &devs) {
+            return Ok(HostCopy::reuse(block, len, init, pool.clone()));
+        }
+        if !pool.claim(class as u64) {
+            tracing::debug!(
+                bytes = size,
+                budget = cfg.budget_bytes(),
+                "pinned-host budget full: this host copy stays pageable"
+            );
+            return HostCopy::pageable(size, init);
+        }
+        match HostCopy::pinned_fresh(len, class, init, &devs, pool.clone()) {
+            Ok(Ok(h)) => Ok(h),
+            Ok(Err(pageable)) => {
+                pool.unclaim(class as u64);
+                Ok(pageable)
+            }
+            Err(e) => {
+                pool.unclaim(class as u64);
+                // The class's rounding may be what did not fit: try the exact size.
+                HostCopy::pageable(size, init).map_err(|_| e)
             }
         }
-        Ok(h)
     }
 
-    pub(super) fn materialise_host(&self, st: &mut State, id: BufferId) -> Result<()> {
-        let size = st.buffers[&id].size;
-        if st.buffers[&id].host.is_none() {
-            let h = self.new_host_copy(size)?;
-            st.buffers.get_mut(&id).expect("live buffer").host = Some(h);
-            st.stats.host.bytes_in_use += size;
-            st.stats.host.peak_bytes = st.stats.host.peak_bytes.max(st.stats.host.bytes_in_use);
-            st.stats.host.allocations += 1;
+    /// Registers a new buffer of `size` bytes: unwritten (zeros, no host copy) or holding
+    /// `host` (valid, written).
+    pub(super) fn insert_buffer(&self, size: u64, host: Option<HostCopy>) -> UnifiedBuffer {
+        let written = host.is_some();
+        let mut st = self.shared.lock();
+        let id = BufferId(st.next_id);
+        st.next_id += 1;
+        st.buffers.insert(
+            id,
+            BufState {
+                size,
+                host,
+                packed: None,
+                host_valid: true,
+                written,
+                copies: HashMap::new(),
+                in_use: 0,
+                writers: Vec::new(),
+                lost: None,
+                dropped: false,
+            },
+        );
+        st.stats.buffers += 1;
+        if written {
+            let h = &mut st.stats.host;
+            h.bytes_in_use += size;
+            h.peak_bytes = h.peak_bytes.max(h.bytes_in_use);
+            h.allocations += 1;
         }
-        Ok(())
+        UnifiedBuffer {
+            id,
+            size,
+            shared: self.shared.clone(),
+        }
     }
 
-    /// Bytes of host copies pinned now (see [`PinConfig`]).
+    /// Gives the host copy of `id` memory if it has none, initialised as `init` says;
+    /// returns whether it did (a fresh copy already holds `init`).
+    pub(super) fn materialise_host(
+        &self,
+        st: &mut State,
+        id: BufferId,
+        init: Init<'_>,
+    ) -> Result<bool> {
+        let size = st.buffers[&id].size;
+        if st.buffers[&id].host.is_some() {
+            return Ok(false);
+        }
+        let h = self.new_host_copy(size, init)?;
+        st.buffers.get_mut(&id).expect("live buffer").host = Some(h);
+        st.stats.host.bytes_in_use += size;
+        st.stats.host.peak_bytes = st.stats.host.peak_bytes.max(st.stats.host.bytes_in_use);
+        st.stats.host.allocations += 1;
+        Ok(true)
+    }
+
+    /// Bytes pinned now: pinned host copies and the pooled blocks kept for reuse (see
+    /// [`PinConfig`]).
     pub fn pinned_bytes(&self) -> u64 {
-        self.shared.pinned.load(Ordering::SeqCst)
+        self.shared.host_pool.pinned_bytes()
+    }
+
+    /// Unpins and frees the pooled pinned blocks (kept for reuse by later host copies);
+    /// returns the bytes freed. Host copies in use stay as they are.
+    pub fn release_pooled_host(&self) -> u64 {
+        self.shared.host_pool.clear()
     }
 
     /// Before a clean device copy of `id` on `index` is freed: lets the transfer path pack
@@ -285,7 +340,7 @@ impl MemoryManager {
         }
         let size = b.size;
         let _span = tracing::debug_span!("unpack", buffer = id.0, bytes = size).entered();
-        let mut data = self.new_host_copy(size)?;
+        let mut data = self.new_host_copy(size, Init::Zero)?;
         p.data
             .unpack(self.shared.devices[p.device].device.as_ref(), &mut data)?;
         drop_packed(st, id);
@@ -320,7 +375,7 @@ impl MemoryManager {
         let had = b.host.is_some();
         let mut data = match b.host.take() {
             Some(h) => h,
-            None => self.new_host_copy(size)?,
+            None => self.new_host_copy(size, Init::Overwritten)?,
         };
         let dev = &self.shared.devices[d].device;
         let r = dev.read(block.as_ref(), offset, &mut data);
@@ -485,6 +540,24 @@ impl MemoryManager {
         record_upload(st, index, &report, self.shared.over_link(index));
         Ok((size, Some(Location::Host), Some(report)))
     }
+}
+
+/// Refuses sizes no buffer can have: zero, or more than the host's memory.
+pub(super) fn check_new_size(size: u64) -> Result<()> {
+    if size == 0 {
+        return Err(Error::ZeroSize {
+            what: "unified buffer",
+        });
+    }
+    let max = crate::host::physical_memory().unwrap_or(u64::MAX);
+    if size > max || size > isize::MAX as u64 {
+        return Err(Error::TooLarge {
+            device: "host".into(),
+            requested: size,
+            max,
+        });
+    }
+    Ok(())
 }
 
 /// What an upload's decision says about its source: pinned or pageable host memory
