@@ -7,7 +7,7 @@
 //! bench runs, not how fast a GPU is). `VUMA_BENCH_QUICK=1`: 8 MiB per data set and three
 //! iterations (default 256 MiB, five). `VUMA_HL_CHUNK_MIB=N` sets the chunk size of the
 //! compressed images (default: the library's, 32 MiB) and `VUMA_HL_PAGE_KIB=N` the page size
-//! (default 64 KiB): `hl_float` runs one warp per page and one launch per chunk, so a chunk
+//! (default the library's for float-coded data, `page::FLOAT_PAGE_SIZE`, 16 KiB): `hl_float` runs one warp per page and one launch per chunk, so a chunk
 //! of 64 KiB pages holds 16 warps per MiB, and small chunks or large pages may leave a big
 //! GPU idle — both are worth sweeping.
 //!
@@ -103,6 +103,8 @@ fn env_usize(key: &str) -> Option<usize> {
 fn options(width: ElemWidth, model: &CostModel) -> CompressOptions {
     let mut o = CompressOptions::with_width(width);
     o.model = model.clone();
+    // The library's page size for float-coded data (`CompressOptions::for_device`).
+    o.plan.page_size = vuma_hyperloop::page::FLOAT_PAGE_SIZE;
     if let Some(kib) = env_usize("VUMA_HL_PAGE_KIB") {
         o.plan.page_size = kib << 10;
     }

@@ -57,10 +57,16 @@ impl CompressOptions {
     /// Defaults with element width `width` and the cost model of the device of `info`
     /// ([`CostModel::for_device`]: its link, its copy concurrency, and the float codec
     /// where the device decodes it). What to compress host bytes with for one device, e.g.
-    /// the host copy of a read-mostly buffer that will be uploaded many times.
+    /// the host copy of a read-mostly buffer that will be uploaded many times. Typed data
+    /// for a device behind a link that decodes the float codec gets pages of
+    /// [`FLOAT_PAGE_SIZE`](crate::page::FLOAT_PAGE_SIZE), which its decoder needs to run at
+    /// the rate the cost model assumes.
     pub fn for_device(info: &vuma_core::DeviceInfo, width: ElemWidth) -> Self {
         let mut o = CompressOptions::with_width(width);
         o.model = CostModel::for_device(info);
+        if o.model.float_decoder && width != ElemWidth::U8 && !info.unified_memory {
+            o.plan.page_size = o.plan.page_size.min(crate::page::FLOAT_PAGE_SIZE);
+        }
         o
     }
 }

@@ -358,6 +358,16 @@ impl HyperloopPath {
         o.chunk_bytes = self.cfg.chunk_bytes;
         o
     }
+
+    /// Options of a host pack for elements of `width`: [`options_as`](Self::options_as)
+    /// with the smaller pages the float decoder needs where the device has it (see
+    /// [`CompressOptions::for_device`]).
+    fn pack_options(&self, dev: &dyn DynDevice, width: ElemWidth) -> CompressOptions {
+        let mut o = self.options_as(dev, width);
+        let float = CompressOptions::for_device(dev.info(), width).plan.page_size;
+        o.plan.page_size = o.plan.page_size.min(float);
+        o
+    }
 }
 
 /// Where packed chunk images live on `dev`: pinned staging memory, else mapped host memory;

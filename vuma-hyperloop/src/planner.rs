@@ -147,21 +147,21 @@ pub struct CostModel {
 }
 
 impl Default for CostModel {
-    /// The H100 machine's figures (`GPU.md`: pinned H2D 55.2 GB/s, 16-core LZ4 encode
-    /// 1.76 GB/s; this crate's decoders measured there on 2026-11-25: bitplane ~160 GB/s,
-    /// LZ4 ~16 GB/s on ReLU activations; bitplane host encode ~0.5 GB/s on 16 cores), and
-    /// its upload pipeline: CUDA runs the copy of chunk i+1 on a side stream while chunk i
-    /// decodes, so copies overlap decodes (`concurrent_copies`). (Until 2026-12-03 the
-    /// default modelled copy and decode serialised, which an H100 never does: at 160 GB/s
-    /// of decode a 1.31× codec then loses to raw, and real bf16 and fp32 weights were
-    /// planned raw although the bitplane codec compresses them. A device without concurrent
-    /// copies gets `false` from [`CostModel::for_device`].) The float codec's device decode
-    /// rate: 40 GB/s, what `hl_float` reached on real bf16 weights on an H200 (its slowest
-    /// data set; 68 GB/s on fp32, 73 on ReLU activations; 256 MiB, one warp per 64 KiB
-    /// page), below a Gen5 link, so the planner does not pick it there until it is faster
-    /// or measured ([`measure_device_decode`](crate::residency::measure_device_decode)); its host encode
-    /// rate is 1 GB/s on all cores (measured: ~0.25 GB/s per core); the float decoder is off
-    /// (see [`CostModel::float_decoder`]).
+    /// Figures measured on the project's GPU machines (H100 and H200, PCIe Gen5 x16):
+    /// pinned H2D 55.2 GB/s; bitplane decode ~160 GB/s and LZ4 decode ~16 GB/s on ReLU
+    /// activations; on 16 cores, LZ4 encode 1.76 GB/s and bitplane encode ~0.5 GB/s. The
+    /// upload pipeline copies chunk i+1 on a side stream while chunk i decodes, so copies
+    /// overlap decodes (`concurrent_copies`; a device without concurrent copies gets
+    /// `false` from [`CostModel::for_device`]); modelling them serialised would make a 1.31×
+    /// codec lose to raw at 160 GB/s of decode. The float codec: device decode 150 GB/s,
+    /// what `hl_float` reaches on real bf16 weights on an H200 with the
+    /// [`FLOAT_PAGE_SIZE`](crate::page::FLOAT_PAGE_SIZE) pages that
+    /// [`CompressOptions::for_device`](crate::CompressOptions::for_device) picks (its slowest
+    /// data set: 152 GB/s; fp32 191, ReLU activations 194; 32 MiB chunks); host encode
+    /// 1 GB/s on all cores (~0.25 GB/s per core). The float decoder itself is off here (see
+    /// [`CostModel::float_decoder`]); [`CostModel::for_device`] turns it on where the device
+    /// has it, and [`measure_device_decode`](crate::residency::measure_device_decode)
+    /// replaces the decode rates with the device's own.
     fn default() -> Self {
         CostModel {
             link_h2d: 55.2e9,
@@ -175,7 +175,7 @@ impl Default for CostModel {
                 host_encode: 1.76e9,
             },
             float: CodecRates {
-                device_decode: 40e9,
+                device_decode: 150e9,
                 host_encode: 1e9,
             },
             float_decoder: false,
