@@ -73,7 +73,7 @@ impl HyperloopPath {
         [self.cfg.width, ElemWidth::Bf16]
             .into_iter()
             .filter_map(|w| {
-                let opts = self.pack_options(dev, w);
+                let opts = self.pack_options(dev, w, data.len());
                 let p = crate::planner::plan(sample, &opts.model, &opts.plan).ok()?;
                 Some((w, p.summary))
             })
@@ -101,7 +101,7 @@ impl HyperloopPath {
         if !self.cfg.always_encode && !self.scratch.clean_pack_pays(id) {
             return Ok(None);
         }
-        let mut cb = CompressedBuffer::compress(data, &self.pack_options(dev, width))?;
+        let mut cb = CompressedBuffer::compress(data, &self.pack_options(dev, width, data.len()))?;
         let s = cb.summary().clone();
         if (s.bytes_sent as f64) > (1.0 - MIN_SAVING) * len as f64 {
             tracing::debug!(
