@@ -142,9 +142,7 @@ impl HostDevice {
     /// tests: the memory manager enforces the budget).
     pub fn with_budget(name: impl Into<String>, budget: u64) -> Self {
         let total = physical_memory().unwrap_or(8 << 30);
-        let cores = std::thread::available_parallelism()
-            .map(|n| n.get() as u32)
-            .unwrap_or(1);
+        let cores = u32::try_from(cores()).unwrap_or(u32::MAX);
         HostDevice {
             info: DeviceInfo {
                 id: DeviceId::fresh(),
@@ -473,6 +471,14 @@ impl Device for HostDevice {
         unsafe { std::ptr::copy_nonoverlapping(src.mem.ptr.as_ptr().add(o), dst.as_mut_ptr(), n) };
         Ok(())
     }
+}
+
+/// Hardware threads available to this process, read once per process
+/// (`std::thread::available_parallelism` reads cgroup files on every call, which costs more
+/// than the small encodes and scans that ask for it).
+pub fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 /// Physical memory in bytes, from `/proc/meminfo` where available.

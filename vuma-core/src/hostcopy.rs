@@ -17,7 +17,7 @@
 
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use crate::device::DynDevice;
 use crate::error::{Error, Result};
@@ -46,8 +46,7 @@ const MAX_FILL_THREADS: usize = 8;
 /// Threads for a fill of `len` bytes: one per [`PARALLEL_MIN`] bytes, within the cores
 /// and [`MAX_FILL_THREADS`].
 fn fill_threads(len: usize) -> usize {
-    static CORES: OnceLock<usize> = OnceLock::new();
-    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let cores = crate::host::cores();
     (len / PARALLEL_MIN).clamp(1, cores.min(MAX_FILL_THREADS))
 }
 

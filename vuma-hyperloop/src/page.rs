@@ -357,11 +357,15 @@ pub(crate) fn par_map<T: Sync, R: Send>(
     f: impl Fn(usize, &T) -> Result<R> + Sync,
 ) -> Result<Vec<R>> {
     let n = if threads == 0 {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
+        vuma_core::host::cores()
     } else {
         threads
     }
     .clamp(1, items.len().max(1));
+    if n == 1 {
+        // No thread to start for one.
+        return items.iter().enumerate().map(|(i, x)| f(i, x)).collect();
+    }
     let per = items.len().div_ceil(n).max(1);
     let f = &f;
     std::thread::scope(|s| {

@@ -398,7 +398,7 @@ pub fn probe_pages(data: &[u8], ps: usize, probe: usize) -> Vec<bool> {
 }
 
 fn scan_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |t| t.get())
+    vuma_core::host::cores()
 }
 
 /// Which of the candidate pages are all zero (a full check, on all cores).

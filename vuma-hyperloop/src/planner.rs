@@ -532,7 +532,7 @@ pub fn decide(
 
 fn threads(requested: usize, work: usize) -> usize {
     let n = if requested == 0 {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
+        vuma_core::host::cores()
     } else {
         requested
     };
@@ -552,29 +552,32 @@ pub fn plan(data: &[u8], model: &CostModel, cfg: &PlanConfig) -> Result<Transfer
     let npages = data.len().div_ceil(cfg.page_size);
     let nthreads = threads(cfg.threads, npages);
     let per = npages.div_ceil(nthreads).max(1);
-    let mut results: Vec<(PageDecision, f64, usize)> = Vec::with_capacity(npages);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = (0..nthreads)
-            .map(|t| {
-                s.spawn(move || {
-                    let lo = (t * per).min(npages);
-                    let hi = ((t + 1) * per).min(npages);
-                    (lo..hi)
-                        .map(|p| {
-                            let r = p * cfg.page_size..((p + 1) * cfg.page_size).min(data.len());
-                            let est = page::estimate(&data[r.clone()], cfg.width, &cfg.sample);
-                            let (d, ratio) = decide(r.len(), &est, model, cfg);
-                            (d, ratio, est.bytes_inspected)
-                        })
-                        .collect::<Vec<_>>()
-                })
+    let part = |t: usize| {
+        let lo = (t * per).min(npages);
+        let hi = ((t + 1) * per).min(npages);
+        (lo..hi)
+            .map(|p| {
+                let r = p * cfg.page_size..((p + 1) * cfg.page_size).min(data.len());
+                let est = page::estimate(&data[r.clone()], cfg.width, &cfg.sample);
+                let (d, ratio) = decide(r.len(), &est, model, cfg);
+                (d, ratio, est.bytes_inspected)
             })
-            .collect();
-        for h in handles {
-            // A planning thread only panics on a bug; surface it as-is.
-            results.extend(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
-        }
-    });
+            .collect::<Vec<_>>()
+    };
+    let mut results: Vec<(PageDecision, f64, usize)> = Vec::with_capacity(npages);
+    if nthreads == 1 {
+        // No thread to start for one.
+        results = part(0);
+    } else {
+        std::thread::scope(|s| {
+            let part = &part;
+            let handles: Vec<_> = (0..nthreads).map(|t| s.spawn(move || part(t))).collect();
+            for h in handles {
+                // A planning thread only panics on a bug; surface it as-is.
+                results.extend(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+            }
+        });
+    }
     let mut summary = PlanSummary::default();
     let mut decisions = Vec::with_capacity(npages);
     let mut ratios = Vec::with_capacity(npages);
