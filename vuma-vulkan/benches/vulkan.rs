@@ -39,7 +39,7 @@ fn time(iters: usize, mut f: impl FnMut()) -> f64 {
 
 fn main() {
     let quick = std::env::var("VUMA_BENCH_QUICK").is_ok_and(|v| v == "1");
-    let dev = match VulkanDevice::open_with(0, &VulkanOptions { validation: false }) {
+    let dev = match VulkanDevice::open_with(0, &VulkanOptions::default()) {
         Ok(d) => d,
         Err(e) => {
             println!("SKIP: vulkan benchmarks: {e}");

@@ -1,13 +1,16 @@
-//! [`VulkanBuffer`]: one `VkBuffer` with its memory, freed when dropped.
+//! [`VulkanBuffer`]: one `VkBuffer` with its memory (from gpu-allocator, in the memory type
+//! chosen for its placement), created by [`VulkanBuffer::create`] and freed when dropped.
 
 use std::ptr::NonNull;
 use std::sync::Arc;
 
 use ash::vk;
-use gpu_allocator::vulkan::Allocation;
-use vuma_core::{Buffer, DeviceId, Placement};
+use gpu_allocator::vulkan::{Allocation, AllocationCreateDesc, AllocationScheme};
+use gpu_allocator::MemoryLocation;
+use vuma_core::{Buffer, DeviceId, Error, Placement, Result};
 
-use crate::device::Shared;
+use crate::error::{backend_err, vk_err};
+use crate::shared::Shared;
 
 /// A pointer into persistently mapped, host-coherent Vulkan memory.
 #[derive(Debug, Clone, Copy)]
@@ -57,6 +60,148 @@ impl VulkanBuffer {
     /// The raw `VkBuffer` handle (valid while `self` lives).
     pub fn raw(&self) -> vk::Buffer {
         self.raw
+    }
+}
+
+impl VulkanBuffer {
+    /// Creates a buffer of `size` bytes in memory type `type_index` of `shared`'s device,
+    /// shared between the device's queue families, or used by `exclusive_family` only.
+    /// Buffers of 64 MiB and more get a dedicated allocation; host-visible memory is
+    /// mapped for the buffer's life.
+    pub(crate) fn create(
+        shared: &Arc<Shared>,
+        size: u64,
+        type_index: u32,
+        placement: Placement,
+        exclusive_family: Option<u32>,
+    ) -> Result<VulkanBuffer> {
+        let dev = &shared.device;
+        let heap = shared.table.types[type_index as usize].heap;
+        let max = shared
+            .limits
+            .max_allocation
+            .min(shared.table.heaps.get(heap as usize).map_or(0, |h| h.size));
+        if size > max {
+            return Err(Error::TooLarge {
+                device: shared.name.clone(),
+                requested: size,
+                max,
+            });
+        }
+        let usage = vk::BufferUsageFlags::STORAGE_BUFFER
+            | vk::BufferUsageFlags::TRANSFER_SRC
+            | vk::BufferUsageFlags::TRANSFER_DST;
+        let mut bci = vk::BufferCreateInfo::default().size(size).usage(usage);
+        let fams_one;
+        if let Some(f) = exclusive_family {
+            fams_one = [f];
+            bci = bci
+                .sharing_mode(vk::SharingMode::EXCLUSIVE)
+                .queue_family_indices(&fams_one);
+        } else if shared.families.len() > 1 {
+            bci = bci
+                .sharing_mode(vk::SharingMode::CONCURRENT)
+                .queue_family_indices(&shared.families);
+        }
+        let oom = || Error::OutOfMemory {
+            device: shared.name.clone(),
+            requested: size,
+        };
+        // SAFETY: valid device and create info (size checked non-zero and bounded).
+        let raw = unsafe { dev.create_buffer(&bci, None) }.map_err(|e| match e {
+            vk::Result::ERROR_OUT_OF_DEVICE_MEMORY | vk::Result::ERROR_OUT_OF_HOST_MEMORY => oom(),
+            e => vk_err("vkCreateBuffer", e),
+        })?;
+        // SAFETY: `raw` was just created from `dev`.
+        let mut req = unsafe { dev.get_buffer_memory_requirements(raw) };
+        if req.memory_type_bits & (1 << type_index) == 0 {
+            // SAFETY: `raw` is unused.
+            unsafe { dev.destroy_buffer(raw, None) };
+            return Err(Error::UnsupportedPlacement {
+                device: shared.name.clone(),
+                placement,
+            });
+        }
+        // Force the chosen type: gpu-allocator picks among the allowed bits.
+        req.memory_type_bits = 1 << type_index;
+        let flags = shared.table.types[type_index as usize].flags;
+        let location = if flags.contains(vk::MemoryPropertyFlags::DEVICE_LOCAL)
+            && !flags.contains(vk::MemoryPropertyFlags::HOST_VISIBLE)
+        {
+            MemoryLocation::GpuOnly
+        } else {
+            MemoryLocation::Unknown
+        };
+        let scheme = if size >= (64 << 20) {
+            AllocationScheme::DedicatedBuffer(raw)
+        } else {
+            AllocationScheme::GpuAllocatorManaged
+        };
+        let alloc = shared.allocator().allocate(&AllocationCreateDesc {
+            name: "vuma buffer",
+            requirements: req,
+            location,
+            linear: true,
+            allocation_scheme: scheme,
+        });
+        let alloc = match alloc {
+            Ok(a) => a,
+            Err(e) => {
+                // SAFETY: `raw` is unused.
+                unsafe { dev.destroy_buffer(raw, None) };
+                return Err(match e {
+                    gpu_allocator::AllocationError::OutOfMemory => oom(),
+                    e => backend_err("gpu_allocator::allocate", e.to_string()),
+                });
+            }
+        };
+        // SAFETY: the memory comes from the allocator for this device, the range
+        // `offset..offset+size` satisfies the buffer's requirements, and `raw` is unbound.
+        if let Err(e) = unsafe { dev.bind_buffer_memory(raw, alloc.memory(), alloc.offset()) } {
+            shared.destroy_buffer(raw, Some(alloc));
+            return Err(vk_err("vkBindBufferMemory", e));
+        }
+        let mapped = alloc.mapped_ptr().map(|p| MappedPtr(p.cast()));
+        if flags.contains(vk::MemoryPropertyFlags::HOST_VISIBLE) && mapped.is_none() {
+            shared.destroy_buffer(raw, Some(alloc));
+            return Err(backend_err(
+                "vkMapMemory",
+                "host-visible allocation is not mapped",
+            ));
+        }
+        Ok(VulkanBuffer {
+            shared: shared.clone(),
+            raw,
+            alloc: Some(alloc),
+            mapped,
+            len: size,
+            placement,
+            memory_type: type_index,
+        })
+    }
+
+    /// `Ok` when the buffer belongs to the device of `shared`, else `Error::WrongDevice`.
+    pub(crate) fn check_owner(&self, shared: &Shared) -> Result<()> {
+        if self.shared.id != shared.id {
+            return Err(Error::WrongDevice {
+                expected: shared.name.clone(),
+                found: self.shared.id.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The host view of a mapped buffer's bytes, `None` for unmapped memory.
+    ///
+    /// # Safety
+    /// `_locked` is the device's locked context (so no other host access runs); no GPU work
+    /// touching the buffer may be pending while the slice lives.
+    pub(crate) unsafe fn mapped_slice<'a, L>(&self, _locked: &'a mut L) -> Option<&'a mut [u8]> {
+        self.mapped.map(|p| {
+            // SAFETY: the mapping covers the whole allocation (at least `len` bytes) for
+            // the buffer's life; exclusivity is the caller's contract.
+            unsafe { std::slice::from_raw_parts_mut(p.0.as_ptr(), self.len as usize) }
+        })
     }
 }
 

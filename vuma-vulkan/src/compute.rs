@@ -1,5 +1,7 @@
-//! Compute pipelines (cached by a hash of the SPIR-V words, the entry point and the
-//! argument layout) and the descriptor pool launches take their set from.
+//! Kernel launches: the checks of a launch against the device's limits and the module's
+//! interface ([`Launch::prepare`]), compute pipelines (cached by a hash of the SPIR-V
+//! words, the entry point and the argument layout), the descriptor pool launches take
+//! their set from, and the recorded dispatch ([`Launch::record`]).
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
@@ -7,12 +9,13 @@ use std::ffi::CString;
 use std::hash::{Hash, Hasher};
 
 use ash::vk;
-use vuma_core::{Error, Result};
+use vuma_core::{Arg, Error, Kernel, LaunchConfig, Result};
 
-use crate::device::vk_err;
-
-/// SPIR-V's magic number (first word of every module).
-pub(crate) const SPIRV_MAGIC: u32 = 0x0723_0203;
+use crate::buffer::VulkanBuffer;
+use crate::error::vk_err;
+use crate::reflect::SPIRV_MAGIC;
+use crate::shared::Shared;
+use crate::submit::Submit;
 
 /// What identifies one pipeline.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -221,5 +224,176 @@ impl Pipelines {
             unsafe { dev.destroy_descriptor_pool(self.pool, None) };
             self.pool = vk::DescriptorPool::null();
         }
+    }
+}
+
+/// One checked launch: its pipeline key, storage-buffer bindings `(buffer, offset, range)`
+/// in order, the push-constant bytes, and the grid.
+pub(crate) struct Launch<'a> {
+    kernel: &'a str,
+    words: &'a [u32],
+    entry: &'a str,
+    key: PipelineKey,
+    bindings: Vec<(vk::Buffer, u64, u64)>,
+    push: Vec<u8>,
+    grid: [u32; 3],
+}
+
+impl<'a> Launch<'a> {
+    /// Checks a launch of SPIR-V module `words` (entry `entry`) of `kernel` on `shared`'s
+    /// device: buffer owners, offsets against `minStorageBufferOffsetAlignment`, ranges
+    /// against `maxStorageBufferRange`, the count of buffers and the bytes of scalars
+    /// against the stage's limits, the grid against `maxComputeWorkGroupCount`, and the
+    /// module's declared interface (`reflect::check`).
+    pub fn prepare(
+        shared: &Shared,
+        kernel: &'a Kernel,
+        words: &'a [u32],
+        entry: &'a str,
+        config: &LaunchConfig,
+        args: &[Arg<'_, VulkanBuffer>],
+    ) -> Result<Self> {
+        let limits = &shared.limits;
+        let mut bindings = Vec::new();
+        let mut push = Vec::new();
+        for a in args {
+            match *a {
+                Arg::Buffer {
+                    buffer,
+                    offset,
+                    len,
+                    ..
+                } => {
+                    buffer.check_owner(shared)?;
+                    if offset % limits.min_storage_offset_align != 0 {
+                        return Err(Error::invalid(format!(
+                            "kernel `{}`: buffer argument {} offset {offset} is not a multiple of \
+                             minStorageBufferOffsetAlignment ({})",
+                            kernel.name(),
+                            bindings.len(),
+                            limits.min_storage_offset_align
+                        )));
+                    }
+                    if len > limits.max_storage_range {
+                        return Err(Error::TooLarge {
+                            device: format!(
+                                "{} (one storage-buffer binding, maxStorageBufferRange; split the range)",
+                                shared.name
+                            ),
+                            requested: len,
+                            max: limits.max_storage_range,
+                        });
+                    }
+                    bindings.push((buffer.raw, offset, len));
+                }
+                Arg::Scalar(s) => push.extend_from_slice(&s.to_le_bytes()),
+            }
+        }
+        if bindings.len() as u32 > limits.max_storage_per_stage {
+            return Err(Error::invalid(format!(
+                "kernel `{}`: {} buffer arguments, the device allows {} storage buffers per stage",
+                kernel.name(),
+                bindings.len(),
+                limits.max_storage_per_stage
+            )));
+        }
+        if push.len() as u32 > limits.max_push_constants {
+            return Err(Error::invalid(format!(
+                "kernel `{}`: {} bytes of scalars exceed maxPushConstantsSize ({})",
+                kernel.name(),
+                push.len(),
+                limits.max_push_constants
+            )));
+        }
+        for (d, (&g, &m)) in config
+            .grid
+            .iter()
+            .zip(limits.max_group_count.iter())
+            .enumerate()
+        {
+            if g == 0 || g > m {
+                return Err(Error::invalid(format!(
+                    "kernel `{}`: grid[{d}] = {g} workgroups; the device allows 1..={m} \
+                     (maxComputeWorkGroupCount); split the dispatch or use a 2-D grid",
+                    kernel.name()
+                )));
+            }
+        }
+        crate::reflect::check(kernel.name(), words, bindings.len(), push.len())?;
+        Ok(Launch {
+            kernel: kernel.name(),
+            words,
+            entry,
+            key: PipelineKey::new(words, entry, bindings.len() as u32, push.len() as u32),
+            bindings,
+            push,
+            grid: config.grid,
+        })
+    }
+
+    /// Builds (or finds) the pipeline, writes the descriptor set, and runs the dispatch on
+    /// the compute queue, waiting for it.
+    pub fn record(
+        &self,
+        shared: &Shared,
+        sub: &mut Submit,
+        pipelines: &mut Pipelines,
+    ) -> Result<()> {
+        let bindings = &self.bindings;
+        let push = &self.push;
+        let dev = &shared.device;
+        let pipe = pipelines.get_or_create(dev, &self.key, self.words, self.entry, self.kernel)?;
+        let set = pipelines.descriptor_set(dev, pipe.set_layout, bindings.len() as u32)?;
+        let infos: Vec<vk::DescriptorBufferInfo> = bindings
+            .iter()
+            .map(|&(buffer, offset, range)| vk::DescriptorBufferInfo {
+                buffer,
+                offset,
+                range,
+            })
+            .collect();
+        let writes: Vec<vk::WriteDescriptorSet<'_>> = infos
+            .iter()
+            .enumerate()
+            .map(|(i, info)| {
+                vk::WriteDescriptorSet::default()
+                    .dst_set(set)
+                    .dst_binding(i as u32)
+                    .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
+                    .buffer_info(std::slice::from_ref(info))
+            })
+            .collect();
+        // SAFETY: the set was allocated from this device's pool and is not in use (the last
+        // launch completed); every buffer is valid and its range in bounds.
+        unsafe { dev.update_descriptor_sets(&writes, &[]) };
+        let grid = self.grid;
+        sub.run_once(shared, true, |dev, cmd| {
+            // SAFETY: `cmd` is recording on the compute queue; the pipeline, layout and set
+            // are valid and compatible; the push range matches the layout.
+            unsafe {
+                dev.cmd_bind_pipeline(cmd, vk::PipelineBindPoint::COMPUTE, pipe.pipeline);
+                if !bindings.is_empty() {
+                    dev.cmd_bind_descriptor_sets(
+                        cmd,
+                        vk::PipelineBindPoint::COMPUTE,
+                        pipe.layout,
+                        0,
+                        &[set],
+                        &[],
+                    );
+                }
+                if !push.is_empty() {
+                    dev.cmd_push_constants(
+                        cmd,
+                        pipe.layout,
+                        vk::ShaderStageFlags::COMPUTE,
+                        0,
+                        push,
+                    );
+                }
+                dev.cmd_dispatch(cmd, grid[0], grid[1], grid[2]);
+            }
+            Ok(())
+        })
     }
 }

@@ -7,32 +7,9 @@ use std::sync::{Arc, Mutex};
 use ash::{ext, vk};
 use vuma_core::{Backend, Error, Result};
 
+use crate::options::VulkanOptions;
+
 const VALIDATION_LAYER: &CStr = c"VK_LAYER_KHRONOS_validation";
-
-/// Options for opening Vulkan devices.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct VulkanOptions {
-    /// Enable `VK_LAYER_KHRONOS_validation` (with synchronization validation) and count its
-    /// errors and warnings through a `VK_EXT_debug_utils` messenger. Also enabled by the
-    /// environment variable `VUMA_VK_VALIDATION=1`. When the layer is not installed the
-    /// device opens without it and [`VulkanDevice::validation_active`] says so, unless
-    /// `VUMA_REQUIRE_VALIDATION=1`: then opening fails with `Error::Unavailable` (CI and
-    /// the hardware runs set it, so validation checks cannot pass having checked nothing).
-    ///
-    /// [`VulkanDevice::validation_active`]: crate::VulkanDevice::validation_active
-    pub validation: bool,
-}
-
-impl VulkanOptions {
-    /// Options with validation enabled.
-    pub fn validated() -> Self {
-        VulkanOptions { validation: true }
-    }
-
-    fn wants_validation(&self) -> bool {
-        self.validation || std::env::var("VUMA_VK_VALIDATION").is_ok_and(|v| v == "1")
-    }
-}
 
 /// Counts of validation messages, shared with the debug callback.
 #[derive(Debug, Default)]
@@ -150,18 +127,19 @@ fn loader() -> Result<ash::Entry> {
 
 impl Instance {
     /// Opens the loader and creates an instance (Vulkan 1.2). No loader or no driver is an
-    /// [`Error::Unavailable`].
+    /// [`Error::Unavailable`]. `options` are the resolved ones (the environment's included):
+    /// they decide whether validation is wanted and required.
     pub fn new(options: &VulkanOptions) -> Result<Arc<Self>> {
         let entry = loader()?;
 
         let mut validation = false;
         let mut validation_note = None;
-        if options.wants_validation() {
+        if options.validation {
             if layer_present(&entry, VALIDATION_LAYER)
                 && instance_extension_present(&entry, None, ext::debug_utils::NAME)
             {
                 validation = true;
-            } else if std::env::var("VUMA_REQUIRE_VALIDATION").is_ok_and(|v| v == "1") {
+            } else if options.require_validation {
                 // Tests that count validation errors would pass having checked nothing.
                 return Err(Error::Unavailable {
                     backend: Backend::Vulkan,

@@ -38,6 +38,20 @@
 //! None: the backend has no optional parts. Validation is chosen at run time
 //! ([`VulkanOptions::validation`], or `VUMA_VK_VALIDATION=1`).
 //!
+//! ## Knobs
+//! Every `VUMA_VK_*` environment variable named below is also a field of [`VulkanOptions`];
+//! [`VulkanOptions::from_env`] is the one place they are read, and a field set by the caller
+//! wins over the environment ([`VulkanOptions::over`]).
+//!
+//! ## Layout
+//! One concept per file: `instance` (loader, instance,
+//! validation messenger), `adapter` (physical-device discovery, limits, [`vuma_core::DeviceInfo`]),
+//! `device` ([`VulkanDevice`] and the [`vuma_core::Device`] impl), `buffer`, `submit`
+//! (queues, command buffers, the timelines, concurrent copies), `staging` (the rings and host
+//! import, over the device's shared state in `shared`), `compute` (launch checks, pipelines,
+//! dispatch), `error`, `conv`, `options`, with [`memory`] (memory-type selection), `reflect`
+//! (SPIR-V interfaces), `copypool` (the copy threads) and [`kernels`].
+//!
 //! # Vulkan internals
 //! - **Loader and instance.** `ash::Entry::load()`, once per process (the loader is never
 //!   unloaded while instances come and go); no loader, or `vkCreateInstance` failing
@@ -115,20 +129,27 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+mod adapter;
 mod buffer;
 mod compute;
+mod conv;
 mod copypool;
 mod device;
+mod error;
 mod instance;
 pub mod kernels;
 pub mod memory;
+mod options;
 mod reflect;
+mod shared;
+mod staging;
+mod submit;
 
 pub use buffer::VulkanBuffer;
-pub use device::{H2dStrategy, VulkanDevice};
-pub use instance::VulkanOptions;
+pub use device::VulkanDevice;
 pub use kernels::{increment_2d_kernel, increment_kernel, read_sum_kernel};
 pub use memory::{select_memory_type, MemoryPurpose, MemoryTable};
+pub use options::{H2dStrategy, VulkanOptions};
 
 use vuma_core::{Backend, Error, Result};
 

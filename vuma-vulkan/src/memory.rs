@@ -204,6 +204,15 @@ pub fn select_memory_type(
     best.map(|(_, i)| i)
 }
 
+/// The BAR upload memory type: the `Upload` type when it is `DEVICE_LOCAL|HOST_VISIBLE`
+/// (on a discrete GPU [`select_memory_type`] picks it only for a large BAR, never for a
+/// small window; on unified devices all memory is host memory anyway).
+pub(crate) fn bar_upload_type(table: &MemoryTable, upload: Option<u32>) -> Option<u32> {
+    let t = upload?;
+    let flags = table.types.get(t as usize)?.flags;
+    is_bar(flags).then_some(t)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -384,5 +393,52 @@ mod tests {
         assert_eq!(t.heaps.len(), 1);
         assert_eq!(t.device_local_bytes(), GIB);
         assert!(t.has_large_bar());
+    }
+
+    fn bar_of(t: &MemoryTable, unified: bool) -> Option<u32> {
+        bar_upload_type(
+            t,
+            select_memory_type(t, MemoryPurpose::Upload, unified, u32::MAX),
+        )
+    }
+
+    #[test]
+    fn bar_type_only_for_large_bar_or_unified_memory() {
+        use vk::MemoryPropertyFlags as F;
+        let (dl, hv, hc, c) = (
+            F::DEVICE_LOCAL,
+            F::HOST_VISIBLE,
+            F::HOST_COHERENT,
+            F::HOST_CACHED,
+        );
+        // The H100/H200: all of VRAM behind the BAR (type 4).
+        let h100 = table(
+            &[(80 * GIB, true), (94 * GIB, false)],
+            &[
+                (F::empty(), 1),
+                (dl, 0),
+                (hv | hc, 1),
+                (hv | hc | c, 1),
+                (dl | hv | hc, 0),
+            ],
+        );
+        assert_eq!(bar_of(&h100, false), Some(4));
+        // A 256 MiB BAR window is left alone.
+        let small = table(
+            &[(8 * GIB, true), (32 * GIB, false), (GIB / 4, true)],
+            &[(dl, 0), (hv | hc, 1), (hv | hc | c, 1), (dl | hv | hc, 2)],
+        );
+        assert_eq!(bar_of(&small, false), None);
+        // No host-visible device-local memory at all.
+        let no_bar = table(
+            &[(8 * GIB, true), (32 * GIB, false)],
+            &[(dl, 0), (hv | hc, 1)],
+        );
+        assert_eq!(bar_of(&no_bar, false), None);
+        // lavapipe: one type with every flag.
+        let lvp = table(&[(2 * GIB, true)], &[(dl | hv | hc | c, 0)]);
+        assert_eq!(bar_of(&lvp, true), Some(0));
+        assert_eq!(bar_upload_type(&lvp, None), None);
+        assert_eq!(bar_upload_type(&lvp, Some(7)), None);
     }
 }

@@ -20,7 +20,8 @@ pub struct Interface {
     pub push_bytes: Option<u32>,
 }
 
-const MAGIC: u32 = 0x0723_0203;
+/// SPIR-V's magic number (first word of every module).
+pub(crate) const SPIRV_MAGIC: u32 = 0x0723_0203;
 const OP_TYPE_INT: u32 = 21;
 const OP_TYPE_FLOAT: u32 = 22;
 const OP_TYPE_VECTOR: u32 = 23;
@@ -39,7 +40,7 @@ const SC_STORAGE_BUFFER: u32 = 12;
 /// Reads the interface of a module.
 pub fn interface(words: &[u32]) -> Result<Interface> {
     let bad = |why: &str| Error::invalid(format!("malformed SPIR-V: {why}"));
-    if words.len() < 5 || words[0] != MAGIC {
+    if words.len() < 5 || words[0] != SPIRV_MAGIC {
         return Err(bad("no SPIR-V header (magic number 0x07230203)"));
     }
     use std::collections::HashMap;
@@ -196,8 +197,8 @@ mod tests {
         assert!(interface(&[]).is_err());
         assert!(interface(&[1, 2, 3, 4, 5]).is_err());
         // An instruction whose word count runs past the end.
-        assert!(interface(&[MAGIC, 0x10000, 0, 1, 0, 0x0050_0047]).is_err());
+        assert!(interface(&[SPIRV_MAGIC, 0x10000, 0, 1, 0, 0x0050_0047]).is_err());
         // A zero word count.
-        assert!(interface(&[MAGIC, 0x10000, 0, 1, 0, 0]).is_err());
+        assert!(interface(&[SPIRV_MAGIC, 0x10000, 0, 1, 0, 0]).is_err());
     }
 }
