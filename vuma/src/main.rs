@@ -66,6 +66,10 @@ enum Command {
         /// (e.g. bench/results/*.jsonl).
         #[arg(long, value_name = "FILE", num_args = 1..)]
         from: Vec<PathBuf>,
+        /// Keep only the records whose benchmark id starts with PREFIX (repeatable; e.g.
+        /// `--only manager/stream_oversubscribed` for a plot of one benchmark).
+        #[arg(long, value_name = "PREFIX")]
+        only: Vec<String>,
         /// Use only the host device.
         #[arg(long)]
         host_only: bool,
@@ -150,8 +154,9 @@ fn run(cmd: Command) -> CliResult {
             json,
             out,
             from,
+            only,
             host_only,
-        } => run_bench(quick, json, &out, &from, host_only)?,
+        } => run_bench(quick, json, &out, &from, &only, host_only)?,
     }
     Ok(())
 }
@@ -205,8 +210,15 @@ fn run_demo(json: bool, scale: f64, host_only: bool) -> CliResult {
     Ok(())
 }
 
-fn run_bench(quick: bool, json: bool, out: &Path, from: &[PathBuf], host_only: bool) -> CliResult {
-    let entries: Vec<report::Entry> = if !from.is_empty() {
+fn run_bench(
+    quick: bool,
+    json: bool,
+    out: &Path,
+    from: &[PathBuf],
+    only: &[String],
+    host_only: bool,
+) -> CliResult {
+    let mut entries: Vec<report::Entry> = if !from.is_empty() {
         let mut all = Vec::new();
         for f in from {
             let text = std::fs::read_to_string(f)
@@ -246,6 +258,17 @@ fn run_bench(quick: bool, json: bool, out: &Path, from: &[PathBuf], host_only: b
             recs?.iter().map(report::Entry::from).collect()
         }
     };
+    if !only.is_empty() {
+        let before = entries.len();
+        entries.retain(|e| only.iter().any(|p| e.bench.starts_with(p.as_str())));
+        if entries.is_empty() {
+            return Err(format!(
+                "none of the {before} records has a benchmark id starting with {}",
+                only.join(" or ")
+            )
+            .into());
+        }
+    }
     std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
     let (json_path, svg_path) = (out.join("results.json"), out.join("results.svg"));
     let array = report::to_json_array(&entries);

@@ -71,3 +71,38 @@ fn a_good_trace_path_gets_a_chrome_trace() {
         "{text}"
     );
 }
+
+/// `bench --from FILE --only PREFIX` keeps the records of one benchmark; a prefix that
+/// matches nothing is an error that says so, before anything is written.
+#[test]
+fn bench_from_only_keeps_the_matching_records() {
+    let dir = std::env::temp_dir().join(format!("vuma-cli-only-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let recs = dir.join("recs.jsonl");
+    let line = |bench: &str| {
+        format!(
+            "{{\"bench\":\"{bench}\",\"device\":\"d\",\"value\":2.0,\"unit\":\"GB/s\",\"baseline\":\"b\",\"baseline_value\":1.0,\"higher_is_better\":true,\"ratio\":2.0}}\n"
+        )
+    };
+    std::fs::write(&recs, line("a/x/1") + &line("a/y/1") + &line("b/x/1")).unwrap();
+    let out_dir = dir.join("out");
+    let (r, o) = (recs.to_str().unwrap(), out_dir.to_str().unwrap());
+    let out = vuma(
+        &["bench", "--from", r, "--only", "a/", "--json", "--out", o],
+        &[],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let benches: Vec<&str> = doc
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["bench"].as_str().unwrap())
+        .collect();
+    assert_eq!(benches, ["a/x/1", "a/y/1"]);
+    let none = vuma(&["bench", "--from", r, "--only", "zzz", "--out", o], &[]);
+    assert!(!none.status.success());
+    let err = String::from_utf8_lossy(&none.stderr);
+    assert!(err.contains("none of the 3 records"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}

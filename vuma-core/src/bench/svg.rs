@@ -435,12 +435,21 @@ pub fn render(records: &[Entry]) -> String {
             devices.push(&r.device);
         }
     }
+    // A benchmark measured against several baselines gets one row per baseline: its label
+    // names the baseline.
+    let mut per_bench: std::collections::HashMap<&str, usize> = Default::default();
+    for r in &rows {
+        *per_bench.entry(r.bench.as_str()).or_default() += 1;
+    }
     let label = |r: &Entry| {
-        if devices.len() > 1 {
-            format!("{} [{}]", r.bench, truncate(&r.device, 24))
-        } else {
-            r.bench.clone()
+        let mut l = r.bench.clone();
+        if per_bench.get(r.bench.as_str()).copied().unwrap_or(0) > 1 {
+            l = format!("{l} vs {}", truncate(&r.baseline, 28));
         }
+        if devices.len() > 1 {
+            l = format!("{l} [{}]", truncate(&r.device, 24));
+        }
+        l
     };
     let label_chars = rows
         .iter()
