@@ -465,7 +465,7 @@ pub fn skip_or_fail(name: &str, why: &str) {
 }
 
 /// The memory manager's model test on real devices: `steps` random operations (create,
-/// host write, device read, device write, partial device write, host read, evict, drop)
+/// create from bytes onto a device, host write, device read, device write, partial device write, host read, evict, drop)
 /// over `devices` with small budgets, checked against a reference model (one `Vec<u8>` per
 /// buffer). Deterministic for a given `seed`. Used by every backend's suite.
 pub fn memory_model(devices: Vec<std::sync::Arc<dyn DynDevice>>, seed: u64, steps: usize) {
@@ -490,8 +490,17 @@ pub fn memory_model(devices: Vec<std::sync::Arc<dyn DynDevice>>, seed: u64, step
         let n = bufs.len() as u64;
         if n == 0 || op == 0 {
             let size = 1 + next(100_000);
-            let b = mm.create(size).expect("create");
-            bufs.push((b, vec![0u8; size as usize]));
+            if next(2) == 0 {
+                let b = mm.create(size).expect("create");
+                bufs.push((b, vec![0u8; size as usize]));
+            } else {
+                // Made straight on a device: the upload overlaps the host copy's fill.
+                let d = next(nd) as usize;
+                let data = pattern(size as usize, step as u8 ^ 0x5a);
+                let (b, upload) = mm.create_from_on(&data, d).expect("create_from_on");
+                upload.expect("first upload");
+                bufs.push((b, data));
+            }
             continue;
         }
         let bi = next(n) as usize;

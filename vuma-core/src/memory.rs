@@ -31,8 +31,10 @@
 //! Every transfer's [`TransferReport`] lands in [`Residency::transfers`] and in the
 //! statistics (`link_bytes_in`, `bytes_saved`).
 //!
-//! The manager serialises its state with one lock; transfers are issued under it, which
-//! keeps the rules simple (and is where a later version can pipeline).
+//! The manager serialises its state with one lock. Uploads from a plain host copy run
+//! outside it (the copy marked in flight); other transfers are issued under it. A buffer
+//! made from the user's bytes straight onto a device ([`MemoryManager::create_from_on`])
+//! overlaps the host copy's fill with the upload.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -49,6 +51,7 @@ use crate::pool::{Pool, PoolAlloc, PoolConfig, PoolStats};
 use crate::storage::DeviceStorage;
 use crate::transfer::{PackedHost, TransferKind, TransferPath, TransferReport};
 
+mod create_on;
 mod loss;
 mod migrate;
 
@@ -622,6 +625,15 @@ impl MemoryManager {
         Ok(self.insert_buffer(size, Some(host)))
     }
 
+    /// `InvalidArgument` for an index that names no device.
+    fn check_device_index(&self, index: usize) -> Result<()> {
+        if index < self.shared.devices.len() {
+            Ok(())
+        } else {
+            Err(Error::invalid(format!("no device with index {index}")))
+        }
+    }
+
     fn check_owner(&self, buf: &UnifiedBuffer) -> Result<()> {
         if Arc::ptr_eq(&buf.shared, &self.shared) {
             Ok(())
@@ -753,11 +765,7 @@ impl MemoryManager {
         self.check_owner(buf)?;
         let _span =
             tracing::debug_span!("acquire", buffer = buf.id.0, device = index, ?access).entered();
-        let slot = self
-            .shared
-            .devices
-            .get(index)
-            .ok_or_else(|| Error::invalid(format!("no device with index {index}")))?;
+        self.check_device_index(index)?;
         let st = self.shared.lock();
         // An upload into this copy (or, for a writer, into any copy) that runs outside the
         // lock finishes first.
@@ -794,75 +802,7 @@ impl MemoryManager {
         };
         let has_copy = st.buffers[&buf.id].copies.contains_key(&index);
         if !has_copy {
-            let info = slot.device.info();
-            let decision = choose_placement(size, reuse, info, &self.shared.config.placement);
-            let placement = if slot.pools.contains_key(&decision.placement) {
-                decision.placement
-            } else {
-                Placement::DeviceLocal
-            };
-            let counts = counts_against_budget(slot, placement);
-            if counts && size > slot.budget {
-                return Err(Error::TooLarge {
-                    device: info.name.clone(),
-                    requested: size,
-                    max: slot.budget,
-                });
-            }
-            if counts {
-                residency.evicted =
-                    self.make_room(&mut st, index, size, buf.id, &mut residency.transfers)?;
-            }
-            let pool = slot
-                .pools
-                .get(&placement)
-                .ok_or_else(|| Error::UnsupportedPlacement {
-                    device: info.name.clone(),
-                    placement,
-                })?;
-            let alloc = match pool.alloc(size) {
-                Ok(a) => a,
-                Err(e) if e.is_transient() => {
-                    // The driver is fuller than our budget thinks: evict everything
-                    // evictable on this device, give cached blocks back, retry once.
-                    let more = self
-                        .make_room(
-                            &mut st,
-                            index,
-                            u64::MAX / 4,
-                            buf.id,
-                            &mut residency.transfers,
-                        )
-                        .unwrap_or_default();
-                    residency.evicted.extend(more);
-                    for p in slot.pools.values() {
-                        p.trim();
-                    }
-                    pool.alloc(size)?
-                }
-                Err(e) => return Err(e),
-            };
-            residency.placement = placement;
-            residency.reason = decision.reason;
-            residency.allocated = true;
-            let s = &mut st.stats.devices[index];
-            s.bytes_in_use += size;
-            s.peak_bytes = s.peak_bytes.max(s.bytes_in_use);
-            s.allocations += 1;
-            if counts {
-                st.budget_used[index] += size;
-            }
-            st.buffers.get_mut(&buf.id).expect("live").copies.insert(
-                index,
-                Copy {
-                    alloc,
-                    placement,
-                    valid: false,
-                    last_use: tick,
-                    counts,
-                    filling: false,
-                },
-            );
+            self.place_copy(&mut st, buf.id, index, reuse, tick, &mut residency)?;
         } else {
             residency.placement = st.buffers[&buf.id].copies[&index].placement;
         }
@@ -905,13 +845,7 @@ impl MemoryManager {
         if let Err(e) = filled {
             if residency.allocated {
                 // Nothing was valid there; give the fresh allocation back.
-                let b = st.buffers.get_mut(&buf.id).expect("live");
-                if let Some(c) = b.copies.remove(&index) {
-                    st.stats.devices[index].bytes_in_use -= size;
-                    if c.counts {
-                        st.budget_used[index] -= size;
-                    }
-                }
+                drop_copy(&mut st, buf.id, index);
             }
             unregister_writer(&mut st, buf.id, index, access);
             self.note_loss(&mut st, index, &e);
@@ -1058,6 +992,19 @@ fn record_upload(st: &mut State, index: usize, report: &TransferReport, link: bo
         s.link_bytes_in += report.link_bytes;
     }
     s.bytes_saved += report.bytes_saved();
+}
+
+/// Frees `id`'s copy on device `index` (one that holds nothing needed: a fresh copy whose
+/// upload failed), with its statistics and budget.
+fn drop_copy(st: &mut State, id: BufferId, index: usize) {
+    let b = st.buffers.get_mut(&id).expect("live");
+    let size = b.size;
+    if let Some(c) = b.copies.remove(&index) {
+        st.stats.devices[index].bytes_in_use -= size;
+        if c.counts {
+            st.budget_used[index] -= size;
+        }
+    }
 }
 
 /// Drops a packed host copy (stale, or replaced by plain bytes).

@@ -145,6 +145,11 @@ impl TransferPath for PackingPath {
 #[derive(Debug, Clone)]
 enum Op {
     Create(u16),
+    CreateOn {
+        size: u16,
+        dev: u8,
+        seed: u8,
+    },
     HostWrite {
         buf: u8,
         off: u16,
@@ -180,6 +185,11 @@ enum Op {
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         (1u16..20_000).prop_map(Op::Create),
+        (1u16..20_000, 0u8..3, any::<u8>()).prop_map(|(size, dev, seed)| Op::CreateOn {
+            size,
+            dev,
+            seed
+        }),
         (any::<u8>(), any::<u16>(), 1u16..5000, any::<u8>()).prop_map(|(buf, off, len, seed)| {
             Op::HostWrite {
                 buf,
@@ -271,6 +281,16 @@ fn apply(w: &mut World, op: &Op, faulty: bool) -> Result<(), TestCaseError> {
                 w.mm.create(u64::from(size))
                     .map_err(|e| TestCaseError::fail(e.to_string()))?;
             w.bufs.push((b, vec![0u8; size as usize]));
+            w.may_be_lost.push(false);
+        }
+        Op::CreateOn { size, dev, seed } => {
+            let data = bytes(size as usize, seed);
+            let (b, upload) =
+                w.mm.create_from_on(&data, dev as usize)
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            // Whether or not the device copy could be had, the buffer holds the bytes.
+            ok_or_injected(upload.map(|_| ()))?;
+            w.bufs.push((b, data));
             w.may_be_lost.push(false);
         }
         Op::HostWrite {

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use pyo3::exceptions::PyBufferError;
+use pyo3::exceptions::{PyBufferError, PyRuntimeWarning};
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict};
 use vuma::{UnifiedBuffer, UnifiedMemoryManager};
@@ -286,6 +286,43 @@ impl PyBuffer {
     fn __dlpack_device__(&self) -> (i32, i32) {
         (dlpack::CPU, 0)
     }
+}
+
+/// A buffer from a Python object's bytes made resident on device `index`, the upload
+/// overlapping the host copy's fill; when it cannot be resident there, the buffer holds the
+/// bytes on the host and a `RuntimeWarning` says why.
+pub(crate) fn from_object_on(
+    py: Python<'_>,
+    mgr: &Arc<UnifiedMemoryManager>,
+    obj: &Bound<'_, PyAny>,
+    index: usize,
+) -> PyResult<PyBuffer> {
+    let v = hostdata::view(obj)?;
+    if v.len() == 0 {
+        return Err(crate::errors::to_py(vuma::Error::ZeroSize {
+            what: "unified buffer",
+        }));
+    }
+    let memory = mgr.memory();
+    let (buf, upload) = v
+        .with_bytes(py, |b| memory.create_from_on(b, index))
+        .py_err()?;
+    if let Err(e) = upload {
+        let name = &mgr.devices()[index].info().name;
+        let msg = format!(
+            "the new buffer is not resident on {name} (it holds the bytes on the host): {e}"
+        )
+        .replace('\0', " ");
+        let msg = std::ffi::CString::new(msg).unwrap_or_default();
+        let category = py.get_type::<PyRuntimeWarning>();
+        PyErr::warn(py, category.as_any(), &msg, 1)?;
+    }
+    Ok(PyBuffer::new(
+        Arc::new(buf),
+        mgr.clone(),
+        v.dtype.clone(),
+        v.shape.clone(),
+    ))
 }
 
 /// A buffer from a Python object's bytes (see `hostdata::view`).

@@ -9,6 +9,7 @@ use vuma::core::MemoryConfig;
 use vuma::{stats, UnifiedMemoryManager};
 
 use crate::buffer::{self, PyBuffer};
+use crate::device::pick_device;
 use crate::errors::IntoPy;
 use crate::report::PyReport;
 use crate::workload::PyWorkload;
@@ -141,8 +142,23 @@ impl PyManager {
     /// A new buffer holding a copy of `obj`'s bytes: `bytes`, `bytearray`, a numpy array, a
     /// CPU torch tensor (through `__dlpack__`), or anything with the buffer protocol. A CUDA
     /// tensor is copied through the host (`.cpu()`). Its dtype and shape are kept.
-    fn create_buffer_from(&self, py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<PyBuffer> {
-        buffer::from_object(py, &self.mgr, obj)
+    ///
+    /// With `device` (as for `Buffer.prefetch`), the buffer is made resident there too, the
+    /// upload overlapping the copy into VUMA's host copy (about the time of the slower of
+    /// the two, where `create_buffer_from(obj).prefetch(device)` takes their sum). When it
+    /// cannot be made resident (it does not fit, the device was lost) the buffer is returned
+    /// all the same, holding the bytes on the host, and a `RuntimeWarning` says why.
+    #[pyo3(signature = (obj, device = None))]
+    fn create_buffer_from(
+        &self,
+        py: Python<'_>,
+        obj: &Bound<'_, PyAny>,
+        device: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<PyBuffer> {
+        match device.filter(|d| !d.is_none()) {
+            None => buffer::from_object(py, &self.mgr, obj),
+            Some(d) => buffer::from_object_on(py, &self.mgr, obj, pick_device(&self.mgr, Some(d))?),
+        }
     }
 
     /// Processes a workload. With a kernel: classify, choose a device, make every buffer

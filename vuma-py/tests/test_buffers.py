@@ -146,6 +146,22 @@ def test_prefetch_reports_what_moved(any_backend):
         b.prefetch(99)
 
 
+def test_create_buffer_from_onto_a_device(any_backend):
+    m = any_backend
+    a = np.arange(3 << 16, dtype=np.float32)  # several fill units
+    dev = m.create_buffer(4096).prefetch()["device"]
+    b = m.create_buffer_from(a, device=dev)
+    assert b.dtype == "<f4" and tuple(b.shape) == a.shape
+    r = b.prefetch(dev)
+    assert r["hit"], "resident already: nothing moves"
+    np.testing.assert_array_equal(b.to_numpy(), a)
+    assert any(loc != "host memory" and valid for loc, _, valid in b.residency())
+    with pytest.raises(vuma.InvalidArgumentError):
+        m.create_buffer_from(a, device=99)
+    with pytest.raises(vuma.ZeroSizeError):
+        m.create_buffer_from(b"", device=dev)
+
+
 def test_odd_array_interfaces_are_errors_not_crashes(host):
     class Weird:
         def __init__(self, ai):

@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use vuma_core::{
     Arg, Backend, DeviceId, DeviceInfo, DynBuffer, DynDevice, Error, HostDevice, Kernel, Lease,
-    MemoryConfig, MemoryManager, MemoryStats, Outcome, PlacementConfig, Result, UnifiedBuffer,
+    MemoryConfig, MemoryManager, MemoryStats, Outcome, PlacementConfig, Residency, Result,
+    UnifiedBuffer,
 };
 use vuma_sched::{Choice, Executor, JobHandle, SchedConfig, Scheduler, Tier, WorkloadProfile};
 
@@ -339,6 +340,28 @@ impl UnifiedMemoryManager {
     /// A new unified buffer holding a copy of `data`.
     pub fn create_buffer_from(&self, data: &[u8]) -> Result<Arc<UnifiedBuffer>> {
         self.memory.create_from(data).map(Arc::new)
+    }
+
+    /// A new unified buffer holding a copy of `data`, resident on `device`: what
+    /// [`create_buffer_from`](Self::create_buffer_from) then [`prefetch`](Self::prefetch)
+    /// and waiting give, in about the time of the slower of the two (the host copy is
+    /// filled while what is already filled is uploaded: see
+    /// [`MemoryManager::create_from_on`](vuma_core::MemoryManager::create_from_on)).
+    ///
+    /// Returns the buffer and the upload's outcome: what it did (placement, evictions, the
+    /// transfer) or why the buffer has no copy on `device` (it did not fit, the device was
+    /// lost, the upload failed); the buffer holds `data` either way. An unknown device is
+    /// an error, as are an empty `data` and a host out of memory.
+    pub fn create_buffer_from_on(
+        &self,
+        data: &[u8],
+        device: DeviceId,
+    ) -> Result<(Arc<UnifiedBuffer>, Result<Residency>)> {
+        let index = self.memory.device_index(device).ok_or_else(|| {
+            Error::invalid(format!("create_buffer_from_on: no device {device} here"))
+        })?;
+        let (buf, upload) = self.memory.create_from_on(data, index)?;
+        Ok((Arc::new(buf), upload))
     }
 
     /// Writes from the host.

@@ -20,6 +20,8 @@ use std::sync::Arc;
 
 use bytemuck::Pod;
 
+use vuma_core::{DeviceId, Residency};
+
 use crate::{Error, Result, UnifiedBuffer, UnifiedMemoryManager};
 
 /// The size of `T` in bytes; zero-sized types are refused (a buffer of them says nothing).
@@ -53,6 +55,21 @@ impl UnifiedMemoryManager {
     pub fn create_buffer_from_slice<T: Pod>(&self, data: &[T]) -> Result<Arc<UnifiedBuffer>> {
         elem_size::<T>()?;
         self.create_buffer_from(bytemuck::cast_slice(data))
+    }
+
+    /// A new unified buffer holding a copy of `data`, resident on `device`: the typed
+    /// [`UnifiedMemoryManager::create_buffer_from_on`] (the upload overlaps the host copy's
+    /// fill). Returns the buffer and the upload's outcome.
+    ///
+    /// Errors: those of [`create_buffer_from_slice`](Self::create_buffer_from_slice), and
+    /// [`Error::InvalidArgument`] for an unknown device.
+    pub fn create_buffer_from_slice_on<T: Pod>(
+        &self,
+        data: &[T],
+        device: DeviceId,
+    ) -> Result<(Arc<UnifiedBuffer>, Result<Residency>)> {
+        elem_size::<T>()?;
+        self.create_buffer_from_on(bytemuck::cast_slice(data), device)
     }
 
     /// Writes `data` from the host, starting at element `offset_elems` (in units of `T`).
@@ -199,5 +216,27 @@ mod tests {
             Err(Error::InvalidArgument(_))
         ));
         assert!(vuma.create_buffer_from_slice::<f32>(&[]).is_err());
+    }
+
+    #[test]
+    fn slices_go_straight_onto_a_device() {
+        let vuma = host();
+        let dev = vuma.devices()[0].info().id;
+        let data: Vec<u32> = (0..100_000).map(|i| i * 3 + 1).collect();
+        let (b, upload) = vuma.create_buffer_from_slice_on(&data, dev).unwrap();
+        let r = upload.unwrap();
+        assert!(r.transfers[0].decision.starts_with("pipelined"), "{r:?}");
+        assert_eq!(vuma.memory().missing_bytes(&b, 0), 0, "resident");
+        assert_eq!(vuma.to_vec_of::<u32>(&b).unwrap(), data);
+        assert!(matches!(
+            vuma.create_buffer_from_slice_on::<()>(&[()], dev),
+            Err(Error::InvalidArgument(_))
+        ));
+        let nowhere = vuma_core::DeviceId::fresh();
+        assert!(matches!(
+            vuma.create_buffer_from_slice_on(&data, nowhere),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert_eq!(vuma.stats().buffers, 1, "nothing made by refused calls");
     }
 }

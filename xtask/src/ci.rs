@@ -148,6 +148,7 @@ pub const MIRI_SELECTION: &[(&str, &[&str], &[&str])] = &[
             "pool::tests::reuses_freed_ranges_and_keeps_stats",
             "pool::tests::trim_releases_empty_blocks",
             "pool::tests::zero_and_absurd_sizes_are_errors",
+            "hostcopy::tests::streamed_copies_share_the_buffer_soundly",
             "creation_is_lazy_and_placement_is_reported",
             "too_large_for_budget_is_a_clear_error",
             "eviction_writes_back_dirty_copies_lru_first",

@@ -40,7 +40,6 @@ const LONG_FNS: &[(&str, &str)] = &[
     ("vuma-hyperloop/src/encode.rs::host_enc_write", "the host mirror of the encoder's write pass, kept line by line with the CUDA C"),
     ("vuma-cuda/src/device.rs::open_inner", "context, streams, copy rings and capability probes of one device: to move into an adapter module"),
     ("vuma-core/src/bench/svg.rs::render", "benchmark plotting, to move out of vuma-core into a bench crate"),
-    ("vuma-core/src/memory.rs::acquire", "placement, eviction, allocation and filling of one lease"),
 ];
 
 /// Module circles allowed (sorted module names joined by ` <-> `), with why.

@@ -1,5 +1,6 @@
 //! A model test of the [`MemoryManager`], written once for every
-//! [`TransferPath`]: seeded random operations by several threads on one manager over three
+//! [`TransferPath`]: seeded random operations (buffers created empty or from bytes straight
+//! onto a device, host and device reads and writes, evictions, prefetches, drops) by several threads on one manager over three
 //! host devices with small budgets (so evictions cross threads), with injected faults and
 //! the loss of a device midway, each thread checking its buffers against a plain model (one
 //! `Vec<u8>` per buffer). It checks the promise "nothing lost": every read returns the last
@@ -240,10 +241,27 @@ fn thread(sh: &Shared, cfg: &ModelConfig, t: usize) -> Result<(Vec<Buf>, Seen), 
         let op = rng.below(9);
         if bufs.is_empty() || op == 0 {
             let size = 1 + rng.below(cfg.max_size);
-            let buf = sh.mm.create(size as u64).map_err(|e| e.to_string())?;
+            let (buf, model) = if rng.below(2) == 0 {
+                let buf = sh.mm.create(size as u64).map_err(|e| e.to_string())?;
+                (buf, vec![0; size])
+            } else {
+                // Made from bytes straight onto a device (the upload overlaps the fill):
+                // whether or not the device copy could be had, the buffer holds the bytes.
+                let (d, data) = (rng.below(3), bytes(size, rng.next()));
+                let (buf, upload) = sh
+                    .mm
+                    .create_from_on(&data, d)
+                    .map_err(|e| format!("thread {t}, step {step}: create_from_on: {e}"))?;
+                if let Err(e) = upload {
+                    if !acceptable(sh, &e, false) {
+                        return Err(format!("thread {t}, step {step}: first upload: {e}"));
+                    }
+                }
+                (buf, data)
+            };
             bufs.push(Buf {
                 buf,
-                model: vec![0; size],
+                model,
                 may_be_lost: false,
             });
             continue;

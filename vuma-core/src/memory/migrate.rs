@@ -51,6 +51,88 @@ impl MemoryManager {
         }
     }
 
+    /// Allocates `id`'s copy on device `index` (it has none): the placement the policy
+    /// chooses for `size` and `reuse` (device-local when the device has no pool for it),
+    /// within the budget (LRU copies evicted first; once more, everything evictable and the
+    /// pools' cached blocks, when the driver is fuller than the budget says). The copy is
+    /// invalid, last used at `tick`, and counted in the statistics; `residency` gets the
+    /// placement, its reason, the evictions and their write-backs.
+    pub(super) fn place_copy(
+        &self,
+        st: &mut State,
+        id: BufferId,
+        index: usize,
+        reuse: u32,
+        tick: u64,
+        residency: &mut Residency,
+    ) -> Result<()> {
+        let slot = &self.shared.devices[index];
+        let size = st.buffers[&id].size;
+        let info = slot.device.info();
+        let decision = choose_placement(size, reuse, info, &self.shared.config.placement);
+        let placement = if slot.pools.contains_key(&decision.placement) {
+            decision.placement
+        } else {
+            Placement::DeviceLocal
+        };
+        let counts = counts_against_budget(slot, placement);
+        if counts && size > slot.budget {
+            return Err(Error::TooLarge {
+                device: info.name.clone(),
+                requested: size,
+                max: slot.budget,
+            });
+        }
+        if counts {
+            residency.evicted = self.make_room(st, index, size, id, &mut residency.transfers)?;
+        }
+        let pool = slot
+            .pools
+            .get(&placement)
+            .ok_or_else(|| Error::UnsupportedPlacement {
+                device: info.name.clone(),
+                placement,
+            })?;
+        let alloc = match pool.alloc(size) {
+            Ok(a) => a,
+            Err(e) if e.is_transient() => {
+                // The driver is fuller than our budget thinks: evict everything evictable
+                // on this device, give cached blocks back, retry once.
+                let more = self
+                    .make_room(st, index, u64::MAX / 4, id, &mut residency.transfers)
+                    .unwrap_or_default();
+                residency.evicted.extend(more);
+                for p in slot.pools.values() {
+                    p.trim();
+                }
+                pool.alloc(size)?
+            }
+            Err(e) => return Err(e),
+        };
+        residency.placement = placement;
+        residency.reason = decision.reason;
+        residency.allocated = true;
+        let s = &mut st.stats.devices[index];
+        s.bytes_in_use += size;
+        s.peak_bytes = s.peak_bytes.max(s.bytes_in_use);
+        s.allocations += 1;
+        if counts {
+            st.budget_used[index] += size;
+        }
+        st.buffers.get_mut(&id).expect("live").copies.insert(
+            index,
+            Copy {
+                alloc,
+                placement,
+                valid: false,
+                last_use: tick,
+                counts,
+                filling: false,
+            },
+        );
+        Ok(())
+    }
+
     /// Frees `id`'s copy on `index`, writing it back to the host first if it is the only
     /// valid copy (through the transfer path when there is one: the host copy may end up
     /// packed). On a failed write-back nothing changes.
@@ -562,7 +644,7 @@ pub(super) fn check_new_size(size: u64) -> Result<()> {
 
 /// What an upload's decision says about its source: pinned or pageable host memory
 /// (nothing for devices that share host memory: no link, no DMA).
-fn host_source_note(pinned: bool, dev: &dyn DynDevice) -> &'static str {
+pub(super) fn host_source_note(pinned: bool, dev: &dyn DynDevice) -> &'static str {
     if pinned {
         " (from a pinned host copy)"
     } else if dev.info().unified_memory {
