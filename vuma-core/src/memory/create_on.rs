@@ -35,8 +35,8 @@ impl MemoryManager {
     /// A new buffer holding a copy of `data`, resident on device `index`: what
     /// [`create_from`](Self::create_from) then [`prefetch`](Self::prefetch) to `index`
     /// give, in about the time of the slower of the two instead of their sum (the host
-    /// copy is filled while what is filled already goes to the device; see the
-    /// [module documentation](self::create_on)).
+    /// copy is filled while what is filled already goes to the device, in units of
+    /// [`FIRST_UPLOAD_UNIT`](Self::FIRST_UPLOAD_UNIT)).
     ///
     /// Returns the buffer and the upload's outcome: its [`Residency`] (placement,
     /// evictions, and the transfer, whose decision says it was pipelined), or why there is
