@@ -45,6 +45,11 @@
 //! assert_eq!(out, [2u8; 16]);
 //! # Ok::<(), vuma_core::Error>(())
 //! ```
+//!
+//! # Feature flags
+//!
+//! Rendered from the crate's manifest (`Cargo.toml`), so this list cannot drift from it:
+#![doc = document_features::document_features!()]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]

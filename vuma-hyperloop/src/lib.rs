@@ -76,6 +76,11 @@
 //! assert_eq!(back, data);
 //! # Ok::<(), vuma_core::Error>(())
 //! ```
+//!
+//! # Feature flags
+//!
+//! Rendered from the crate's manifest (`Cargo.toml`), so this list cannot drift from it:
+#![doc = document_features::document_features!()]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

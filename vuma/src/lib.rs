@@ -67,6 +67,11 @@
 //! assert_eq!(out[1000], 976.0);
 //! # Ok::<(), vuma::Error>(())
 //! ```
+//!
+//! # Feature flags
+//!
+//! Rendered from the crate's manifest (`Cargo.toml`), so this list cannot drift from it:
+#![doc = document_features::document_features!()]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 // The crate docs link `trace`, which exists only with the `trace` feature.
 #![cfg_attr(not(feature = "trace"), allow(rustdoc::broken_intra_doc_links))]
