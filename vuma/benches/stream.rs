@@ -175,10 +175,14 @@ fn vuma_stream(c: &Case, grid: u32, hyperloop: bool, prefetch: bool) -> R<(f64, 
         if pass > 0 {
             times.push(s);
         }
+        let moved = if vuma.devices()[0].info().unified_memory {
+            "in shared memory, no link".to_string()
+        } else {
+            format!("{:.0} MiB over the link", link as f64 / MIB as f64)
+        };
         notes = format!(
-            "pass {pass}: {:.1} GB/s, {:.0} MiB over the link, first upload \"{first}\"",
-            c.total() as f64 / s / 1e9,
-            link as f64 / MIB as f64
+            "pass {pass}: {:.1} GB/s, {moved}, first upload \"{first}\"",
+            c.total() as f64 / s / 1e9
         );
     }
     let st = vuma.stats();
