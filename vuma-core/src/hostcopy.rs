@@ -46,15 +46,10 @@ pub(crate) enum Init<'a> {
 /// bandwidth; more only add start-up cost).
 const MAX_FILL_THREADS: usize = 8;
 
-/// The machine's cores (at least 1).
-fn cores() -> usize {
-    crate::host::cores()
-}
-
 /// Threads for a fill of `len` bytes: one per [`PARALLEL_MIN`] bytes, within the cores
 /// and [`MAX_FILL_THREADS`].
 fn fill_threads(len: usize) -> usize {
-    (len / PARALLEL_MIN).clamp(1, cores().min(MAX_FILL_THREADS))
+    (len / PARALLEL_MIN).clamp(1, crate::host::cores().min(MAX_FILL_THREADS))
 }
 
 /// Runs `f(offset, piece)` over pieces of `dst`, on scoped threads when it is large (the
@@ -189,7 +184,7 @@ pub(crate) fn copy_streamed<E: Send>(
     let units = len.div_ceil(STREAM_UNIT);
     let unit = |u: usize| (u * STREAM_UNIT, STREAM_UNIT.min(len - u * STREAM_UNIT));
     // One core is the sink's (a synchronous DMA keeps its thread busy); the rest fill.
-    let threads = fill_threads(len).min(cores().saturating_sub(1).max(1));
+    let threads = fill_threads(len).min(crate::host::cores().saturating_sub(1).max(1));
     let base = StreamBase(dst.as_mut_ptr());
     let next = AtomicUsize::new(0);
     let progress = Progress {

@@ -124,6 +124,15 @@ pub struct LocationStats {
     pub pool_misses: u64,
 }
 
+impl LocationStats {
+    /// Counts a copy of `size` bytes allocated here.
+    pub(crate) fn count_allocation(&mut self, size: u64) {
+        self.bytes_in_use += size;
+        self.peak_bytes = self.peak_bytes.max(self.bytes_in_use);
+        self.allocations += 1;
+    }
+}
+
 /// Statistics of the whole manager, O(1) to read.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct MemoryStats {
@@ -417,6 +426,20 @@ pub struct Residency {
 }
 
 impl Residency {
+    /// Nothing done yet: a copy on the device, with `reason` until placing it says more.
+    pub(crate) fn pending(reason: &str) -> Self {
+        Residency {
+            placement: Placement::DeviceLocal,
+            reason: reason.into(),
+            allocated: false,
+            bytes_moved: 0,
+            source: None,
+            evicted: Vec::new(),
+            hit: false,
+            transfers: Vec::new(),
+        }
+    }
+
     /// Bytes that crossed the link for this acquire (uploads and write-backs).
     pub fn link_bytes(&self) -> u64 {
         self.transfers.iter().map(|t| t.link_bytes).sum()
@@ -790,16 +813,7 @@ impl MemoryManager {
         st.tick += 1;
         let tick = st.tick;
         let size = buf.size;
-        let mut residency = Residency {
-            placement: Placement::DeviceLocal,
-            reason: "already resident".into(),
-            allocated: false,
-            bytes_moved: 0,
-            source: None,
-            evicted: Vec::new(),
-            hit: false,
-            transfers: Vec::new(),
-        };
+        let mut residency = Residency::pending("already resident");
         let has_copy = st.buffers[&buf.id].copies.contains_key(&index);
         if !has_copy {
             self.place_copy(&mut st, buf.id, index, reuse, tick, &mut residency)?;

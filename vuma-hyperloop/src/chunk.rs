@@ -64,10 +64,17 @@ impl CompressOptions {
     pub fn for_device(info: &vuma_core::DeviceInfo, width: ElemWidth) -> Self {
         let mut o = CompressOptions::with_width(width);
         o.model = CostModel::for_device(info);
-        if o.model.float_decoder && width != ElemWidth::U8 && !info.unified_memory {
-            o.plan.page_size = o.plan.page_size.min(crate::page::FLOAT_PAGE_SIZE);
-        }
+        o.limit_pages_for_float(info);
         o
+    }
+
+    /// Pages of at most [`FLOAT_PAGE_SIZE`](crate::page::FLOAT_PAGE_SIZE) when the float
+    /// codec may code this data for the device of `info` (typed data, a device behind a
+    /// link, a model with the float decoder): see [`for_device`](Self::for_device).
+    pub(crate) fn limit_pages_for_float(&mut self, info: &vuma_core::DeviceInfo) {
+        if self.model.float_decoder && self.plan.width != ElemWidth::U8 && !info.unified_memory {
+            self.plan.page_size = self.plan.page_size.min(crate::page::FLOAT_PAGE_SIZE);
+        }
     }
 }
 

@@ -372,10 +372,7 @@ impl HyperloopPath {
         if len < 4 * o.chunk_bytes {
             o.model.float_decoder = false;
         } else {
-            let float = CompressOptions::for_device(dev.info(), width)
-                .plan
-                .page_size;
-            o.plan.page_size = o.plan.page_size.min(float);
+            o.limit_pages_for_float(dev.info());
         }
         o
     }

@@ -112,16 +112,7 @@ impl MemoryManager {
         st.check_device_alive(&self.shared.devices, index)?;
         st.tick += 1;
         let tick = st.tick;
-        let mut residency = Residency {
-            placement: Placement::DeviceLocal,
-            reason: String::new(),
-            allocated: false,
-            bytes_moved: 0,
-            source: None,
-            evicted: Vec::new(),
-            hit: false,
-            transfers: Vec::new(),
-        };
+        let mut residency = Residency::pending("");
         if let Err(e) = self.place_copy(&mut st, buf.id, index, 1, tick, &mut residency) {
             self.note_loss(&mut st, index, &e);
             return Err(e);
@@ -195,8 +186,5 @@ fn give_host(st: &mut State, buf: &UnifiedBuffer, host: HostCopy) {
     b.host = Some(host);
     b.host_valid = true;
     b.written = true;
-    let h = &mut st.stats.host;
-    h.bytes_in_use += buf.size;
-    h.peak_bytes = h.peak_bytes.max(h.bytes_in_use);
-    h.allocations += 1;
+    st.stats.host.count_allocation(buf.size);
 }

@@ -112,10 +112,7 @@ impl MemoryManager {
         residency.placement = placement;
         residency.reason = decision.reason;
         residency.allocated = true;
-        let s = &mut st.stats.devices[index];
-        s.bytes_in_use += size;
-        s.peak_bytes = s.peak_bytes.max(s.bytes_in_use);
-        s.allocations += 1;
+        st.stats.devices[index].count_allocation(size);
         if counts {
             st.budget_used[index] += size;
         }
@@ -210,10 +207,7 @@ impl MemoryManager {
                     let b = st.buffers.get_mut(&id).expect("live");
                     b.host_valid = true;
                     if !had_host {
-                        let h = &mut st.stats.host;
-                        h.bytes_in_use += size;
-                        h.peak_bytes = h.peak_bytes.max(h.bytes_in_use);
-                        h.allocations += 1;
+                        st.stats.host.count_allocation(size);
                     }
                     TransferReport::direct(TransferKind::Download, size, t0.elapsed().as_secs_f64())
                 }
@@ -307,10 +301,7 @@ impl MemoryManager {
         );
         st.stats.buffers += 1;
         if written {
-            let h = &mut st.stats.host;
-            h.bytes_in_use += size;
-            h.peak_bytes = h.peak_bytes.max(h.bytes_in_use);
-            h.allocations += 1;
+            st.stats.host.count_allocation(size);
         }
         UnifiedBuffer {
             id,
@@ -333,9 +324,7 @@ impl MemoryManager {
         }
         let h = self.new_host_copy(size, init)?;
         st.buffers.get_mut(&id).expect("live buffer").host = Some(h);
-        st.stats.host.bytes_in_use += size;
-        st.stats.host.peak_bytes = st.stats.host.peak_bytes.max(st.stats.host.bytes_in_use);
-        st.stats.host.allocations += 1;
+        st.stats.host.count_allocation(size);
         Ok(true)
     }
 
