@@ -69,6 +69,7 @@ mod hostpool;
 pub mod info;
 pub mod kernel;
 pub mod memory;
+mod ntcopy;
 pub mod placement;
 pub mod pool;
 pub mod signature;

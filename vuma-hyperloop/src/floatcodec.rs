@@ -22,26 +22,34 @@
 //! ```text
 //! u8 magic 0xF1 | u8 width w | u8 mode | u8 lanes | u32 raw_len | u32 nsm     (12 bytes)
 //! mode RAW (0):  lanes = 0, nsm = 0, then raw_len bytes as they are
-//! mode HUFF (1, | 2 with zero elision):  lanes = 32, then
+//! mode HUFF (1, | 2 with zero elision):  lanes = 32 · G (G = 1, 2 or 4 groups), then
 //!   lengths  128 bytes: code length (0..=12, 0 = absent) of symbol s in nibble s
 //!            (low nibble first)
-//!   ends     u32 × 32: end of lane l's stream, relative to the start of the streams
+//!   ends     u16 × lanes: end of lane l's stream, relative to the start of the streams
 //!            (lane l starts where lane l − 1 ends; lane 0 at 0)
+//!   starts   u32 × (G − 1): the sm rank at which group g = 1, 2, … starts
 //!   tail     raw_len % w bytes, as they are
-//!   streams  the 32 lane streams
+//!   streams  the lane streams
 //!   sm       nsm × (w − 1) bytes: the sm bytes of the coded elements, in element order
 //! ```
-//! With `n = raw_len / w` elements, element `i` belongs to lane `i % 32` and is symbol
-//! `i / 32` of that lane's stream. Codes are canonical (ordered by length, then symbol) and
-//! written LSB first, bit-reversed, so a decoder peeks 12 bits and looks up one
-//! 4096-entry table. With zero elision (mode 3) an element whose symbol is 0 is the value
-//! 0 (all bits zero) and has no sm bytes: `nsm` counts the elements with a non-zero
-//! symbol, and element `i`'s sm bytes are at its rank among them. The encoder elides zeros
-//! only when every element with exponent 0 is exactly +0 (no subnormals, no −0).
+//! With `n = raw_len / w` elements, the page is cut into `G` groups of consecutive
+//! elements, each [`group_span`] elements (a multiple of 32) but the last; group `g` has
+//! lanes `32g … 32g + 31`, and its element `j` (counted from the group's first) belongs to
+//! lane `32g + j % 32` and is symbol `j / 32` of that lane's stream. One warp decodes one
+//! group, so a page of `G` groups is decoded by `G` warps sharing one decode table; a
+//! group's sm bytes start at its rank in `starts` (group 0 at 0). Codes are canonical
+//! (ordered by length, then symbol) and written LSB first, bit-reversed, so a decoder peeks
+//! 12 bits and looks up one 4096-entry table. With zero elision (mode 3) an element whose
+//! symbol is 0 is the value 0 (all bits zero) and has no sm bytes: `nsm` counts the
+//! elements with a non-zero symbol, and element `i`'s sm bytes are at its rank among them.
+//! The encoder elides zeros only when every element with exponent 0 is exactly +0 (no
+//! subnormals, no −0). The encoder uses [`lanes_for`] lanes, and codes only pages of at
+//! most [`MAX_HUFF_PAGE`] bytes (a GPU decoder's page; the lane ends are 16-bit): larger
+//! pages are stored raw.
 //!
-//! Every lane decodes on its own: a warp decodes 32 elements per step, consecutive lanes on
-//! consecutive elements (coalesced writes); ranks for zero elision come from a warp ballot
-//! per step.
+//! Every lane decodes on its own: a warp decodes 32 elements of its group per step,
+//! consecutive lanes on consecutive elements (coalesced writes); ranks for zero elision
+//! come from a warp ballot per step, counted from the group's start.
 //!
 //! # Validation
 //! Corrupt or truncated input is an [`Error::Corrupt`], never a panic or an out-of-bounds
@@ -49,8 +57,10 @@
 //! over-subscribe the code space (Σ 2^−len ≤ 1) and the code must have a symbol, the lane
 //! ends must be non-decreasing and the page's size must be exactly the header, tail, streams
 //! and sm bytes; every decoded code must be one of the code's (an incomplete code's holes
-//! are corrupt), each lane must use exactly its stream's bytes (`⌈bits/8⌉ = len`), and with
-//! zero elision the count of non-zero symbols must equal `nsm`.
+//! are corrupt), each lane must use exactly its stream's bytes (`⌈bits/8⌉ = len`); without
+//! zero elision group `g` must start at rank `g · span` (its first element), with it each
+//! group's count of non-zero symbols must equal the next group's start less its own (`nsm`
+//! for the last group).
 
 use vuma_core::{Codec, Error, Result};
 
@@ -59,8 +69,13 @@ use crate::page::ElemWidth;
 
 /// Magic byte of a float-codec page.
 pub const MAGIC: u8 = 0xF1;
-/// Independent lane streams per page (one warp).
+/// Lanes of one group (one warp).
 pub const LANES: usize = 32;
+/// Most groups per page (the warps of the decoder's thread block).
+pub const MAX_GROUPS: usize = 4;
+/// Fewest elements per group when a page has more than one group: below it, a warp's
+/// share of the page is too small to pay for its part of the header (eight steps of 32).
+pub const MIN_GROUP_ELEMS: usize = 256;
 /// Longest code, bits: a decode is one lookup in a `1 << MAX_CODE_LEN` table.
 pub const MAX_CODE_LEN: u32 = 12;
 /// Entries of the decode table.
@@ -73,10 +88,45 @@ pub const MODE_HUFF: u8 = 1;
 pub const FLAG_ZERO: u8 = 2;
 /// Bytes of the fixed header.
 pub const FIXED_HEADER: usize = 12;
+/// Largest page the Huffman form codes (its lane streams then end below 64 KiB).
+pub const MAX_HUFF_PAGE: usize = 64 << 10;
 /// Bytes of the code-length table.
 pub const LENGTHS_BYTES: usize = 128;
-/// Bytes of a Huffman page's header (fixed header, lengths, lane ends), before the tail.
-pub const HUFF_HEADER: usize = FIXED_HEADER + LENGTHS_BYTES + 4 * LANES;
+/// Bytes of a one-group Huffman page's header (fixed header, lengths, lane ends), before
+/// the tail; [`huff_header`] for any lane count.
+pub const HUFF_HEADER: usize = FIXED_HEADER + LENGTHS_BYTES + 2 * LANES;
+
+/// Bytes of a Huffman page's header with `lanes` lanes (fixed header, lengths, lane ends,
+/// group starts), before the tail.
+pub const fn huff_header(lanes: usize) -> usize {
+    FIXED_HEADER + LENGTHS_BYTES + 2 * lanes + 4 * (lanes / LANES - 1)
+}
+
+/// The lanes the encoder gives a page of `n` elements: one group per
+/// [`MIN_GROUP_ELEMS`] elements, at most [`MAX_GROUPS`], and a power of two.
+pub fn lanes_for(n: usize) -> usize {
+    let g = (n / MIN_GROUP_ELEMS).clamp(1, MAX_GROUPS);
+    LANES
+        * if g >= 4 {
+            4
+        } else if g >= 2 {
+            2
+        } else {
+            1
+        }
+}
+
+/// Elements per group of a page of `n` elements in `groups` groups (every group but the
+/// last has exactly this many): `⌈n / groups⌉` rounded up to a multiple of 32.
+pub fn group_span(n: usize, groups: usize) -> usize {
+    n.div_ceil(groups.max(1)).next_multiple_of(LANES)
+}
+
+/// The element range of group `g` of a page of `n` elements in `groups` groups.
+pub fn group_range(n: usize, groups: usize, g: usize) -> std::ops::Range<usize> {
+    let span = group_span(n, groups);
+    (g * span).min(n)..((g + 1) * span).min(n)
+}
 
 const NAME: &str = "float";
 
@@ -315,7 +365,7 @@ pub fn decode_table(lens: &[u8; 256]) -> Result<Vec<u16>> {
     Ok(table)
 }
 
-/// Elements of lane `l` in a page of `n` elements.
+/// Elements of lane `l` (of 32) in a group of `n` elements.
 pub fn lane_len(n: usize, l: usize) -> usize {
     if l >= n {
         0
@@ -325,8 +375,9 @@ pub fn lane_len(n: usize, l: usize) -> usize {
 }
 
 /// Exact bytes of the Huffman form of a page of `n` elements of width `w` (tail
-/// `tail` bytes) with histogram `hist` coded by `lens`, assuming the symbols are spread
-/// evenly over the lanes (exact for the lane streams up to one byte per lane).
+/// `tail` bytes) with histogram `hist` coded by `lens`, in the lanes [`lanes_for`] gives,
+/// assuming the symbols are spread evenly over the lanes (exact for the lane streams up to
+/// one byte per lane).
 pub fn huff_size_estimate(
     hist: &[u32; 256],
     lens: &[u8; 256],
@@ -339,7 +390,8 @@ pub fn huff_size_estimate(
         .sum();
     let n: f64 = hist.iter().map(|&c| f64::from(c)).sum();
     let nsm = if elide { n - f64::from(hist[0]) } else { n };
-    (HUFF_HEADER + tail) as f64 + bits / 8.0 + LANES as f64 * 0.5 + nsm * (w - 1) as f64
+    let lanes = lanes_for(n as usize);
+    (huff_header(lanes) + tail) as f64 + bits / 8.0 + lanes as f64 * 0.5 + nsm * (w - 1) as f64
 }
 
 struct BitWriter<'a> {
@@ -388,6 +440,9 @@ pub fn encode_page(src: &[u8], width: ElemWidth, dst: &mut Vec<u8>) -> Result<us
     if n == 0 {
         return Ok(push_raw(src, w, raw_len, dst, start));
     }
+    if src.len() > MAX_HUFF_PAGE {
+        return Ok(push_raw(src, w, raw_len, dst, start));
+    }
     let (hist, elide) = histogram(src, w);
     let lens = code_lengths(&hist);
     let tail = src.len() % w;
@@ -398,33 +453,52 @@ pub fn encode_page(src: &[u8], width: ElemWidth, dst: &mut Vec<u8>) -> Result<us
     let codes = canonical_codes(&lens).ok_or_else(|| Error::invalid("internal: bad code"))?;
     let nsm = if elide { n - hist[0] as usize } else { n };
     let mode = MODE_HUFF | if elide { FLAG_ZERO } else { 0 };
-    dst.extend_from_slice(&[MAGIC, w as u8, mode, LANES as u8]);
+    let lanes = lanes_for(n);
+    let groups = lanes / LANES;
+    dst.extend_from_slice(&[MAGIC, w as u8, mode, lanes as u8]);
     dst.extend_from_slice(&raw_len.to_le_bytes());
     dst.extend_from_slice(&(nsm as u32).to_le_bytes());
     for pair in lens.chunks_exact(2) {
         dst.push(pair[0] | pair[1] << 4);
     }
     let ends_at = dst.len();
-    dst.resize(ends_at + 4 * LANES, 0);
+    dst.resize(ends_at + 2 * lanes, 0);
+    // Group starts: the sm rank of each group's first element (all elements before it
+    // when nothing is elided).
+    let coded = |i: usize| !elide || symbol(src, i, w) != 0;
+    let mut rank = 0usize;
+    for g in 0..groups {
+        let r = group_range(n, groups, g);
+        if g > 0 {
+            dst.extend_from_slice(&(rank as u32).to_le_bytes());
+        }
+        rank += r.filter(|&i| coded(i)).count();
+    }
     dst.extend_from_slice(&src[n * w..]);
     let streams = dst.len();
-    for l in 0..LANES {
-        let mut bw = BitWriter {
-            out: dst,
-            acc: 0,
-            bits: 0,
-        };
-        for i in (l..n).step_by(LANES) {
-            let s = usize::from(symbol(src, i, w));
-            bw.put(codes[s], u32::from(lens[s]));
+    for g in 0..groups {
+        let r = group_range(n, groups, g);
+        for l in 0..LANES {
+            let mut bw = BitWriter {
+                out: dst,
+                acc: 0,
+                bits: 0,
+            };
+            for i in (r.start + l..r.end).step_by(LANES) {
+                let s = usize::from(symbol(src, i, w));
+                bw.put(codes[s], u32::from(lens[s]));
+            }
+            bw.flush();
+            let Ok(end) = u16::try_from(dst.len() - streams) else {
+                return Ok(push_raw(src, w, raw_len, dst, start));
+            };
+            let at = ends_at + 2 * (g * LANES + l);
+            dst[at..at + 2].copy_from_slice(&end.to_le_bytes());
         }
-        bw.flush();
-        let end = (dst.len() - streams) as u32;
-        dst[ends_at + 4 * l..ends_at + 4 * l + 4].copy_from_slice(&end.to_le_bytes());
     }
     dst.reserve(nsm * (w - 1));
     for i in 0..n {
-        if !elide || symbol(src, i, w) != 0 {
+        if coded(i) {
             push_sm(src, i, w, dst);
         }
     }
@@ -438,7 +512,12 @@ fn rd_u32(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
-/// Decodes the `count` symbols of one lane stream `s` into `syms[l], syms[l + 32], …`.
+fn rd_u16(b: &[u8], at: usize) -> usize {
+    usize::from(u16::from_le_bytes([b[at], b[at + 1]]))
+}
+
+/// Decodes the `count` symbols of one lane stream `s` into `syms[0], syms[32], …` (the
+/// lane's elements from its first); `l` names the lane in errors.
 fn decode_lane(s: &[u8], table: &[u16], count: usize, syms: &mut [u8], l: usize) -> Result<()> {
     let mut acc = 0u64;
     let mut have = 0u32; // valid bits in `acc`
@@ -458,7 +537,7 @@ fn decode_lane(s: &[u8], table: &[u16], count: usize, syms: &mut [u8], l: usize)
         if len == 0 {
             return Err(bad(format!("invalid code in lane {l}")));
         }
-        syms[l + k * LANES] = e as u8;
+        syms[k * LANES] = e as u8;
         acc >>= len;
         have -= len;
         used += len as usize;
@@ -505,13 +584,15 @@ pub fn decode_page(src: &[u8], width: ElemWidth, dst: &mut [u8]) -> Result<()> {
     let elide = mode & FLAG_ZERO != 0;
     let n = raw_len / w;
     let tail = raw_len % w;
-    if lanes != LANES || n == 0 || (elide && w == 1) {
-        return Err(bad("bad lane count, element count or mode"));
+    if !matches!(lanes, 32 | 64 | 128) || n == 0 || (elide && w == 1) || raw_len > MAX_HUFF_PAGE {
+        return Err(bad("bad lane count, element count, page size or mode"));
     }
     if (!elide && nsm != n) || nsm > n {
         return Err(bad("sm count mismatch"));
     }
-    let streams = HUFF_HEADER + tail;
+    let groups = lanes / LANES;
+    let header = huff_header(lanes);
+    let streams = header + tail;
     if src.len() < streams {
         return Err(bad("truncated header"));
     }
@@ -525,45 +606,64 @@ pub fn decode_page(src: &[u8], width: ElemWidth, dst: &mut [u8]) -> Result<()> {
     }
     let table = decode_table(&lens)?;
     let ends_at = FIXED_HEADER + LENGTHS_BYTES;
-    let mut ends = [0usize; LANES];
+    let starts_at = ends_at + 2 * lanes;
+    let mut ends = [0usize; LANES * MAX_GROUPS];
     let mut prev = 0usize;
-    for (l, e) in ends.iter_mut().enumerate() {
-        *e = rd_u32(src, ends_at + 4 * l) as usize;
+    for (l, e) in ends[..lanes].iter_mut().enumerate() {
+        *e = rd_u16(src, ends_at + 2 * l);
         if *e < prev {
             return Err(bad("lane ends decrease"));
         }
         prev = *e;
     }
-    let sm_at = streams
-        .checked_add(prev)
-        .ok_or_else(|| bad("lane ends overflow"))?;
+    let sm_at = streams + prev;
     let sm_len = nsm * (w - 1);
     if sm_at.checked_add(sm_len) != Some(src.len()) {
         return Err(bad("page size mismatch"));
     }
+    // Group g's sm rank starts and ends (the next group's start, `nsm` for the last).
+    let start = |g: usize| {
+        if g == 0 {
+            0
+        } else {
+            rd_u32(src, starts_at + 4 * (g - 1)) as usize
+        }
+    };
     let mut syms = vec![0u8; n];
     let mut a = 0usize;
-    for (l, &b) in ends.iter().enumerate() {
-        decode_lane(
-            &src[streams + a..streams + b],
-            &table,
-            lane_len(n, l),
-            &mut syms,
-            l,
-        )?;
-        a = b;
-    }
-    if elide {
-        let nz = syms.iter().filter(|&&s| s != 0).count();
-        if nz != nsm {
-            return Err(bad("non-zero count mismatch"));
+    for g in 0..groups {
+        let r = group_range(n, groups, g);
+        let gn = r.len();
+        for l in 0..LANES {
+            let b = ends[g * LANES + l];
+            let count = lane_len(gn, l);
+            let at = (r.start + l).min(n);
+            decode_lane(
+                &src[streams + a..streams + b],
+                &table,
+                count,
+                &mut syms[at..],
+                g * LANES + l,
+            )?;
+            a = b;
+        }
+        let (s0, s1) = (start(g), if g + 1 < groups { start(g + 1) } else { nsm });
+        let coded = if elide {
+            syms[r.clone()].iter().filter(|&&s| s != 0).count()
+        } else {
+            gn
+        };
+        let expected_start = if elide { s0 } else { r.start };
+        if s0 != expected_start || s1.checked_sub(s0) != Some(coded) {
+            return Err(bad(format!(
+                "group {g}: sm ranks do not match its elements"
+            )));
         }
     }
     let sm = &src[sm_at..];
     let zero = [0u8; 3];
     let mut rank = 0usize;
-    for (i, (&s, out)) in syms.iter().zip(dst.chunks_exact_mut(w)).enumerate() {
-        let _ = i;
+    for (&s, out) in syms.iter().zip(dst.chunks_exact_mut(w)) {
         if elide && s == 0 {
             out.fill(0);
             continue;
@@ -576,7 +676,7 @@ pub fn decode_page(src: &[u8], width: ElemWidth, dst: &mut [u8]) -> Result<()> {
         put_elem(out, s, b, w);
         rank += 1;
     }
-    dst[n * w..].copy_from_slice(&src[HUFF_HEADER..streams]);
+    dst[n * w..].copy_from_slice(&src[header..streams]);
     Ok(())
 }
 

@@ -12,8 +12,9 @@
 //! [`float_decoder`] by itself (the kernel tests do).
 //!
 //! Launch: `(chunk, chunk_len: u64, dst, dst_len: u64, status, npages: u32, kinds: u32)`
-//! like every Hyperloop decoder, grid [`float_grid`] (four warps per block, one warp per
-//! page). A page of kind 5 is decoded when bit 5 of `kinds` is set; `Direct` pages are
+//! like every Hyperloop decoder, grid [`float_grid`] (one block of four warps per page, one
+//! warp per group of the page: a page of 1,024 elements or more is decoded by four warps sharing
+//! its decode table). A page of kind 5 is decoded when bit 5 of `kinds` is set; `Direct` pages are
 //! skipped; pages of kinds 0–3 whose bit is set are left to their kernels; any other kind
 //! (or kind 5 without its bit) is flagged [`FLAG_KIND`]. A bad
 //! entry (out of range, width not 1, 2 or 4) is flagged
@@ -48,8 +49,10 @@ pub const KIND_FLOAT: u8 = PageKind::Float as u8;
 /// Status flag: a float-codec page is corrupt.
 pub const FLAG_FLOAT: u32 = 16;
 
-/// Pages per thread block of `hl_float` (one warp each).
-pub const WARPS_PER_BLOCK: u32 = 4;
+/// Warps per thread block of `hl_float`: one block per page, one warp per group of the
+/// page ([`MAX_GROUPS`](crate::floatcodec::MAX_GROUPS) at most), sharing the page's decode
+/// table.
+pub const WARPS_PER_BLOCK: u32 = crate::floatcodec::MAX_GROUPS as u32;
 
 /// The `kinds` mask bit of float pages.
 pub const fn float_kind_bit() -> u32 {
@@ -125,7 +128,7 @@ pub(crate) fn check_backend(backend: Backend, any_float: bool) -> Result<()> {
 /// Launch geometry of `hl_float` for `npages` pages.
 pub fn float_grid(npages: u32) -> LaunchConfig {
     LaunchConfig {
-        grid: [npages.div_ceil(WARPS_PER_BLOCK).max(1), 1, 1],
+        grid: [npages.max(1), 1, 1],
         block: [32 * WARPS_PER_BLOCK, 1, 1],
         shared_mem_bytes: 0,
     }

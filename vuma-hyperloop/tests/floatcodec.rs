@@ -6,7 +6,7 @@
 use proptest::prelude::*;
 use vuma_core::{Codec, Error};
 use vuma_hyperloop::datasets::{self, SplitMix64};
-use vuma_hyperloop::floatcodec::{self, FloatCodec, FIXED_HEADER, HUFF_HEADER, LANES};
+use vuma_hyperloop::floatcodec::{self, huff_header, lanes_for, FloatCodec, FIXED_HEADER};
 use vuma_hyperloop::page::ElemWidth;
 
 const WIDTHS: [ElemWidth; 3] = [ElemWidth::U8, ElemWidth::Bf16, ElemWidth::F32];
@@ -84,13 +84,16 @@ fn modes_are_picked_by_the_data() {
         assert_eq!(enc.len(), rand.len() + FIXED_HEADER);
     }
     // Constant data: one symbol, one bit per element.
-    let c = f32_values(2, 16 << 10, 4);
+    let n = 16 << 10;
+    let c = f32_values(2, n, 4);
     let enc = roundtrip(&c, ElemWidth::F32);
-    assert!(enc.len() < HUFF_HEADER + (16 << 10) * 3 + (16 << 10) / 8 + LANES);
+    let lanes = lanes_for(n);
+    assert_eq!(usize::from(enc[3]), lanes);
+    assert!(enc.len() < huff_header(lanes) + n * 3 + n / 8 + lanes);
     // All zeros: one symbol and no sm bytes.
     let z = vec![0u8; 64 << 10];
     let enc = roundtrip(&z, ElemWidth::F32);
-    assert!(enc.len() < HUFF_HEADER + 2100, "{}", enc.len());
+    assert!(enc.len() < huff_header(lanes) + 2100, "{}", enc.len());
 }
 
 #[test]
@@ -282,4 +285,51 @@ proptest! {
 /// Rounds the whole f32 values of `data` to bf16.
 fn realdata_like_bf16(data: &[u8]) -> Vec<u8> {
     vuma_hyperloop::realdata::f32_bytes_to_bf16(data)
+}
+
+#[test]
+fn pages_are_cut_into_groups_whose_starts_are_checked() {
+    use vuma_hyperloop::floatcodec::{decode_page, group_range, LANES, LENGTHS_BYTES, MAX_GROUPS};
+    assert_eq!(lanes_for(255), LANES);
+    assert_eq!(lanes_for(512), 2 * LANES);
+    assert_eq!(lanes_for(1 << 15), MAX_GROUPS * LANES);
+    // Groups cover the elements once, in order, each a multiple of 32 but the last.
+    for n in [1024, 1000, 4097, 32768] {
+        let g = lanes_for(n) / LANES;
+        let mut next = 0;
+        for i in 0..g {
+            let r = group_range(n, g, i);
+            assert_eq!(r.start, next);
+            assert!(r.end == n || r.len() % LANES == 0);
+            next = r.end;
+        }
+        assert_eq!(next, n);
+    }
+    for (data, width) in [
+        (datasets::relu_f32(64 << 10, 9), ElemWidth::F32),
+        (datasets::bf16_weights(64 << 10, 9), ElemWidth::Bf16),
+    ] {
+        let enc = roundtrip(&data, width);
+        let lanes = usize::from(enc[3]);
+        assert_eq!(lanes, MAX_GROUPS * LANES);
+        let starts = FIXED_HEADER + LENGTHS_BYTES + 2 * lanes;
+        for g in 1..MAX_GROUPS {
+            for delta in [1u32, u32::MAX] {
+                let mut bad = enc.clone();
+                let at = starts + 4 * (g - 1);
+                let v = u32::from_le_bytes(bad[at..at + 4].try_into().unwrap()).wrapping_add(delta);
+                bad[at..at + 4].copy_from_slice(&v.to_le_bytes());
+                let mut out = vec![0u8; data.len()];
+                assert!(
+                    decode_page(&bad, width, &mut out).is_err(),
+                    "group {g} start {delta}"
+                );
+            }
+        }
+        // A lane count the format does not have.
+        let mut bad = enc.clone();
+        bad[3] = 96;
+        let mut out = vec![0u8; data.len()];
+        assert!(decode_page(&bad, width, &mut out).is_err());
+    }
 }
