@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::ffi::{c_char, c_int, CStr, CString};
-use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 
 use cudarc::nvrtc::sys as nvrtc;
@@ -11,6 +10,7 @@ use sha2::{Digest, Sha256};
 use vuma_core::{Error, Result, Scalar};
 
 use crate::error::{guard, unavailable};
+use crate::options::disk_cache_dir;
 
 /// NVRTC options besides `--gpu-architecture` (part of every cache key).
 const NVRTC_OPTIONS: &[&str] = &["--std=c++17"];
@@ -91,19 +91,6 @@ type CubinCache = HashMap<[u8; 32], std::sync::Arc<Vec<u8>>>;
 fn memory_cache() -> &'static Mutex<CubinCache> {
     static CACHE: OnceLock<Mutex<CubinCache>> = OnceLock::new();
     CACHE.get_or_init(Default::default)
-}
-
-/// The on-disk cache directory: `$XDG_CACHE_HOME/vuma/cuda` or `~/.cache/vuma/cuda`;
-/// `None` when neither is set or `VUMA_CUDA_NO_DISK_CACHE=1`.
-fn disk_cache_dir() -> Option<PathBuf> {
-    if std::env::var("VUMA_CUDA_NO_DISK_CACHE").is_ok_and(|v| v == "1") {
-        return None;
-    }
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-    Some(base.join("vuma").join("cuda"))
 }
 
 /// The CUBIN for `source` on `sm_{major}{minor}`: from the process cache, the disk cache,

@@ -100,14 +100,25 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+mod adapter;
+mod buffer;
+mod compute;
+mod conv;
 mod device;
 mod error;
 mod kernel;
 mod nvml;
+mod options;
 mod ring;
+mod shared;
+mod staging;
+mod submit;
 
+pub use adapter::device_count;
+pub use buffer::CudaBuffer;
 pub use cudarc;
-pub use device::{device_count, devices, CudaBuffer, CudaDevice, RING_SLOT_BYTES};
+pub use device::{devices, CudaDevice};
+pub use options::RING_SLOT_BYTES;
 
 /// Whether the CUDA driver library can be loaded on this machine (cheap; touches no GPU).
 pub fn driver_present() -> bool {

@@ -1,6 +1,6 @@
 // Hyperloop's device encoder, Vulkan variants: what the two kernels share. Same semantics
-// as the CUDA source and the host functions in `src/encode.rs` (records, statistics, jobs,
-// status flags, bounds checks).
+// as the CUDA source (`src/encode.cu`) and the host functions in `src/encode/host.rs`
+// (records, statistics, jobs, status flags, bounds checks).
 //
 // The source is binding 0 of both kernels: an array of u32 words whose binding covers every
 // word of the source bytes (`src_len <= 4 * words`; `DeviceEncoder` rounds the range up to
