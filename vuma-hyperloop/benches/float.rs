@@ -7,7 +7,7 @@
 //! bench runs, not how fast a GPU is). `VUMA_BENCH_QUICK=1`: 8 MiB per data set and three
 //! iterations (default 256 MiB, five). `VUMA_HL_CHUNK_MIB=N` sets the chunk size of the
 //! compressed images (default: the library's, 32 MiB) and `VUMA_HL_PAGE_KIB=N` the page size
-//! (default: the library's for float-coded data, `page::FLOAT_PAGE_SIZE`, 32 KiB).
+//! (default: the library's for float-coded data, `page::FLOAT_PAGE_SIZE`, 64 KiB).
 //! `hl_float` runs one warp per group of a page (four per page) and one launch per chunk,
 //! so small chunks or large pages leave a big GPU idle: both are worth sweeping.
 //!

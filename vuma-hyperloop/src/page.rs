@@ -18,13 +18,13 @@ use vuma_core::{Error, Result};
 /// Default page size: 64 KiB.
 pub const DEFAULT_PAGE_SIZE: usize = 64 << 10;
 /// Page size of host-packed data that may use the float codec on a device behind a link:
-/// `hl_float` decodes a page with one warp per group (four groups from 1,024 elements), so
-/// a chunk must hold enough pages to fill the GPU. With one warp per page, 32 MiB chunks of
-/// real bf16 weights decoded at 55 GB/s on an H200 with 64 KiB pages (512 warps, about 4
-/// per SM) and 152 GB/s with 16 KiB; four groups per page give 32 KiB pages twice the warps
-/// of 16 KiB ones then, and they store real bf16 weights at 1.474× (1.444× at 16 KiB, 1.488×
-/// at 64 KiB: the per-group lane ends and the per-page code table).
-pub const FLOAT_PAGE_SIZE: usize = 32 << 10;
+/// `hl_float` decodes a page with one warp per group (four groups from 1,024 elements), and
+/// a chunk must hold enough warps to fill the GPU. On an H200, 32 MiB chunks of real bf16
+/// weights decoded at 192 GB/s with 16 KiB pages, 182 GB/s with 32 KiB and 193 GB/s with
+/// 64 KiB (2,048 warps: enough, and longer groups pay for the table better), which also
+/// store the most (1.488× against 1.444× and 1.474×): the default page size. With one
+/// warp per page, 64 KiB pages had decoded at 55 GB/s (512 warps).
+pub const FLOAT_PAGE_SIZE: usize = 64 << 10;
 /// Largest page the device decoders accept (one CUDA block row covers 64 KiB).
 pub const MAX_DEVICE_PAGE_SIZE: usize = 64 << 10;
 
