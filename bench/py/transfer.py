@@ -94,6 +94,9 @@ def main() -> int:
                 torch.cuda.synchronize()
 
             base_res = n / median_time(torch_res, a.reps) / 1e9
+        hs = m.stats()["locations"][0]
+        print(f"  {size_mib} MiB: host pool {hs['pool_hits']} hits / {hs['pool_misses']} misses, "
+              f"{hs['pooled_bytes'] >> 20} MiB pooled")
         rec.add(f"py/transfer/{size_mib}MiB/vuma", dev_name, n / t_vuma / 1e9, "GB/s",
                 "torch pin_memory().to(cuda, non_blocking)", base,
                 notes=f"{source}; create_buffer_from + prefetch; upload: {how}")

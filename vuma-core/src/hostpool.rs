@@ -84,6 +84,9 @@ pub(crate) struct Block {
     cap: usize,
     /// Devices that pinned it.
     pub(crate) pins: Vec<Arc<dyn DynDevice>>,
+    /// Devices asked to pin it, whatever they answered (a device that cannot pin host
+    /// memory answers no every time): the device set it is reused for.
+    offered: Vec<Arc<dyn DynDevice>>,
 }
 
 // SAFETY: a `Block` owns its allocation uniquely (like a `Box<[u8]>`); the devices it
@@ -115,6 +118,7 @@ impl Block {
                 ptr: NonNull::dangling(),
                 cap: 0,
                 pins: Vec::new(),
+                offered: Vec::new(),
             });
         }
         let layout = Layout::from_size_align(cap, ALIGN).map_err(|_| oom())?;
@@ -125,6 +129,7 @@ impl Block {
             ptr,
             cap,
             pins: Vec::new(),
+            offered: Vec::new(),
         })
     }
 
@@ -137,9 +142,10 @@ impl Block {
     /// did. Failures are logged and leave it pageable for that device (it works either way).
     pub(crate) fn pin(&mut self, devices: &[Arc<dyn DynDevice>]) -> bool {
         for d in devices {
-            if self.cap == 0 || self.pins.iter().any(|p| same_device(p, d)) {
+            if self.cap == 0 || self.offered.iter().any(|p| same_device(p, d)) {
                 continue;
             }
+            self.offered.push(d.clone());
             // SAFETY: the allocation lives until `drop`, which unpins first; it never moves.
             match unsafe { d.pin_host(self.ptr.as_ptr(), self.cap) } {
                 Ok(true) => self.pins.push(d.clone()),
@@ -155,17 +161,21 @@ impl Block {
         !self.pins.is_empty()
     }
 
-    /// Whether it is pinned for exactly the devices of `devices` (in any order).
+    /// Whether it was pinned for exactly the devices of `devices` (in any order): each of
+    /// them was asked, and those that can pinned it. (Comparing with the devices that
+    /// pinned it would never match a set with a device that cannot pin: a manager with a
+    /// CUDA and a Vulkan device would then miss the pool on every host copy.)
     pub(crate) fn pinned_for(&self, devices: &[Arc<dyn DynDevice>]) -> bool {
-        self.pins.len() == devices.len()
+        !self.pins.is_empty()
+            && self.offered.len() == devices.len()
             && devices
                 .iter()
-                .all(|d| self.pins.iter().any(|p| same_device(p, d)))
+                .all(|d| self.offered.iter().any(|p| same_device(p, d)))
     }
 
-    /// Whether `device` pinned it.
-    pub(crate) fn pinned_by(&self, device: &Arc<dyn DynDevice>) -> bool {
-        self.pins.iter().any(|p| same_device(p, device))
+    /// Whether `device` was asked to pin it.
+    pub(crate) fn offered_to(&self, device: &Arc<dyn DynDevice>) -> bool {
+        self.offered.iter().any(|p| same_device(p, device))
     }
 
     /// The first `len` bytes, to be initialised.
@@ -357,7 +367,7 @@ impl HostPool {
         let mut freed = Vec::new();
         {
             let mut inner = self.lock();
-            let stale = inner.lost.iter().any(|l| block.pinned_by(l));
+            let stale = inner.lost.iter().any(|l| block.offered_to(l));
             if stale || size > self.cap || size == 0 {
                 freed.push(block);
             } else {
@@ -383,7 +393,7 @@ impl HostPool {
             }
             let (gone, keep): (Vec<Block>, Vec<Block>) = std::mem::take(&mut inner.blocks)
                 .into_iter()
-                .partition(|b| b.pinned_by(device));
+                .partition(|b| b.offered_to(device));
             inner.blocks = keep;
             inner.bytes = inner.blocks.iter().map(|b| b.cap() as u64).sum();
             gone

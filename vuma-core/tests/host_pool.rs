@@ -208,3 +208,24 @@ fn devices_that_share_host_memory_pin_nothing_and_absurd_sizes_are_refused() {
     assert!(mm.create(u64::MAX / 2).is_err());
     assert!(mm.create_from(&[]).is_err());
 }
+
+#[test]
+fn blocks_are_reused_when_one_of_the_devices_cannot_pin() {
+    // A GPU that pins next to one that cannot (as a CUDA and a Vulkan device without host
+    // import): every block is pinned by the first only, and must still be reused.
+    let log = Arc::new(PinLog::default());
+    let no_pin: Arc<dyn DynDevice> = Arc::new(
+        HostDevice::with_budget("linked, no pinning", 512 * MIB)
+            .behind_link(LinkInfo::from_pcie(4, 16)),
+    );
+    let mm = manager(vec![linked(&log), no_pin], pin(256 * MIB, 64 * MIB));
+    let a = pattern(4 * MIB, 3);
+    for i in 0..5 {
+        let b = mm.create_from(&a).unwrap();
+        assert_eq!(mm.to_vec(&b).unwrap(), a, "iteration {i}");
+        drop(b);
+    }
+    let s = mm.stats().host;
+    assert_eq!((s.pool_hits, s.pool_misses), (4, 1));
+    assert_eq!(log.pins(), 1, "pinned once, then reused");
+}
