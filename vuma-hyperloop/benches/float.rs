@@ -13,8 +13,10 @@
 //!
 //! Data sets: real trained weights (all-MiniLM-L6-v2's fp32 encoder tensors from the data
 //! cache, `cargo xtask fetch-data`, and the same rounded to bf16, tiled to the data set
-//! size; without the cache a SKIP line and synthetic bf16 weights instead) and ReLU
-//! activations (the seeded synthetic set).
+//! size; without the cache a SKIP line and synthetic bf16 weights instead), real
+//! activations (`activations`: the model's first feed-forward layer run on embedded
+//! tokens, ReLU and GELU; a SKIP line without the cache) and ReLU activations (the seeded
+//! synthetic set).
 //!
 //! - `hyperloop/{backend}/float/decode/{set}`: the device decode rate of `hl_float` in GB/s
 //!   of output, every non-zero page forced to the float codec, from chunk images resident in
@@ -71,6 +73,18 @@ fn data_sets(len: usize) -> Vec<(&'static str, Vec<u8>, ElemWidth)> {
         (Err(e), _) | (_, Err(e)) => {
             println!("ERROR: real weights: {e}");
             std::process::exit(1);
+        }
+    }
+    // Real activations: the model's first feed-forward layer on embedded tokens.
+    use vuma_hyperloop::activations::{activations_f32, Activation};
+    for (name, act) in [
+        ("real_relu_f32", Activation::Relu),
+        ("real_gelu_f32", Activation::Gelu),
+    ] {
+        match activations_f32(act, len) {
+            Ok(a) if !a.is_empty() => v.push((name, realdata::tile(&a, len), ElemWidth::F32)),
+            Ok(_) => println!("SKIP: {name}: no activations"),
+            Err(e) => println!("SKIP: {name}: {e}"),
         }
     }
     v.push(("relu_f32", datasets::relu_f32(len, 1), ElemWidth::F32));

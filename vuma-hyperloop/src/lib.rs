@@ -84,6 +84,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod activations;
 pub mod bitplane;
 pub mod chunk;
 pub mod codecs;

@@ -254,6 +254,15 @@ fn planner_with_the_float_decoder_on_real_weights() {
         ),
         (Err(e), _) | (_, Err(e)) => panic!("{e}"),
     }
+    use vuma_hyperloop::activations::{activations_f32, Activation};
+    match activations_f32(Activation::Relu, LEN) {
+        Ok(r) => sets.push(("real relu f32", r, ElemWidth::F32, 2.0)),
+        Err(RealDataError::Missing) => eprintln!(
+            "SKIP real activations of planner_with_the_float_decoder_on_real_weights: {}",
+            realdata::MISSING
+        ),
+        Err(e) => panic!("{e}"),
+    }
     for (name, data, width, target) in sets {
         let mut opts = CompressOptions::with_width(width);
         opts.model = model.clone();
@@ -282,5 +291,70 @@ fn planner_with_the_float_decoder_on_real_weights() {
         let mut out = vec![0u8; data.len()];
         cb.decompress_host(&mut out).unwrap();
         assert!(out == data, "{name}: round trip");
+    }
+}
+
+/// Real activations (the first feed-forward layer of the cached model run on embedded
+/// tokens, GELU as the model has it and ReLU): the same checks as for weights, and the
+/// figures printed next to the synthetic set's.
+#[test]
+fn real_activations() {
+    use vuma_hyperloop::activations::{self, Activation};
+    let t0 = std::time::Instant::now();
+    let (gelu, relu) = match (
+        activations::activations_f32(Activation::Gelu, LEN),
+        activations::activations_f32(Activation::Relu, LEN),
+    ) {
+        (Ok(g), Ok(r)) => (g, r),
+        (Err(RealDataError::Missing), _) | (_, Err(RealDataError::Missing)) => {
+            eprintln!("SKIP real_activations: {}", realdata::MISSING);
+            return;
+        }
+        (Err(e), _) | (_, Err(e)) => panic!("{e}"),
+    };
+    eprintln!("activations ready in {:.1} s", t0.elapsed().as_secs_f64());
+    assert_eq!(gelu.len(), activations::TOKENS * activations::FFN * 4);
+    let vals = |b: &[u8]| -> Vec<f32> {
+        b.chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    };
+    let (g, r) = (vals(&gelu), vals(&relu));
+    let zeros = r.iter().filter(|&&v| v == 0.0).count() as f64 / r.len() as f64;
+    eprintln!("ReLU zeros: {:.1}%", zeros * 100.0);
+    // Activations of a trained layer: finite, both signs before ReLU, a real share of zeros.
+    assert!(g.iter().all(|v| v.is_finite() && v.abs() < 100.0));
+    assert!(g.iter().any(|&v| v < 0.0) && g.iter().any(|&v| v > 1.0));
+    assert!((0.2..0.95).contains(&zeros), "ReLU zeros {zeros:.3}");
+    let gelu_bf16 = realdata::f32_bytes_to_bf16(&gelu);
+    let rows = vec![
+        measure("real gelu f32", &gelu, ElemWidth::F32),
+        measure("real relu f32", &relu, ElemWidth::F32),
+        measure("real gelu bf16", &gelu_bf16, ElemWidth::Bf16),
+    ];
+    print(&rows);
+    for r in &rows {
+        let float = ratio_of(r, "float");
+        assert!(
+            (r.planned / r.stored - 1.0).abs() < 0.03,
+            "{}: planned {:.3}, stored {:.3}",
+            r.name,
+            r.planned,
+            r.stored
+        );
+        assert!(
+            (r.float_est / float - 1.0).abs() < 0.03,
+            "{}: float estimate {:.3}, stored {:.3}",
+            r.name,
+            r.float_est,
+            float
+        );
+        // Within 3% of the limit: at 2.7× the per-page header and lane ends weigh more.
+        assert!(
+            float <= r.limit * 1.0001 && float >= r.limit * 0.97,
+            "{}: float {float:.3}, limit {:.3}",
+            r.name,
+            r.limit
+        );
     }
 }
