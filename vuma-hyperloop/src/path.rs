@@ -363,20 +363,31 @@ impl HyperloopPath {
     /// with the smaller pages the float decoder needs where the device has it (see
     /// [`CompressOptions::for_device`]).
     ///
-    /// Buffers of fewer than four chunks (`len` bytes) are planned without the float codec:
-    /// the decode of an upload's last chunk is not overlapped by a copy, and with its small
-    /// pages that tail cost more than the codec saved on an H200 (64 MiB layers of real
-    /// fp32 weights streamed at 0.63× the hand-written loop with float pages, 1.00× without).
+    /// A buffer of fewer than four chunks (`len` bytes) is cut into four smaller chunks
+    /// instead, of at least [`MIN_SMALL_CHUNK`] bytes: the decode of an upload's last chunk
+    /// is not overlapped by a copy, so with two 32 MiB chunks that tail cost more than the
+    /// float codec saved on an H200 (64 MiB layers of real fp32 weights streamed at 0.63×
+    /// the hand-written loop with float pages, 1.00× with bitplane pages). Buffers too small
+    /// for four such chunks are planned without the float codec.
     fn pack_options(&self, dev: &dyn DynDevice, width: ElemWidth, len: usize) -> CompressOptions {
         let mut o = self.options_as(dev, width);
         if len < 4 * o.chunk_bytes {
-            o.model.float_decoder = false;
-        } else {
-            o.limit_pages_for_float(dev.info());
+            let quarter = len.div_ceil(4).next_multiple_of(o.plan.page_size);
+            if quarter < MIN_SMALL_CHUNK {
+                o.model.float_decoder = false;
+                return o;
+            }
+            o.chunk_bytes = quarter;
         }
+        o.limit_pages_for_float(dev.info());
         o
     }
 }
+
+/// Smallest chunk of a small buffer's host pack (see `HyperloopPath::pack_options`): 128
+/// pages of 64 KiB, 512 warps of the float decoder, about as many as the GPU needs to
+/// decode a chunk in the time the next one takes to cross the link.
+pub const MIN_SMALL_CHUNK: usize = 8 << 20;
 
 /// Where packed chunk images live on `dev`: pinned staging memory, else mapped host memory;
 /// `None` when the device has neither.
@@ -928,5 +939,23 @@ mod tests {
         c.chunk_bytes = 1 << 20;
         c.min_zero_fraction = f64::NAN;
         assert!(HyperloopPath::new(c).is_err());
+    }
+
+    #[test]
+    fn small_host_packs_get_four_chunks_or_no_float_codec() {
+        let dev = vuma_core::HostDevice::new().behind_link(vuma_core::LinkInfo::from_pcie(5, 16));
+        let path = HyperloopPath::new(PathConfig::default()).expect("path");
+        let chunk = PathConfig::default().chunk_bytes;
+        let big = path.pack_options(&dev, ElemWidth::Bf16, 4 * chunk);
+        assert_eq!(big.chunk_bytes, chunk);
+        assert!(
+            big.model.float_decoder,
+            "the host device decodes the float codec"
+        );
+        let mid = path.pack_options(&dev, ElemWidth::Bf16, 64 << 20);
+        assert_eq!(mid.chunk_bytes, 16 << 20);
+        assert!(mid.model.float_decoder);
+        let small = path.pack_options(&dev, ElemWidth::Bf16, 2 * MIN_SMALL_CHUNK);
+        assert!(!small.model.float_decoder);
     }
 }
