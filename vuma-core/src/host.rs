@@ -160,6 +160,9 @@ impl HostDevice {
                 can_map_host_memory: true,
                 unified_memory: true,
                 copy_engines: 0,
+                copies_overlap_kernels: false,
+                submissions_wait: false,
+                storage_word_bytes: 1,
                 compute_capability: None,
                 heaps: vec![MemoryHeap {
                     size: total,

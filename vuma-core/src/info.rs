@@ -165,6 +165,18 @@ pub struct DeviceInfo {
     pub unified_memory: bool,
     /// Asynchronous copy engines (0: unknown).
     pub copy_engines: u32,
+    /// Whether copies issued with `Device::copy_concurrent` run on a queue of their own and
+    /// overlap kernels (a CUDA side stream; a Vulkan transfer queue family), rather than
+    /// being ordered with them.
+    pub copies_overlap_kernels: bool,
+    /// Whether each submission is waited for before the call returns (Vulkan's submit and
+    /// fence, about 100 µs a call on the H200), so that many small device calls cost more
+    /// than on a device whose calls queue.
+    pub submissions_wait: bool,
+    /// The unit in which kernels address storage buffers, bytes: 1 for byte-addressed
+    /// memory (CUDA, the host); 4 where storage is bound and addressed in 32-bit words
+    /// (Vulkan: a binding must cover a buffer's final partial word to reach it).
+    pub storage_word_bytes: u32,
     /// CUDA compute capability, for CUDA devices.
     pub compute_capability: Option<(u32, u32)>,
     /// Memory heaps.

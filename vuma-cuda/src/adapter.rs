@@ -94,6 +94,9 @@ pub(crate) fn open(ordinal: u32) -> Result<(DeviceInfo, Inner)> {
         can_map_host_memory: caps.can_map,
         unified_memory: caps.integrated,
         copy_engines: caps.engines,
+        copies_overlap_kernels: true,
+        submissions_wait: false,
+        storage_word_bytes: 1,
         compute_capability: Some(caps.cc),
         heaps: vec![MemoryHeap {
             size: inner.total,

@@ -36,8 +36,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use vuma_core::{
-    Backend, DynBuffer, DynDevice, Error, PackedHost, Placement, Result, TransferKind,
-    TransferPath, TransferReport,
+    DynBuffer, DynDevice, Error, PackedHost, Placement, Result, TransferKind, TransferPath,
+    TransferReport,
 };
 
 use crate::encode::{DeviceEncoder, EncoderScratch, Evicted};
@@ -132,15 +132,15 @@ impl Scratch {
                     Rates {
                         plain_h2d: 0.7 * h2d_rate(dev),
                         scan,
-                        // Vulkan waits for each submission (about 100 µs measured on the
-                        // H200); the others queue.
-                        call_s: cfg.call_overhead_s.unwrap_or(
-                            if dev.info().backend == Backend::Vulkan {
+                        // A device whose submissions wait costs about 100 µs a call
+                        // (Vulkan on the H200); one whose calls queue about 15 µs.
+                        call_s: cfg
+                            .call_overhead_s
+                            .unwrap_or(if dev.info().submissions_wait {
                                 100e-6
                             } else {
                                 15e-6
-                            },
-                        ),
+                            }),
                         hl_evict: None,
                         hl_upload: None,
                         declined: 0,
@@ -716,6 +716,7 @@ impl HyperloopPath {
         // The encoder kernels have CUDA, SPIR-V (Vulkan) and host variants; a backend
         // without one writes back plainly.
         let backend = dev.info().backend;
+        let dev_kind = dev.info().kind;
         if crate::encode::encoders()
             .size
             .variant_for(backend)
@@ -755,7 +756,7 @@ impl HyperloopPath {
         let decision = format!(
             "{}encoded on the {} device: {} zero, {} bitplane, {} raw pages; {:.2}x",
             if clean { "clean copy " } else { "" },
-            if backend == Backend::Host {
+            if dev_kind == vuma_core::DeviceKind::Cpu {
                 "host"
             } else {
                 "GPU"

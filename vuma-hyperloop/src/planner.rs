@@ -359,16 +359,10 @@ impl CostModel {
 }
 
 /// Whether the device of `info` runs `Device::copy_concurrent` on a queue of its own, so
-/// that copies overlap decodes ([`CostModel::concurrent_copies`]): CUDA does (a side
-/// stream); Vulkan does when the device has a dedicated transfer queue family
-/// ([`DeviceInfo::copy_engines`] > 0; without one the side copies share the compute
-/// queue); the host orders it like any copy.
+/// that copies overlap decodes ([`CostModel::concurrent_copies`]):
+/// [`DeviceInfo::copies_overlap_kernels`].
 pub fn concurrent_copies_on(info: &DeviceInfo) -> bool {
-    match info.backend {
-        vuma_core::Backend::Cuda => true,
-        vuma_core::Backend::Vulkan => info.copy_engines > 0,
-        _ => false,
-    }
+    info.copies_overlap_kernels
 }
 
 /// Whether the host must encode before sending.

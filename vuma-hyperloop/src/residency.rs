@@ -22,9 +22,7 @@
 
 use std::time::Instant;
 
-use vuma_core::{
-    AccessMode, Arg, Backend, DynBuffer, DynDevice, Error, Fence, Placement, Result, Scalar,
-};
+use vuma_core::{AccessMode, Arg, DynBuffer, DynDevice, Error, Fence, Placement, Result, Scalar};
 
 use crate::bitplane;
 use crate::chunk::{self, ChunkLayout};
@@ -671,11 +669,12 @@ impl<'d> Uploader<'d> {
         dst_off: u64,
     ) -> Result<UploadReport> {
         vuma_core::check_range(dst_off, len, dst.len())?;
-        // Vulkan decoders address storage buffers in 4-byte words: the final partial word
-        // of the data is reachable only through a binding that covers it. When `dst` itself
-        // ends inside that word, decode into a scratch buffer of whole words and copy.
-        let words = len.next_multiple_of(4);
-        if self.dev.info().backend == Backend::Vulkan && dst.len() - dst_off < words {
+        // Decoders of a device that addresses storage in words (Vulkan: 4 bytes) reach the
+        // final partial word of the data only through a binding that covers it. When `dst`
+        // itself ends inside that word, decode into a scratch buffer of whole words and copy.
+        let word = u64::from(self.dev.info().storage_word_bytes.max(1));
+        let words = len.next_multiple_of(word);
+        if word > 1 && dst.len() - dst_off < words {
             let scratch = self.dev.alloc(words, Placement::DeviceLocal)?;
             let t0 = Instant::now();
             let mut report = self.run(src, len, scratch.as_ref(), 0)?;

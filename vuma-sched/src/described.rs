@@ -36,6 +36,9 @@ fn info(
         can_map_host_memory: true,
         unified_memory: unified,
         copy_engines: if unified { 0 } else { 2 },
+        copies_overlap_kernels: !unified,
+        submissions_wait: false,
+        storage_word_bytes: 1,
         compute_capability: None,
         heaps: vec![MemoryHeap {
             size: memory,

@@ -342,6 +342,11 @@ impl Adapter {
             copy_engines: self
                 .transfer_family
                 .map_or(0, |t| self.families[t as usize].queue_count),
+            // Side copies go to the transfer queue family where there is one; without it
+            // they share the compute queue.
+            copies_overlap_kernels: self.transfer_family.is_some(),
+            submissions_wait: true,
+            storage_word_bytes: 4,
             compute_capability: None,
             heaps,
             driver: self.driver.clone(),

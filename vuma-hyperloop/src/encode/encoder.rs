@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use vuma_core::{AccessMode, Arg, Backend, DynBuffer, DynDevice, Error, Placement, Result, Scalar};
+use vuma_core::{AccessMode, Arg, DynBuffer, DynDevice, Error, Placement, Result, Scalar};
 
 use super::download::Evicted;
 use super::jobs::{check_geometry, job_table, JobTable};
@@ -331,7 +331,7 @@ impl<'a> Source<'a> {
         len: u64,
         staged: &'a mut Option<Box<dyn DynBuffer>>,
     ) -> Result<Source<'a>> {
-        if dev.info().backend != Backend::Vulkan {
+        if dev.info().storage_word_bytes <= 1 {
             return Ok(Source {
                 buf: src,
                 offset,
