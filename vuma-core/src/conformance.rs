@@ -201,6 +201,68 @@ pub fn launch_increment(dev: &dyn DynDevice, kernel: &Kernel) {
     }
 }
 
+/// Host memory used in place ([`Device::alias_host`](crate::Device::alias_host)), for
+/// devices that say they can ([`DynDevice::can_alias_host`]; nothing to check otherwise)
+/// and share host memory: through a [`MemoryManager`](crate::MemoryManager), a kernel
+/// acquired on a buffer's host copy writes it directly — nothing allocated on the device,
+/// nothing copied either way, and the statistics count the use in place.
+pub fn in_place(dev: std::sync::Arc<dyn DynDevice>, kernel: &Kernel) {
+    use crate::memory::{MemoryConfig, MemoryManager, Outcome};
+    let info = dev.info();
+    if !(dev.can_alias_host() && info.unified_memory && info.can_map_host_memory) {
+        return;
+    }
+    let mm = MemoryManager::new(vec![dev.clone()], MemoryConfig::default());
+    assert!(mm.uses_in_place(0));
+    let n: u32 = 100_003;
+    let init: Vec<u8> = (0..n).flat_map(|i| i.to_le_bytes()).collect();
+    let b = mm.create_from(&init).expect("create");
+    let lease = mm
+        .acquire(&b, 0, AccessMode::ReadWrite, 1)
+        .expect("acquire in place");
+    assert!(lease.is_in_place() && lease.residency.in_place);
+    assert_eq!(lease.residency.placement, Placement::HostMapped);
+    assert_eq!(lease.residency.bytes_moved, 0, "nothing copied");
+    assert_eq!(lease.block().placement(), Placement::HostMapped);
+    let cfg = LaunchConfig::for_elements(u64::from(n), 64);
+    dev.launch(
+        kernel,
+        &cfg,
+        &[
+            lease.arg(),
+            Arg::Scalar(Scalar::U32(n)),
+            Arg::Scalar(Scalar::U32(7)),
+        ],
+    )
+    .expect("launch in place");
+    dev.synchronize().expect("sync");
+    mm.release(lease, Outcome::Completed);
+    let s = mm.stats();
+    let d = s.devices[0];
+    assert_eq!(
+        (
+            d.bytes_in_use,
+            d.peak_bytes,
+            d.allocations,
+            d.bytes_in,
+            d.link_bytes_in
+        ),
+        (0, 0, 0, 0, 0),
+        "nothing allocated on the device, nothing copied into it: {d:?}"
+    );
+    assert_eq!((d.in_place_uses, d.in_place_bytes), (1, init.len() as u64));
+    let back = mm.to_vec(&b).expect("host read");
+    assert_eq!(mm.stats().host.bytes_in, 0, "nothing copied back either");
+    for (i, c) in back.chunks_exact(4).enumerate() {
+        let v = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        assert_eq!(
+            v,
+            i as u32 + 7,
+            "element {i}: the kernel wrote the host copy"
+        );
+    }
+}
+
 /// [`Device::copy_concurrent`](crate::Device::copy_concurrent) and
 /// [`Device::wait_for`](crate::Device::wait_for): a pipelined loop (copy chunk i+1 into one
 /// of two bounce buffers while chunk i is incremented in the other, then copied out) gives
@@ -417,6 +479,12 @@ macro_rules! conformance_suite {
             fn concurrent_copies() {
                 if let Some(d) = dev() {
                     $crate::conformance::concurrent_copies(&*d, &($kernel)())
+                }
+            }
+            #[test]
+            fn in_place() {
+                if let Some(d) = dev() {
+                    $crate::conformance::in_place(d, &($kernel)())
                 }
             }
             #[test]

@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::info::DeviceInfo;
 use crate::kernel::{Arg, Kernel, LaunchConfig};
 use crate::placement::Placement;
+use crate::region::HostRegion;
 
 /// One device: memory, copies, kernel launches.
 ///
@@ -131,6 +132,31 @@ pub trait Device: Send + Sync + 'static {
     fn read_host_resident(&self, src: &Self::Buffer, offset: u64, dst: &mut [u8]) -> Result<()> {
         self.read(src, offset, dst)
     }
+
+    /// Whether kernels of this device can use host memory in place: [`Device::alias_host`]
+    /// makes buffers of it. The memory manager then hands kernels on this device a
+    /// buffer's host copy itself — nothing allocated on the device, nothing copied — when
+    /// the device shares host memory ([`DeviceInfo::unified_memory`] and
+    /// [`DeviceInfo::can_map_host_memory`]). The default: no (the manager gives the
+    /// device copies of its own).
+    fn can_alias_host(&self) -> bool {
+        false
+    }
+
+    /// A buffer of this device ([`Placement::HostMapped`]) that *is* the host memory of
+    /// `region`, lent by the memory manager for the time of in-place leases: kernels and
+    /// the other operations read and write the region's bytes themselves, each operation
+    /// holding the region's lock ([`HostRegion::lock`]) for the time it touches them, and
+    /// failing once the region was taken back. Nothing is allocated or copied.
+    /// The default: [`Error::UnsupportedPlacement`] (devices whose
+    /// [`Device::can_alias_host`] says no).
+    fn alias_host(&self, region: Arc<HostRegion>) -> Result<Self::Buffer> {
+        let _ = region;
+        Err(Error::UnsupportedPlacement {
+            device: self.info().name.clone(),
+            placement: Placement::HostMapped,
+        })
+    }
 }
 
 /// The object-safe face of [`Device`]. Implemented for every `Device`; buffers of the
@@ -189,6 +215,10 @@ pub trait DynDevice: Send + Sync {
     fn synchronize(&self) -> Result<()>;
     /// See [`Device::read_host_resident`].
     fn read_host_resident(&self, src: &dyn DynBuffer, offset: u64, dst: &mut [u8]) -> Result<()>;
+    /// See [`Device::can_alias_host`].
+    fn can_alias_host(&self) -> bool;
+    /// See [`Device::alias_host`].
+    fn alias_host(&self, region: Arc<HostRegion>) -> Result<Box<dyn DynBuffer>>;
 }
 
 /// A point in a device's work that other work can be ordered after (see
@@ -333,6 +363,12 @@ impl<D: Device> DynDevice for D {
     }
     fn read_host_resident(&self, src: &dyn DynBuffer, offset: u64, dst: &mut [u8]) -> Result<()> {
         Device::read_host_resident(self, downcast(self, src)?, offset, dst)
+    }
+    fn can_alias_host(&self) -> bool {
+        Device::can_alias_host(self)
+    }
+    fn alias_host(&self, region: Arc<HostRegion>) -> Result<Box<dyn DynBuffer>> {
+        Ok(Box::new(Device::alias_host(self, region)?))
     }
 }
 

@@ -1,6 +1,12 @@
 //! The host device: the CPU as a [`Device`]. It needs no GPU, runs host-function kernels,
 //! and is the embedded default on machines without one. Every placement is ordinary host
 //! memory (64-byte aligned, zero-initialised).
+//!
+//! It shares host memory, so it uses the memory manager's host copies in place
+//! ([`Device::alias_host`]): its kernels run on the host copy itself, with nothing
+//! allocated and nothing copied. [`HostDevice::without_in_place`] turns that off (the
+//! manager then gives it copies of its own, as a backend that cannot alias host memory
+//! gets: tests of migration and eviction on small modelled devices).
 
 use std::alloc::Layout;
 use std::ptr::NonNull;
@@ -10,9 +16,11 @@ use crate::buffer::Buffer;
 use crate::device::{check_launch_args, Device};
 use crate::error::{check_range, Error, Result};
 use crate::fault::{FaultPlan, FaultSite};
+use crate::hostcopy::region_order;
 use crate::info::{Backend, DeviceId, DeviceInfo, DeviceKind, LinkInfo, MemoryHeap};
 use crate::kernel::{Arg, HostLaunch, Kernel, KernelVariant, LaunchConfig};
 use crate::placement::Placement;
+use crate::region::{HostRegion, RegionGuard};
 
 const ALIGN: usize = 64;
 
@@ -49,10 +57,17 @@ impl Drop for HostMem {
     }
 }
 
+/// The bytes of a host buffer: its own allocation, or host memory lent in place.
+#[derive(Clone)]
+enum Mem {
+    Own(Arc<HostMem>),
+    Lent(Arc<HostRegion>),
+}
+
 /// A buffer of the host device.
 #[derive(Clone)]
 pub struct HostBuffer {
-    mem: Arc<HostMem>,
+    mem: Mem,
     placement: Placement,
     device: DeviceId,
 }
@@ -60,15 +75,77 @@ pub struct HostBuffer {
 impl std::fmt::Debug for HostBuffer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HostBuffer")
-            .field("len", &self.mem.len)
+            .field("len", &self.len())
             .field("placement", &self.placement)
+            .field("in_place", &self.is_in_place())
             .finish()
+    }
+}
+
+impl HostBuffer {
+    /// Whether it is host memory lent in place ([`Device::alias_host`]) rather than an
+    /// allocation of its own.
+    pub fn is_in_place(&self) -> bool {
+        matches!(self.mem, Mem::Lent(_))
+    }
+
+    /// The address of its first byte (only an address: for overlap checks).
+    fn addr(&self) -> usize {
+        match &self.mem {
+            Mem::Own(m) => m.ptr.as_ptr() as usize,
+            Mem::Lent(r) => r.addr(),
+        }
+    }
+}
+
+/// The bytes of some host buffers, reachable for one operation: the locks of the lent
+/// regions among them (each taken once, in address order, so that operations locking
+/// several never wait for each other in a cycle). Own allocations need no lock beyond the
+/// device's queue lock.
+struct Reach<'a> {
+    guards: Vec<(*const HostRegion, RegionGuard<'a>)>,
+}
+
+impl<'a> Reach<'a> {
+    /// Locks what `bufs` need; an error when a lent region was taken back.
+    fn lock(bufs: &[&'a HostBuffer]) -> Result<Self> {
+        let mut regions: Vec<&'a HostRegion> = bufs
+            .iter()
+            .filter_map(|b| match &b.mem {
+                Mem::Lent(r) => Some(&**r),
+                Mem::Own(_) => None,
+            })
+            .collect();
+        regions.sort_by_key(|r| region_order(r));
+        regions.dedup_by_key(|r| region_order(r));
+        let mut guards = Vec::with_capacity(regions.len());
+        for r in regions {
+            guards.push((r as *const HostRegion, r.lock()?));
+        }
+        Ok(Reach { guards })
+    }
+
+    /// The first byte of `b` (one of the buffers locked), valid for `b.len()` bytes while
+    /// `self` lives.
+    fn base(&self, b: &HostBuffer) -> *mut u8 {
+        match &b.mem {
+            Mem::Own(m) => m.ptr.as_ptr(),
+            Mem::Lent(r) => self
+                .guards
+                .iter()
+                .find(|(p, _)| std::ptr::eq(*p, &**r))
+                .map(|(_, g)| g.as_ptr())
+                .expect("every lent region of the operation is locked"),
+        }
     }
 }
 
 impl Buffer for HostBuffer {
     fn len(&self) -> u64 {
-        self.mem.len as u64
+        match &self.mem {
+            Mem::Own(m) => m.len as u64,
+            Mem::Lent(r) => r.len() as u64,
+        }
     }
     fn placement(&self) -> Placement {
         self.placement
@@ -123,6 +200,8 @@ pub struct HostDevice {
     queue: Mutex<()>,
     faults: Option<Arc<FaultPlan>>,
     pins: Option<Arc<PinLog>>,
+    /// Whether it uses host memory in place ([`Device::alias_host`]).
+    in_place: bool,
 }
 
 impl Default for HostDevice {
@@ -176,6 +255,7 @@ impl HostDevice {
             queue: Mutex::new(()),
             faults: None,
             pins: None,
+            in_place: true,
         }
     }
 
@@ -186,6 +266,17 @@ impl HostDevice {
         self.info.host_link = Some(link);
         self.info.unified_memory = false;
         self.info.can_map_host_memory = false;
+        self.in_place = false;
+        self
+    }
+
+    /// Makes the device decline host memory in place ([`Device::can_alias_host`] says no),
+    /// as a backend does that cannot use an allocation it did not make: the memory manager
+    /// gives it copies of its own, placed, budgeted and evicted as on any device, and
+    /// counts the copies into them (within host memory: no link). Tests of migration and
+    /// eviction on small modelled devices use it.
+    pub fn without_in_place(mut self) -> Self {
+        self.in_place = false;
         self
     }
 
@@ -278,7 +369,7 @@ impl Device for HostDevice {
             requested: size,
         })?;
         Ok(HostBuffer {
-            mem: Arc::new(mem),
+            mem: Mem::Own(Arc::new(mem)),
             placement,
             device: self.info.id,
         })
@@ -289,10 +380,13 @@ impl Device for HostDevice {
         let (o, n) = range(dst, offset, src.len() as u64)?;
         self.fault(FaultSite::Write)?;
         let _q = self.lock();
+        let reach = Reach::lock(&[dst])?;
         // SAFETY: `o + n <= len` was checked; the queue lock gives exclusive access to the
-        // bytes; `src` is a distinct host slice (it cannot alias a buffer, whose bytes are
-        // never handed out as references outside the lock).
-        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst.mem.ptr.as_ptr().add(o), n) };
+        // bytes of the device's own allocations, the lent region's lock (held by `reach`)
+        // to lent ones; `src` is a distinct host slice (it cannot alias a buffer: the bytes
+        // of own allocations are never handed out as references outside the queue lock,
+        // those of lent regions never outside their lock, which `reach` holds).
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), reach.base(dst).add(o), n) };
         Ok(())
     }
 
@@ -301,8 +395,10 @@ impl Device for HostDevice {
         let (o, n) = range(src, offset, dst.len() as u64)?;
         self.fault(FaultSite::Read)?;
         let _q = self.lock();
-        // SAFETY: bounds checked; exclusive access under the queue lock; `dst` is distinct.
-        unsafe { std::ptr::copy_nonoverlapping(src.mem.ptr.as_ptr().add(o), dst.as_mut_ptr(), n) };
+        let reach = Reach::lock(&[src])?;
+        // SAFETY: bounds checked; exclusive access under the queue lock and the lent
+        // region's lock (as in `write`); `dst` is distinct.
+        unsafe { std::ptr::copy_nonoverlapping(reach.base(src).add(o), dst.as_mut_ptr(), n) };
         Ok(())
     }
 
@@ -317,22 +413,21 @@ impl Device for HostDevice {
         let (src, dst) = (self.own(src)?, self.own(dst)?);
         let (so, n) = range(src, src_offset, len)?;
         let (d_o, _) = range(dst, dst_offset, len)?;
-        let same = Arc::ptr_eq(&src.mem, &dst.mem);
-        if same && so < d_o + n && d_o < so + n {
+        // By address: two handles may reach the same lent memory.
+        let (sa, da) = (src.addr() + so, dst.addr() + d_o);
+        if sa < da + n && da < sa + n {
             return Err(Error::invalid(
                 "copy within one buffer with overlapping ranges",
             ));
         }
         self.fault(FaultSite::Copy)?;
         let _q = self.lock();
-        // SAFETY: both ranges are in bounds and do not overlap (checked above for the same
-        // buffer; distinct allocations never overlap); exclusive access under the lock.
+        let reach = Reach::lock(&[src, dst])?;
+        // SAFETY: both ranges are in bounds and do not overlap (their addresses were
+        // compared above); exclusive access under the queue lock and the lent regions'
+        // locks.
         unsafe {
-            std::ptr::copy_nonoverlapping(
-                src.mem.ptr.as_ptr().add(so),
-                dst.mem.ptr.as_ptr().add(d_o),
-                n,
-            )
+            std::ptr::copy_nonoverlapping(reach.base(src).add(so), reach.base(dst).add(d_o), n)
         };
         Ok(())
     }
@@ -342,8 +437,10 @@ impl Device for HostDevice {
         let (o, n) = range(dst, offset, len)?;
         self.alive()?;
         let _q = self.lock();
-        // SAFETY: bounds checked; exclusive access under the queue lock.
-        unsafe { std::ptr::write_bytes(dst.mem.ptr.as_ptr().add(o), value, n) };
+        let reach = Reach::lock(&[dst])?;
+        // SAFETY: bounds checked; exclusive access under the queue lock and the lent
+        // region's lock.
+        unsafe { std::ptr::write_bytes(reach.base(dst).add(o), value, n) };
         Ok(())
     }
 
@@ -365,8 +462,9 @@ impl Device for HostDevice {
             }
         }
         check_launch_args(kernel, args)?;
-        // Host functions get `&mut [u8]` per argument, so even read-only ranges of one
-        // buffer must not overlap.
+        // Host functions get `&mut [u8]` per argument, so even read-only ranges must not
+        // overlap: compared by address, since two handles (two leases of one buffer used
+        // in place) may reach the same memory.
         let ranges: Vec<(&HostBuffer, usize, usize)> = args
             .iter()
             .filter_map(|a| match *a {
@@ -381,7 +479,8 @@ impl Device for HostDevice {
             .collect();
         for (i, &(a, ao, al)) in ranges.iter().enumerate() {
             for &(b, bo, bl) in &ranges[i + 1..] {
-                if Arc::ptr_eq(&a.mem, &b.mem) && ao < bo + bl && bo < ao + al {
+                let (a0, b0) = (a.addr() + ao, b.addr() + bo);
+                if a0 < b0 + bl && b0 < a0 + al {
                     return Err(Error::invalid(format!(
                         "kernel `{}`: host functions cannot take overlapping ranges of one buffer",
                         kernel.name()
@@ -391,13 +490,17 @@ impl Device for HostDevice {
         }
         self.fault(FaultSite::Launch)?;
         let _q = self.lock();
+        let bufs: Vec<&HostBuffer> = ranges.iter().map(|r| r.0).collect();
+        let reach = Reach::lock(&bufs)?;
         let buffers: Vec<&mut [u8]> = ranges
             .iter()
             .map(|&(b, o, n)| {
-                // SAFETY: ranges are in bounds (check_launch_args) and pairwise disjoint
-                // (checked above), so the mutable slices never alias; the queue lock keeps
-                // every other access out until the function returns and the slices die.
-                unsafe { std::slice::from_raw_parts_mut(b.mem.ptr.as_ptr().add(o), n) }
+                // SAFETY: ranges are in bounds (check_launch_args) and pairwise disjoint in
+                // memory (their addresses were compared above), so the mutable slices never
+                // alias; the queue lock and the lent regions' locks (held by `reach` until
+                // after the slices die with `launch`) keep every other access out until the
+                // function returns.
+                unsafe { std::slice::from_raw_parts_mut(reach.base(b).add(o), n) }
             })
             .collect();
         let scalars = args
@@ -413,6 +516,8 @@ impl Device for HostDevice {
             config: *config,
         };
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut launch)));
+        drop(launch);
+        drop(reach);
         match r {
             Ok(r) => r,
             Err(p) => Err(Error::Kernel {
@@ -470,9 +575,39 @@ impl Device for HostDevice {
         }
         let (o, n) = range(src, offset, dst.len() as u64)?;
         let _q = self.lock();
-        // SAFETY: bounds checked; exclusive access under the queue lock; `dst` is distinct.
-        unsafe { std::ptr::copy_nonoverlapping(src.mem.ptr.as_ptr().add(o), dst.as_mut_ptr(), n) };
+        let reach = Reach::lock(&[src])?;
+        // SAFETY: bounds checked; exclusive access under the queue lock and the lent
+        // region's lock; `dst` is distinct.
+        unsafe { std::ptr::copy_nonoverlapping(reach.base(src).add(o), dst.as_mut_ptr(), n) };
         Ok(())
+    }
+
+    fn can_alias_host(&self) -> bool {
+        self.in_place
+    }
+
+    /// The region's bytes as a [`Placement::HostMapped`] buffer of this device (unless
+    /// [`HostDevice::without_in_place`]): every operation on it, launches included,
+    /// holds the region's lock while it touches the bytes, and fails once the region was
+    /// taken back.
+    fn alias_host(&self, region: Arc<HostRegion>) -> Result<HostBuffer> {
+        if !self.in_place {
+            return Err(Error::UnsupportedPlacement {
+                device: self.info.name.clone(),
+                placement: Placement::HostMapped,
+            });
+        }
+        if region.is_empty() {
+            return Err(Error::ZeroSize {
+                what: "host memory used in place",
+            });
+        }
+        self.alive()?;
+        Ok(HostBuffer {
+            mem: Mem::Lent(region),
+            placement: Placement::HostMapped,
+            device: self.info.id,
+        })
     }
 }
 

@@ -17,6 +17,12 @@
 //!
 //! A copy can also be streamed ([`copy_streamed`]): while several threads fill it, one
 //! more sends each range already filled (a new buffer's first upload overlapping its fill).
+//!
+//! A copy can be lent to devices that share host memory ([`HostCopy::lend`]): their
+//! kernels then use its bytes in place, through one [`HostRegion`] per lease. While it is
+//! lent, every access to the bytes ([`HostCopy::bytes`], [`HostCopy::bytes_mut`]) holds the
+//! locks of all its regions, and the copy takes every region back before its memory is
+//! freed or reused.
 
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -25,6 +31,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use crate::device::DynDevice;
 use crate::error::{Error, Result};
 use crate::hostpool::{Block, HostPool, ALIGN};
+use crate::region::{HostRegion, RegionGuard};
 
 /// Fills below this size run on the calling thread (waking workers costs more).
 const PARALLEL_MIN: usize = 1 << 20;
@@ -252,6 +259,8 @@ pub(crate) struct HostCopy {
     /// Where the block goes when the copy is dropped (pinned blocks counted in the pool's
     /// pinned bytes); `None`: the block unpins and frees itself.
     home: Option<Arc<HostPool>>,
+    /// The regions its bytes are lent as (one per lease in place), in locking order.
+    lent: Vec<Arc<HostRegion>>,
 }
 
 impl HostCopy {
@@ -268,6 +277,7 @@ impl HostCopy {
             block: Some(block),
             len,
             home: None,
+            lent: Vec::new(),
         })
     }
 
@@ -289,6 +299,7 @@ impl HostCopy {
             block: Some(block),
             len,
             home: pinned.then_some(home),
+            lent: Vec::new(),
         };
         Ok(if pinned { Ok(copy) } else { Err(copy) })
     }
@@ -300,6 +311,7 @@ impl HostCopy {
             block: Some(block),
             len,
             home: Some(home),
+            lent: Vec::new(),
         }
     }
 
@@ -313,29 +325,136 @@ impl HostCopy {
     pub fn is_pinned(&self) -> bool {
         !self.block().pins.is_empty()
     }
-}
 
-impl std::ops::Deref for HostCopy {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        // SAFETY: the block holds at least `len` bytes, all initialised by the constructor
-        // (`fill`, or a reused block's earlier content), owned by `self` (dangling but
-        // aligned and valid for a zero-length slice when `len` is 0).
-        unsafe { std::slice::from_raw_parts(self.block().ptr.as_ptr(), self.len) }
+    /// The locks of every region the copy is lent as (none when it is not lent), taken in
+    /// the order devices take them ([`region_order`]).
+    fn lock_lent(&self) -> Vec<RegionGuard<'_>> {
+        self.lent.iter().map(|r| r.lock_open()).collect()
+    }
+
+    /// The bytes, to read (holding the lent regions' locks while the copy is lent).
+    pub(crate) fn bytes(&self) -> HostBytes<'_> {
+        HostBytes {
+            ptr: self.block().ptr.as_ptr(),
+            len: self.len,
+            _locks: self.lock_lent(),
+            _borrow: std::marker::PhantomData,
+        }
+    }
+
+    /// The bytes, to write (holding the lent regions' locks while the copy is lent).
+    pub(crate) fn bytes_mut(&mut self) -> HostBytesMut<'_> {
+        HostBytesMut {
+            ptr: self.block().ptr.as_ptr(),
+            len: self.len,
+            _locks: self.lock_lent(),
+            _borrow: std::marker::PhantomData,
+        }
+    }
+
+    /// The address of the first byte (for an upload that reads the copy outside the
+    /// manager's lock; only while it is not lent).
+    pub(crate) fn as_ptr(&self) -> *const u8 {
+        self.block().ptr.as_ptr()
+    }
+
+    /// Lends the bytes to a device that shares host memory, for one lease: a new region
+    /// over them, lent until [`take_back`](Self::take_back) or the copy is dropped.
+    pub(crate) fn lend(&mut self) -> Arc<HostRegion> {
+        let ptr = self.block().ptr;
+        // SAFETY: the block holds `len` initialised bytes and never moves; it is freed or
+        // reused only when the copy is dropped, and `Drop` takes every region back first.
+        // While a region is lent, the copy reaches the bytes only through `bytes` and
+        // `bytes_mut`, which hold the locks of all its regions, or through `as_ptr`, which
+        // the manager uses only on copies that are not lent.
+        let r = Arc::new(unsafe { HostRegion::new(ptr, self.len) });
+        self.lent.push(r.clone());
+        self.lent.sort_by_key(|r| region_order(r));
+        r
+    }
+
+    /// Whether the bytes are lent now.
+    pub(crate) fn is_lent(&self) -> bool {
+        !self.lent.is_empty()
+    }
+
+    /// Takes back `region` if it is one of this copy's (waiting for an operation that
+    /// uses it now): handles to it refuse access from then on. Whether it was.
+    pub(crate) fn take_back(&mut self, region: &Arc<HostRegion>) -> bool {
+        match self.lent.iter().position(|r| Arc::ptr_eq(r, region)) {
+            Some(i) => {
+                self.lent.remove(i).close();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Takes back every region (see [`take_back`](Self::take_back)).
+    pub(crate) fn take_back_all(&mut self) {
+        for r in self.lent.drain(..) {
+            r.close();
+        }
     }
 }
 
-impl std::ops::DerefMut for HostCopy {
+/// The order in which the regions of host memory are locked, by devices and by the
+/// manager alike (so that nobody waits in a cycle): by the address of their bytes, then by
+/// the address of the region.
+pub(crate) fn region_order(r: &HostRegion) -> (usize, usize) {
+    (r.addr(), r as *const HostRegion as usize)
+}
+
+/// The bytes of a host copy, readable; holds the lent regions' locks when it is lent.
+pub(crate) struct HostBytes<'a> {
+    ptr: *const u8,
+    len: usize,
+    _locks: Vec<RegionGuard<'a>>,
+    _borrow: std::marker::PhantomData<&'a [u8]>,
+}
+
+impl std::ops::Deref for HostBytes<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: the block holds at least `len` bytes, all initialised by the constructor
+        // (`fill`, or a reused block's earlier content), and outlives `'a` (the copy is
+        // borrowed for it); the manager mutates them only through `&mut HostCopy`, which
+        // the borrow excludes, and devices only under a lent region's lock, which this
+        // holds for every region while the copy is lent (dangling but aligned and valid
+        // for a zero-length slice when `len` is 0).
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+/// The bytes of a host copy, writable; holds the lent regions' locks when it is lent.
+pub(crate) struct HostBytesMut<'a> {
+    ptr: *mut u8,
+    len: usize,
+    _locks: Vec<RegionGuard<'a>>,
+    _borrow: std::marker::PhantomData<&'a mut [u8]>,
+}
+
+impl std::ops::Deref for HostBytesMut<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: as in `HostBytes::deref`; the copy is borrowed mutably for `'a`.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+impl std::ops::DerefMut for HostBytesMut<'_> {
     fn deref_mut(&mut self) -> &mut [u8] {
-        let len = self.len;
-        let block = self.block.as_mut().expect("live");
-        // SAFETY: as in `deref`, and `&mut self` makes the access unique.
-        unsafe { std::slice::from_raw_parts_mut(block.ptr.as_ptr(), len) }
+        // SAFETY: as in `HostBytes::deref`; the copy is borrowed mutably for `'a` and
+        // `&mut self` makes this borrow of the bytes unique (devices are kept out by the
+        // lent regions' locks, held while the copy is lent).
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
     }
 }
 
 impl Drop for HostCopy {
     fn drop(&mut self) {
+        // No device may reach the memory once it is freed or reused.
+        self.take_back_all();
         if let (Some(block), Some(home)) = (self.block.take(), self.home.take()) {
             home.give_back(block);
         }
@@ -350,21 +469,52 @@ mod tests {
     #[test]
     fn zeroed_aligned_and_writable() {
         let mut h = HostCopy::pageable(10_000, Init::Zero).unwrap();
-        assert!(h.iter().all(|&b| b == 0));
+        assert!(h.bytes().iter().all(|&b| b == 0));
         assert_eq!(h.as_ptr() as usize % ALIGN, 0);
-        h[9_999] = 7;
-        assert_eq!(h[9_999], 7);
-        assert!(HostCopy::pageable(0, Init::Zero).unwrap().is_empty());
+        h.bytes_mut()[9_999] = 7;
+        assert_eq!(h.bytes()[9_999], 7);
+        assert!(HostCopy::pageable(0, Init::Zero)
+            .unwrap()
+            .bytes()
+            .is_empty());
+    }
+
+    #[test]
+    fn lent_bytes_are_shared_under_the_lock_and_taken_back() {
+        let mut h = HostCopy::pageable(4096, Init::Zero).unwrap();
+        let r = h.lend();
+        let r2 = h.lend();
+        assert!(!Arc::ptr_eq(&r, &r2), "one region per lease");
+        assert!(h.is_lent());
+        r.lock().unwrap().bytes_mut()[10] = 3;
+        assert_eq!(h.bytes()[10], 3, "what the device wrote is the copy's");
+        h.bytes_mut()[11] = 4;
+        assert_eq!(r2.lock().unwrap().bytes()[11], 4);
+        assert!(h.take_back(&r));
+        assert!(!h.take_back(&r), "once");
+        assert!(r.lock().is_err(), "taken back");
+        assert!(
+            h.is_lent() && r2.lock().is_ok(),
+            "the other lease's region stays"
+        );
+        assert!(h.take_back(&r2));
+        assert!(!h.is_lent());
+        let r = h.lend();
+        drop(h);
+        assert!(
+            r.lock().is_err(),
+            "a dropped copy takes its regions back first"
+        );
     }
 
     #[test]
     fn large_fills_are_exact() {
         let n = 5 * PARALLEL_MIN + 12_345;
         let h = HostCopy::pageable(n as u64, Init::Zero).unwrap();
-        assert!(h.iter().all(|&b| b == 0));
+        assert!(h.bytes().iter().all(|&b| b == 0));
         let src: Vec<u8> = (0..n).map(|i| (i * 31 % 251) as u8).collect();
         let h = HostCopy::pageable(n as u64, Init::Bytes(&src)).unwrap();
-        assert_eq!(&h[..], &src[..]);
+        assert_eq!(&h.bytes()[..], &src[..]);
         let mut dst = vec![0u8; n];
         copy_parallel(&mut dst, &src);
         assert_eq!(dst, src);

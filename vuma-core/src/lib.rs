@@ -72,6 +72,7 @@ pub mod memory;
 mod ntcopy;
 pub mod placement;
 pub mod pool;
+pub mod region;
 pub mod signature;
 pub mod storage;
 pub mod transfer;
@@ -92,6 +93,7 @@ pub use placement::{
     choose_placement, human_bytes, AccessMode, Placement, PlacementConfig, PlacementDecision,
 };
 pub use pool::{Pool, PoolAlloc, PoolConfig, PoolStats};
+pub use region::{HostRegion, RegionGuard};
 pub use signature::{Bound, Param, ScalarKind, Signature};
 pub use storage::{DeviceStorage, RawStorage};
 pub use transfer::{PackedHost, TransferKind, TransferPath, TransferReport};

@@ -18,6 +18,29 @@
 //! a copy would exceed it, the least-recently-used copies not in use are evicted, the ones
 //! holding the only valid data written back to the host first.
 //!
+//! ## In place
+//! A device that shares host memory ([`DeviceInfo::unified_memory`] and
+//! [`DeviceInfo::can_map_host_memory`]: the host device, integrated GPUs) whose backend can
+//! use host memory in place ([`DynDevice::can_alias_host`]) gets no copy at all: an
+//! acquire there hands the kernel the buffer's host copy itself
+//! ([`DynDevice::alias_host`] over a [`HostRegion`] lent for the time
+//! of the lease). Nothing is allocated on the device, nothing is copied, nothing counts
+//! against its budget or is ever evicted from it; the host copy stays the one valid copy
+//! (a download or unpack first when another location holds the data), and what a kernel
+//! writes lands in it. The statistics count the use (`in_place_uses`, `in_place_bytes`)
+//! and no bytes moved.
+//!
+//! Kernels that read a buffer in place see what it held when they acquired it, as they
+//! would in a copy of their own: a host write, a download into the host copy or a writer
+//! in place on another device meanwhile gives the buffer a fresh host copy (copy on write)
+//! and leaves the lent one to them until the last of them ends. Each lease in place has a
+//! region of its own, taken back when it is released: a buffer handle kept beyond its
+//! lease refuses access. Host reads while a kernel
+//! writes the host copy in place are refused ([`Error::InUse`], as host writes are while
+//! a kernel writes a buffer anywhere). A shared-memory device whose backend cannot alias
+//! host memory gets copies of its own (zero-copy pools in host memory), copied within host
+//! memory.
+//!
 //! ## Nothing lost
 //! Every step that can fail (allocation, transfer, write-back) happens before any state
 //! changes: a failure leaves every valid copy valid and the buffer usable.
@@ -45,9 +68,14 @@ use crate::error::{check_range, Error, Result};
 use crate::hostcopy::{copy_parallel, HostCopy, Init};
 use crate::hostpool::{HostPool, PinConfig};
 use crate::info::DeviceId;
+#[cfg(doc)]
+use crate::info::DeviceInfo;
 use crate::kernel::Arg;
-use crate::placement::{choose_placement, AccessMode, Placement, PlacementConfig};
+use crate::placement::{
+    choose_placement, AccessMode, Placement, PlacementConfig, PlacementDecision,
+};
 use crate::pool::{Pool, PoolAlloc, PoolConfig, PoolStats};
+use crate::region::HostRegion;
 use crate::storage::DeviceStorage;
 use crate::transfer::{PackedHost, TransferKind, TransferPath, TransferReport};
 
@@ -122,6 +150,11 @@ pub struct LocationStats {
     pub pool_hits: u64,
     /// Host only: pinned host copies that found no pooled block of their size class.
     pub pool_misses: u64,
+    /// Acquires served in place: the kernel used the host copy itself (a device that
+    /// shares host memory; nothing allocated here, nothing copied in, nothing over a link).
+    pub in_place_uses: u64,
+    /// Bytes of the buffers those acquires used in place (each acquire counts its buffer).
+    pub in_place_bytes: u64,
 }
 
 impl LocationStats {
@@ -178,6 +211,13 @@ struct BufState {
     in_use: u32,
     /// Leases with write access outstanding, by device (host access waits for them).
     writers: Vec<usize>,
+    /// Leases that use the host copy in place, by device (one entry per lease): the host
+    /// copy is lent to them; the manager does not write it while it is lent (it gives the
+    /// buffer a fresh host copy first and retires the lent one).
+    in_place: Vec<usize>,
+    /// Host copies replaced while lent to leases in place, kept (lent, counted as host
+    /// memory in use) until the last lease using each ends.
+    retired: Vec<HostCopy>,
     /// Why the data is gone, when it is: the only valid copy was being written by a kernel
     /// that failed, or lived on a device that was lost. Reads are refused (`DataLost`) until
     /// the whole buffer is overwritten.
@@ -206,6 +246,9 @@ struct DevSlot {
     device: Arc<dyn DynDevice>,
     budget: u64,
     pools: HashMap<Placement, Pool<DeviceStorage>>,
+    /// Kernels here use host copies in place (the device shares host memory and can alias
+    /// it): no copies, no budget.
+    in_place: bool,
 }
 
 struct State {
@@ -389,6 +432,7 @@ fn release_buffer_memory(st: &mut State, b: BufState) {
     if b.host.is_some() {
         st.stats.host.bytes_in_use -= b.size;
     }
+    st.stats.host.bytes_in_use -= b.size * b.retired.len() as u64;
     if let Some(p) = &b.packed {
         let n = p.data.stored_bytes();
         st.stats.host.bytes_in_use -= n;
@@ -423,6 +467,10 @@ pub struct Residency {
     /// Every transfer this acquire made (write-backs of evicted buffers, then the upload),
     /// with the transfer path's decision and the bytes that crossed the link.
     pub transfers: Vec<TransferReport>,
+    /// Whether the kernel uses the host copy itself (a device that shares host memory):
+    /// no device copy, nothing allocated or copied for it (`bytes_moved` counts only a
+    /// download from another device that held the data).
+    pub in_place: bool,
 }
 
 impl Residency {
@@ -437,6 +485,7 @@ impl Residency {
             evicted: Vec::new(),
             hit: false,
             transfers: Vec::new(),
+            in_place: false,
         }
     }
 
@@ -462,6 +511,9 @@ pub struct Lease {
     offset: u64,
     len: u64,
     access: AccessMode,
+    /// In place: the region of the host copy lent for this lease (see
+    /// [`Residency::in_place`]); taken back when the lease is released.
+    region: Option<Arc<HostRegion>>,
     /// What was done to make it resident.
     pub residency: Residency,
 }
@@ -471,7 +523,8 @@ impl Lease {
     pub fn buffer(&self) -> BufferId {
         self.buffer
     }
-    /// The device block holding the copy.
+    /// The device block holding the copy (in place: the host copy itself, lent to the
+    /// device until the lease is released; a handle kept beyond that refuses access).
     pub fn block(&self) -> &dyn DynBuffer {
         &*self.block
     }
@@ -494,6 +547,10 @@ impl Lease {
     /// The device index.
     pub fn device(&self) -> usize {
         self.device
+    }
+    /// Whether the kernel uses the host copy in place ([`Residency::in_place`]).
+    pub fn is_in_place(&self) -> bool {
+        self.region.is_some()
     }
     /// The kernel argument for the whole buffer.
     pub fn arg(&self) -> Arg<'_, dyn DynBuffer> {
@@ -552,10 +609,13 @@ impl MemoryManager {
                         );
                     }
                 }
+                let in_place =
+                    info.unified_memory && info.can_map_host_memory && device.can_alias_host();
                 DevSlot {
                     device,
                     budget,
                     pools,
+                    in_place,
                 }
             })
             .collect();
@@ -609,6 +669,35 @@ impl MemoryManager {
     /// The budget of device `index`, in bytes.
     pub fn budget(&self, index: usize) -> Option<u64> {
         self.shared.devices.get(index).map(|d| d.budget)
+    }
+
+    /// Whether kernels on device `index` use host copies in place (it shares host memory
+    /// and its backend can alias it): no copies there, nothing counted against its budget.
+    pub fn uses_in_place(&self, index: usize) -> bool {
+        self.shared.devices.get(index).is_some_and(|d| d.in_place)
+    }
+
+    /// What the placement policy ([`choose_placement`]) decides for a buffer of `size`
+    /// bytes read `reuse` times on device `index`, as the manager applies it (`None` for
+    /// an index that names no device): on a device that shares host memory the decision is
+    /// "used in place" only where it is (the device uses host copies in place); elsewhere it
+    /// says the device gets a zero-copy copy of its own. This is the reason an acquire
+    /// reports ([`Residency::reason`]) when it places a copy.
+    pub fn placement_decision(
+        &self,
+        size: u64,
+        reuse: u32,
+        index: usize,
+    ) -> Option<PlacementDecision> {
+        let slot = self.shared.devices.get(index)?;
+        let info = slot.device.info();
+        let mut d = choose_placement(size, reuse, info, &self.shared.config.placement);
+        if info.unified_memory && d.placement == Placement::HostMapped && !slot.in_place {
+            d.reason = "device shares host memory, but its backend cannot use the host copy \
+                in place: a zero-copy copy of its own in host memory"
+                .into();
+        }
+        Some(d)
     }
 
     /// Statistics (O(1) apart from the copy of the per-device vector).
@@ -679,6 +768,8 @@ impl MemoryManager {
         if !whole {
             self.make_host_valid(&mut st, buf.id)?;
         }
+        // Kernels using the host copy in place keep it as it is.
+        self.unshare_host(&mut st, buf.id, !whole)?;
         // The content changes: a packed copy of it is stale.
         drop_packed(&mut st, buf.id);
         let init = if whole { Init::Bytes(data) } else { Init::Zero };
@@ -687,7 +778,7 @@ impl MemoryManager {
         if !(whole && fresh) {
             let host = b.host.as_mut().expect("materialised");
             copy_parallel(
-                &mut host[offset as usize..offset as usize + data.len()],
+                &mut host.bytes_mut()[offset as usize..offset as usize + data.len()],
                 data,
             );
         }
@@ -706,13 +797,18 @@ impl MemoryManager {
         self.check_owner(buf)?;
         check_range(offset, out.len() as u64, buf.size)?;
         let mut st = self.shared.lock();
-        if !st.buffers[&buf.id].host_valid {
+        let b = &st.buffers[&buf.id];
+        // A kernel writing the host copy in place may have written part of it.
+        let writing_in_place = b.writers.iter().any(|&d| self.shared.devices[d].in_place);
+        if !b.host_valid || writing_in_place {
             st.check_no_writer(&self.shared.devices, buf.id)?;
         }
         self.make_host_valid(&mut st, buf.id)?;
         let b = &st.buffers[&buf.id];
         match &b.host {
-            Some(h) => out.copy_from_slice(&h[offset as usize..offset as usize + out.len()]),
+            Some(h) => {
+                out.copy_from_slice(&h.bytes()[offset as usize..offset as usize + out.len()])
+            }
             None => out.fill(0),
         }
         Ok(())
@@ -738,6 +834,7 @@ impl MemoryManager {
             .wait_while(st, |st| st.buffers[&buf.id].filling());
         st.check_no_writer(&self.shared.devices, buf.id)?;
         self.make_host_valid(&mut st, buf.id)?;
+        self.unshare_host(&mut st, buf.id, true)?;
         drop_packed(&mut st, buf.id);
         self.materialise_host(&mut st, buf.id, Init::Zero)?;
         let b = st.buffers.get_mut(&buf.id).expect("live buffer");
@@ -745,7 +842,8 @@ impl MemoryManager {
         for c in b.copies.values_mut() {
             c.valid = false;
         }
-        Ok(f(&mut b.host.as_mut().expect("materialised")[..]))
+        let r = f(&mut b.host.as_mut().expect("materialised").bytes_mut());
+        Ok(r)
     }
 
     /// Where the buffer currently has copies, and whether each is valid.
@@ -763,10 +861,24 @@ impl MemoryManager {
         v
     }
 
+    /// Whether anything was ever written to `buf` (a buffer never written reads as zeros
+    /// and holds no memory).
+    pub fn is_written(&self, buf: &UnifiedBuffer) -> bool {
+        let st = self.shared.lock();
+        st.buffers.get(&buf.id).is_some_and(|b| b.written)
+    }
+
     /// Bytes of `buf` that would have to cross to device `index` for a read there
-    /// (0 when a valid copy is already there).
+    /// (0 when a valid copy is already there; on a device that uses host copies in place,
+    /// 0 when the host copy is valid).
     pub fn missing_bytes(&self, buf: &UnifiedBuffer, index: usize) -> u64 {
         let st = self.shared.lock();
+        if self.uses_in_place(index) {
+            return match st.buffers.get(&buf.id) {
+                Some(b) if b.written && !b.host_valid => b.size,
+                _ => 0,
+            };
+        }
         match st.buffers.get(&buf.id) {
             Some(b) if b.copies.get(&index).is_some_and(|c| c.valid) => 0,
             Some(b) if !b.written => 0,
@@ -777,7 +889,10 @@ impl MemoryManager {
 
     /// Makes `buf` resident on device `index` for a kernel accessing it as `access`, and
     /// `reuse` times while resident (a placement hint). Allocates lazily, evicts if the
-    /// budget requires, transfers if the copy is stale and the kernel reads it.
+    /// budget requires, transfers if the copy is stale and the kernel reads it. On a device
+    /// that uses host copies in place ([`uses_in_place`](Self::uses_in_place)) the lease is
+    /// the host copy itself: made valid there first when another location holds the data,
+    /// never copied (see the module documentation).
     pub fn acquire(
         &self,
         buf: &UnifiedBuffer,
@@ -789,12 +904,15 @@ impl MemoryManager {
         let _span =
             tracing::debug_span!("acquire", buffer = buf.id.0, device = index, ?access).entered();
         self.check_device_index(index)?;
+        let in_place = self.shared.devices[index].in_place;
         let st = self.shared.lock();
-        // An upload into this copy (or, for a writer, into any copy) that runs outside the
-        // lock finishes first.
+        // An upload into this copy (or, for a writer or a kernel using the host copy in
+        // place, into any copy: it reads the host copy) that runs outside the lock
+        // finishes first.
         let mut st = self.shared.wait_while(st, |st| {
             let b = &st.buffers[&buf.id];
-            b.copies.get(&index).is_some_and(|c| c.filling) || (access.writes() && b.filling())
+            b.copies.get(&index).is_some_and(|c| c.filling)
+                || ((access.writes() || in_place) && b.filling())
         });
         {
             let b = &st.buffers[&buf.id];
@@ -811,6 +929,9 @@ impl MemoryManager {
         }
         st.check_device_alive(&self.shared.devices, index)?;
         st.tick += 1;
+        if in_place {
+            return self.acquire_in_place(st, buf, index, access, reuse);
+        }
         let tick = st.tick;
         let size = buf.size;
         let mut residency = Residency::pending("already resident");
@@ -880,6 +1001,86 @@ impl MemoryManager {
             offset: c.alloc.offset(),
             len: size,
             access,
+            region: None,
+            residency,
+        })
+    }
+
+    /// [`acquire`](Self::acquire) on a device that uses host copies in place: the host
+    /// copy is made valid (downloaded or unpacked when it is not; zeros for a buffer never
+    /// written) unless the kernel overwrites lost data entirely, and lent to the device.
+    fn acquire_in_place(
+        &self,
+        mut st: MutexGuard<'_, State>,
+        buf: &UnifiedBuffer,
+        index: usize,
+        access: AccessMode,
+        reuse: u32,
+    ) -> Result<Lease> {
+        let (id, size) = (buf.id, buf.size);
+        let slot = &self.shared.devices[index];
+        let decision = self
+            .placement_decision(size, reuse, index)
+            .expect("a valid index");
+        let mut residency = Residency::pending(&decision.reason);
+        residency.placement = Placement::HostMapped;
+        residency.in_place = true;
+        let b = &st.buffers[&id];
+        if b.lost.is_none() {
+            // (A lost buffer is acquired only to be overwritten entirely.)
+            let from = if b.host_valid {
+                None
+            } else {
+                b.copies.iter().find(|(_, c)| c.valid).map(|(&d, _)| d)
+            };
+            self.make_host_valid(&mut st, id)?;
+            if let Some(d) = from {
+                residency.bytes_moved = size;
+                residency.source = Some(Location::Device(d));
+            }
+        }
+        if access.writes() && st.buffers[&id].in_place.iter().any(|&d| d != index) {
+            // Kernels on other devices read the host copy in place: they keep it as it
+            // is, this writer gets a copy of it (as its device would have a copy of its
+            // own). The bytes are kept even for a whole overwrite: until the lease ends
+            // completed, they are the buffer's.
+            self.unshare_host(&mut st, id, true)?;
+        }
+        self.materialise_host(&mut st, id, Init::Zero)?;
+        let b = st.buffers.get_mut(&id).expect("live");
+        let host = b.host.as_mut().expect("materialised");
+        let region = host.lend();
+        let block: Arc<dyn DynBuffer> = match slot.device.alias_host(region.clone()) {
+            Ok(block) => Arc::from(block),
+            Err(e) => {
+                host.take_back(&region);
+                self.note_loss(&mut st, index, &e);
+                return Err(e);
+            }
+        };
+        if access.writes() {
+            b.writers.push(index);
+        }
+        b.in_use += 1;
+        b.in_place.push(index);
+        residency.hit = residency.bytes_moved == 0;
+        let s = &mut st.stats.devices[index];
+        if residency.hit {
+            s.hits += 1;
+        } else {
+            s.misses += 1;
+        }
+        s.in_place_uses += 1;
+        s.in_place_bytes += size;
+        Ok(Lease {
+            owner: self.shared.clone(),
+            buffer: id,
+            device: index,
+            block,
+            offset: 0,
+            len: size,
+            access,
+            region: Some(region),
             residency,
         })
     }
@@ -896,6 +1097,10 @@ impl MemoryManager {
         }
         let shared = lease.owner.clone();
         let mut st = shared.lock();
+        if let Some(region) = &lease.region {
+            release_in_place(&mut st, &lease, region, outcome);
+            return;
+        }
         // A kernel on a lost device did not complete, whatever its caller saw; if its caller
         // saw it complete, what it wrote lived only in the lost device's memory.
         let device_lost = st.lost_devices[lease.device].is_some();
@@ -984,6 +1189,82 @@ impl MemoryManager {
             })?;
         let after = st.stats.devices[index].bytes_in_use;
         Ok(before - after)
+    }
+}
+
+/// [`MemoryManager::release`] of a lease that used the host copy in place: its region is
+/// taken back (from the host copy, or from a copy retired since, which is freed when no
+/// lease uses it any more); a completed kernel's writes are in the host copy (in host
+/// memory, which a device lost since does not take with it); a failed writer leaves it
+/// partly written: invalid, and the data lost unless a device holds a valid copy.
+fn release_in_place(st: &mut State, lease: &Lease, region: &Arc<HostRegion>, outcome: Outcome) {
+    let Some(b) = st.buffers.get_mut(&lease.buffer) else {
+        return;
+    };
+    b.in_use = b.in_use.saturating_sub(1);
+    if let Some(i) = b.in_place.iter().position(|&d| d == lease.device) {
+        b.in_place.swap_remove(i);
+    }
+    let mut freed = 0;
+    if !b.host.as_mut().is_some_and(|h| h.take_back(region)) {
+        if let Some(i) = b.retired.iter_mut().position(|h| h.take_back(region)) {
+            if !b.retired[i].is_lent() {
+                drop(b.retired.swap_remove(i));
+                freed = b.size;
+            }
+        }
+    }
+    debug_assert!(
+        !b.in_place.is_empty()
+            || (b.retired.is_empty() && !b.host.as_ref().is_some_and(HostCopy::is_lent)),
+        "every region of a lease in place is taken back when it ends"
+    );
+    st.stats.host.bytes_in_use -= freed;
+    let Some(b) = st.buffers.get_mut(&lease.buffer) else {
+        return;
+    };
+    let mut stale = None;
+    if lease.access.writes() {
+        if let Some(i) = b.writers.iter().position(|&d| d == lease.device) {
+            b.writers.swap_remove(i);
+        }
+        match outcome {
+            Outcome::Completed => {
+                b.written = true;
+                b.lost = None;
+                b.host_valid = true;
+                for c in b.copies.values_mut() {
+                    c.valid = false;
+                }
+                stale = b.packed.take();
+            }
+            Outcome::Failed => {
+                b.host_valid = false;
+                stale = b.packed.take();
+                if !b.copies.values().any(|c| c.valid) && b.lost.is_none() {
+                    b.lost = Some(
+                        "a kernel writing its only valid copy (the host copy, used in place) \
+                         failed"
+                            .into(),
+                    );
+                }
+            }
+            Outcome::NotRun => {}
+        }
+    }
+    debug_assert!(
+        b.any_valid() || b.lost.is_some(),
+        "a buffer keeps a valid copy or says it lost its data"
+    );
+    let remove = b.dropped && b.in_use == 0;
+    if let Some(p) = stale {
+        let n = p.data.stored_bytes();
+        st.stats.host.bytes_in_use -= n;
+        st.stats.host.packed_bytes -= n;
+    }
+    if remove {
+        let b = st.buffers.remove(&lease.buffer).expect("live");
+        release_buffer_memory(st, b);
     }
 }
 

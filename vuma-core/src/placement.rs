@@ -102,7 +102,10 @@ pub struct PlacementDecision {
 /// while resident there, should live.
 ///
 /// Rules, in order:
-/// 1. a device that shares host memory (integrated GPU, CPU) uses it in place: zero-copy;
+/// 1. a device that shares host memory (integrated GPU, CPU) uses it in place: zero-copy
+///    (the memory manager hands it the buffer's host copy itself where its backend can
+///    alias host memory, [`Device::alias_host`](crate::Device::alias_host); otherwise it
+///    gets a zero-copy copy of its own in host memory);
 /// 2. a device that cannot map host memory needs device-local memory;
 /// 3. above `zero_copy_threshold` the buffer is migratable (device-local, evictable);
 /// 4. otherwise compare costs: zero-copy stages the data into pinned memory (at

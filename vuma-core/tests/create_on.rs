@@ -224,11 +224,15 @@ fn a_lost_device_leaves_the_buffer_on_the_host() {
 
 #[test]
 fn devices_sharing_host_memory_take_it_too() {
-    let dev: Arc<dyn DynDevice> = Arc::new(HostDevice::with_budget("host", 64 * MIB));
+    // A shared-memory device whose backend keeps copies of its own: the pipelined upload
+    // is a copy within host memory.
+    let dev: Arc<dyn DynDevice> =
+        Arc::new(HostDevice::with_budget("host", 64 * MIB).without_in_place());
     let mm = MemoryManager::new(vec![dev.clone()], MemoryConfig::default());
     let data = pattern(3 * UNIT + 1, 4);
     let (b, up) = mm.create_from_on(&data, 0).unwrap();
     let r = up.unwrap();
+    assert!(!r.in_place);
     assert!(
         !r.transfers[0].decision.contains("pinned")
             && !r.transfers[0].decision.contains("pageable"),
@@ -236,6 +240,25 @@ fn devices_sharing_host_memory_take_it_too() {
         r.transfers[0].decision
     );
     assert_eq!(mm.stats().devices[0].link_bytes_in, 0, "no link crossed");
+    assert_eq!(device_bytes(&mm, &dev, &b), data);
+    assert_eq!(mm.to_vec(&b).unwrap(), data);
+}
+
+#[test]
+fn devices_using_host_memory_in_place_get_nothing_sent() {
+    let dev: Arc<dyn DynDevice> = Arc::new(HostDevice::with_budget("host", 64 * MIB));
+    let mm = MemoryManager::new(vec![dev.clone()], MemoryConfig::default());
+    let data = pattern(3 * UNIT + 1, 4);
+    let (b, up) = mm.create_from_on(&data, 0).unwrap();
+    let r = up.unwrap();
+    assert!(r.in_place, "{r:?}");
+    assert!(r.transfers.is_empty() && r.bytes_moved == 0, "{r:?}");
+    let s = mm.stats().devices[0];
+    assert_eq!(
+        (s.bytes_in_use, s.allocations, s.bytes_in, s.link_bytes_in),
+        (0, 0, 0, 0)
+    );
+    assert_eq!(mm.stats().host.bytes_in_use, data.len() as u64, "one copy");
     assert_eq!(device_bytes(&mm, &dev, &b), data);
     assert_eq!(mm.to_vec(&b).unwrap(), data);
 }

@@ -1,6 +1,6 @@
 //! Model-based tests of the memory manager: random sequences of operations across several
-//! host devices with small budgets, checked against a plain reference model (one `Vec<u8>`
-//! per buffer). Every read must return exactly the last write; statistics stay consistent;
+//! host devices (two with copies of their own and small budgets, one using host copies in
+//! place), checked against a plain reference model (one `Vec<u8>` per buffer). Every read must return exactly the last write; statistics stay consistent;
 //! with injected faults, no byte is lost. Each property also runs with a packing
 //! [`TransferPath`] (write-backs kept packed on the host, clean evictions packed next to
 //! the plain host copy, zero runs filled on the device).
@@ -235,13 +235,15 @@ struct World {
 }
 
 fn world(faults: Option<Arc<FaultPlan>>, packing: bool) -> World {
-    // Budgets: 32 KiB, 64 KiB, 1 MiB, so eviction happens often.
+    // Budgets: 32 KiB, 64 KiB for devices 0 and 1, with copies of their own, so eviction
+    // happens often; device 2 uses host copies in place (its budget does not apply).
     let budgets = [32u64 << 10, 64 << 10, 1 << 20];
     let devs: Vec<Arc<dyn DynDevice>> = budgets
         .iter()
         .enumerate()
         .map(|(i, b)| {
             let d = HostDevice::with_budget(format!("host{i}"), *b);
+            let d = if i == 2 { d } else { d.without_in_place() };
             let d = match &faults {
                 Some(f) => d.with_faults(f.clone()),
                 None => d,
@@ -465,34 +467,47 @@ proptest! {
 
 #[test]
 fn creation_is_lazy_and_placement_is_reported() {
-    let dev: Arc<dyn DynDevice> = Arc::new(HostDevice::with_budget("h", 1 << 20));
-    let mm = MemoryManager::new(vec![dev], MemoryConfig::default());
-    let b = mm.create(4096).unwrap();
-    assert_eq!(
-        mm.stats().devices[0].bytes_in_use,
-        0,
-        "no device memory before first use"
-    );
-    assert_eq!(
-        mm.stats().host.bytes_in_use,
-        0,
-        "no host memory before first write"
-    );
-    let lease = mm.acquire(&b, 0, AccessMode::Read, 1).unwrap();
-    assert!(lease.residency.allocated);
-    assert_eq!(
-        lease.residency.placement,
-        Placement::HostMapped,
-        "CPU shares host memory"
-    );
-    assert!(!lease.residency.reason.is_empty());
-    mm.release(lease, Outcome::Completed);
-    assert_eq!(mm.stats().devices[0].bytes_in_use, 4096);
+    for in_place in [false, true] {
+        let dev = HostDevice::with_budget("h", 1 << 20);
+        let dev: Arc<dyn DynDevice> = Arc::new(if in_place {
+            dev
+        } else {
+            dev.without_in_place()
+        });
+        let mm = MemoryManager::new(vec![dev], MemoryConfig::default());
+        let b = mm.create(4096).unwrap();
+        assert_eq!(
+            mm.stats().devices[0].bytes_in_use,
+            0,
+            "no device memory before first use"
+        );
+        assert_eq!(
+            mm.stats().host.bytes_in_use,
+            0,
+            "no host memory before first write"
+        );
+        let lease = mm.acquire(&b, 0, AccessMode::Read, 1).unwrap();
+        assert_eq!(
+            lease.residency.placement,
+            Placement::HostMapped,
+            "CPU shares host memory"
+        );
+        assert!(!lease.residency.reason.is_empty());
+        assert_eq!(lease.residency.in_place, in_place);
+        assert_eq!(lease.is_in_place(), in_place);
+        // A copy of its own is allocated now; in place, the host copy is (zeros).
+        assert_eq!(lease.residency.allocated, !in_place);
+        mm.release(lease, Outcome::Completed);
+        let s = mm.stats();
+        assert_eq!(s.devices[0].bytes_in_use, if in_place { 0 } else { 4096 });
+        assert_eq!(s.host.bytes_in_use, if in_place { 4096 } else { 0 });
+    }
 }
 
 #[test]
 fn too_large_for_budget_is_a_clear_error() {
-    let dev: Arc<dyn DynDevice> = Arc::new(HostDevice::with_budget("small", 64 << 10));
+    let dev: Arc<dyn DynDevice> =
+        Arc::new(HostDevice::with_budget("small", 64 << 10).without_in_place());
     let mm = MemoryManager::new(vec![dev], MemoryConfig::default());
     let b = mm.create(1 << 20).unwrap();
     mm.write(&b, 0, &[7u8; 1 << 20]).unwrap();
@@ -505,7 +520,8 @@ fn too_large_for_budget_is_a_clear_error() {
 
 #[test]
 fn eviction_writes_back_dirty_copies_lru_first() {
-    let dev: Arc<dyn DynDevice> = Arc::new(HostDevice::with_budget("small", 3 * 4096));
+    let dev: Arc<dyn DynDevice> =
+        Arc::new(HostDevice::with_budget("small", 3 * 4096).without_in_place());
     let mm = MemoryManager::new(vec![dev.clone()], MemoryConfig::default());
     let bufs: Vec<_> = (0..4).map(|_| mm.create(4096).unwrap()).collect();
     for (i, b) in bufs.iter().enumerate() {
@@ -612,17 +628,30 @@ fn two_threads_faults_and_a_device_loss_lose_nothing_else() {
     }
 }
 
-/// A device that shares host memory has no link: nothing is counted as crossing one.
+/// A device that shares host memory has no link: nothing is counted as crossing one. With
+/// copies of its own, they are copies within host memory; in place, nothing is copied.
 #[test]
 fn shared_memory_devices_move_nothing_over_a_link() {
-    let dev: Arc<dyn DynDevice> = Arc::new(HostDevice::with_budget("h", 64 << 10));
-    let mm = MemoryManager::new(vec![dev.clone()], MemoryConfig::default());
-    let a = mm.create_from(&[5u8; 40_000]).unwrap();
-    let l = mm.acquire(&a, 0, AccessMode::ReadWrite, 1).unwrap();
-    mm.release(l, Outcome::Completed);
-    assert_eq!(mm.to_vec(&a).unwrap(), vec![5u8; 40_000]);
-    let s = mm.stats();
-    assert_eq!(s.devices[0].bytes_in, 40_000);
-    assert_eq!(s.devices[0].link_bytes_in, 0);
-    assert_eq!(s.host.link_bytes_in, 0);
+    for in_place in [false, true] {
+        let dev = HostDevice::with_budget("h", 64 << 10);
+        let dev: Arc<dyn DynDevice> = Arc::new(if in_place {
+            dev
+        } else {
+            dev.without_in_place()
+        });
+        let mm = MemoryManager::new(vec![dev.clone()], MemoryConfig::default());
+        let a = mm.create_from(&[5u8; 40_000]).unwrap();
+        let l = mm.acquire(&a, 0, AccessMode::ReadWrite, 1).unwrap();
+        mm.release(l, Outcome::Completed);
+        assert_eq!(mm.to_vec(&a).unwrap(), vec![5u8; 40_000]);
+        let s = mm.stats();
+        assert_eq!(s.devices[0].bytes_in, if in_place { 0 } else { 40_000 });
+        assert_eq!(s.host.bytes_in, if in_place { 0 } else { 40_000 });
+        assert_eq!(
+            s.devices[0].in_place_bytes,
+            if in_place { 40_000 } else { 0 }
+        );
+        assert_eq!(s.devices[0].link_bytes_in, 0);
+        assert_eq!(s.host.link_bytes_in, 0);
+    }
 }

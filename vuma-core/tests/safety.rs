@@ -86,9 +86,13 @@ fn a_failed_kernel_on_the_only_copy_is_reported_lost() {
 }
 
 /// A failed kernel with another valid copy elsewhere loses nothing: its copy is dropped.
+/// (On a device that uses the host copy in place the kernel's copy *is* the host copy: see
+/// `in_place.rs`.)
 #[test]
 fn a_failed_kernel_with_a_host_copy_loses_nothing() {
-    let (mm, _d) = manager();
+    let d: Arc<dyn DynDevice> =
+        Arc::new(HostDevice::with_budget("host0", 1 << 20).without_in_place());
+    let mm = MemoryManager::new(vec![d], MemoryConfig::default());
     let b = mm.create_from(&[1u8; 4096]).unwrap();
     let l = mm.acquire(&b, 0, AccessMode::ReadWrite, 1).unwrap();
     mm.release(l, Outcome::Failed);
@@ -133,11 +137,14 @@ fn concurrent_writers_on_two_devices_are_refused() {
 /// Concurrent callers: uploads from the host copy run outside the manager's lock, so
 /// threads prefetch, read on devices, write on devices and write from the host at once.
 /// Every read matches a serial order of each owner's operations, and no byte is lost.
+/// Device 0 has copies of its own (a small budget: evictions), device 1 uses host copies
+/// in place.
 #[test]
 fn concurrent_callers_lose_nothing() {
-    let devs: Vec<Arc<dyn DynDevice>> = (0..2)
-        .map(|i| Arc::new(HostDevice::with_budget(format!("h{i}"), 96 << 10)) as Arc<dyn DynDevice>)
-        .collect();
+    let devs: Vec<Arc<dyn DynDevice>> = vec![
+        Arc::new(HostDevice::with_budget("h0", 96 << 10).without_in_place()),
+        Arc::new(HostDevice::with_budget("h1", 96 << 10)),
+    ];
     let mm = MemoryManager::new(devs.clone(), MemoryConfig::default());
     let owned: Vec<Vec<(vuma_core::UnifiedBuffer, std::sync::Mutex<Vec<u8>>)>> = (0..4u8)
         .map(|t| {

@@ -1,6 +1,8 @@
 //! The memory manager's migrations through PCIe Hyperloop ([`HyperloopPath`]), on every
-//! device there is: the host device always (the encoder's host variant), CUDA and Vulkan
-//! when present (`VUMA_REQUIRE_HW=1` turns a missing one into a failure).
+//! device there is: a host device always (the encoder's host variant; one with copies of
+//! its own, since the host device otherwise uses host copies in place and nothing
+//! migrates), CUDA and Vulkan when present (`VUMA_REQUIRE_HW=1` turns a missing one into a
+//! failure).
 //!
 //! A device written buffer of ReLU activations is evicted under budget pressure: it is
 //! encoded on the device (CUDA, Vulkan, or the host variant) and kept packed on the host,
@@ -155,7 +157,7 @@ fn scenario(dev: Arc<dyn DynDevice>) {
 
 #[test]
 fn manager_through_hyperloop_on_the_host_device() {
-    scenario(Arc::new(HostDevice::new()));
+    scenario(Arc::new(HostDevice::new().without_in_place()));
 }
 
 #[test]
@@ -303,8 +305,11 @@ fn a_lost_device_leaves_packed_copies_readable_on_the_host() {
     use vuma_core::fault::FaultPlan;
     use vuma_core::Error;
     let plan = Arc::new(FaultPlan::new(1, 0.0));
-    let dev: Arc<dyn DynDevice> =
-        Arc::new(HostDevice::with_budget("gpu", 1 << 30).with_faults(plan.clone()));
+    let dev: Arc<dyn DynDevice> = Arc::new(
+        HostDevice::with_budget("gpu", 1 << 30)
+            .without_in_place()
+            .with_faults(plan.clone()),
+    );
     let path = HyperloopPath::new(PathConfig {
         on_shared_memory: true,
         always_encode: true,

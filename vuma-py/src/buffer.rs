@@ -195,8 +195,9 @@ impl PyBuffer {
 
     /// Makes the buffer resident on `device` now (index, backend name such as `"cuda"`, or
     /// part of a device name; default: the first discrete GPU, else the first device that
-    /// is not the host). Returns what it did: placement, bytes moved, and each transfer with
-    /// the path's decision. The GIL is released meanwhile.
+    /// is not the host). Returns what it did: placement, whether the device uses the host
+    /// copy in place (`in_place`: nothing allocated or copied there), bytes moved, and each
+    /// transfer with the path's decision. The GIL is released meanwhile.
     #[pyo3(signature = (device = None))]
     fn prefetch<'py>(
         &self,
@@ -209,6 +210,7 @@ impl PyBuffer {
         let d = PyDict::new(py);
         d.set_item("device", mgr.devices()[index].info().name.clone())?;
         d.set_item("placement", r.placement.as_str())?;
+        d.set_item("in_place", r.in_place)?;
         d.set_item("reason", r.reason)?;
         d.set_item("allocated", r.allocated)?;
         d.set_item("hit", r.hit)?;

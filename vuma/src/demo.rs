@@ -117,7 +117,8 @@ pub fn run(vuma: &UnifiedMemoryManager, opts: &DemoOptions) -> Result<DemoOutcom
         .launch(kernels::launch_for(px));
     reports.push(vuma.process_workload(&ui)?);
 
-    // 3. A large buffer, beyond the zero-copy threshold: migrated, scaled in place.
+    // 3. A large buffer, beyond the zero-copy threshold: migrated to a discrete GPU (on a
+    //    device that shares host memory, its host copy is used in place), scaled in place.
     let n_big = elems(256.0 * 1048576.0);
     let big = vuma.create_buffer(n_big * 4)?;
     vuma.memory().with_host_mut(&big, |h| {

@@ -350,8 +350,10 @@ impl UnifiedMemoryManager {
     ///
     /// Returns the buffer and the upload's outcome: what it did (placement, evictions, the
     /// transfer) or why the buffer has no copy on `device` (it did not fit, the device was
-    /// lost, the upload failed); the buffer holds `data` either way. An unknown device is
-    /// an error, as are an empty `data` and a host out of memory.
+    /// lost, the upload failed); the buffer holds `data` either way. On a device that uses
+    /// host copies in place (the host device) nothing is sent: the outcome says the buffer
+    /// is used in place ([`Residency::in_place`]). An unknown device is an error, as are
+    /// an empty `data` and a host out of memory.
     pub fn create_buffer_from_on(
         &self,
         data: &[u8],
@@ -595,6 +597,7 @@ impl UnifiedMemoryManager {
                 hit: l.residency.hit,
                 size: l.len(),
                 placement: l.residency.placement,
+                in_place: l.residency.in_place,
                 placement_reason: l.residency.reason.clone(),
                 allocated: l.residency.allocated,
                 bytes_moved: l.residency.bytes_moved,

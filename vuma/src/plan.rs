@@ -33,6 +33,9 @@ use vuma_core::{human_bytes, AccessMode, BufferId, Placement, UnifiedBuffer};
 pub enum BudgetFit {
     /// The copy does not count against the budget (zero-copy pinned host memory).
     NotCounted,
+    /// There is no copy: the device uses the host copy in place (it shares host memory),
+    /// so nothing is allocated on it and its budget does not apply.
+    InPlace,
     /// It fits in what is free now.
     Fits {
         /// Bytes free before it.
@@ -64,7 +67,7 @@ pub struct PlannedBuffer {
     pub reserved: bool,
     /// Whether a valid copy is already on the chosen device.
     pub resident: bool,
-    /// Where its device copy would live.
+    /// Where its device copy would live ([`BudgetFit::InPlace`]: the host copy itself).
     pub placement: Placement,
     /// Why (the placement policy's words, or "already resident").
     pub placement_reason: String,
@@ -124,6 +127,7 @@ impl WorkloadPlan {
                 "placement_reason": b.placement_reason,
                 "budget": match b.fit {
                     BudgetFit::NotCounted => json!({"fit": "not-counted"}),
+                    BudgetFit::InPlace => json!({"fit": "in-place"}),
                     BudgetFit::Fits { free } => json!({"fit": "fits", "free": free}),
                     BudgetFit::Evicts { bytes } => json!({"fit": "evicts", "bytes": bytes}),
                     BudgetFit::TooLarge { budget } => json!({"fit": "too-large", "budget": budget}),
@@ -140,6 +144,9 @@ impl fmt::Display for BudgetFit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             BudgetFit::NotCounted => f.write_str("pinned host memory: outside the device budget"),
+            BudgetFit::InPlace => f.write_str(
+                "the host copy itself: nothing allocated on the device, outside its budget",
+            ),
             BudgetFit::Fits { free } => write!(f, "fits the budget ({} free)", human_bytes(free)),
             BudgetFit::Evicts { bytes } => write!(
                 f,

@@ -102,7 +102,7 @@ impl UnifiedMemoryManager {
             .iter()
             .map(|e| {
                 let b = self.plan_buffer(e, index, info, &path, budget, planned_use);
-                if !b.resident && !matches!(b.fit, BudgetFit::NotCounted) {
+                if !b.resident && !matches!(b.fit, BudgetFit::NotCounted | BudgetFit::InPlace) {
                     planned_use = planned_use.saturating_add(b.size);
                 }
                 b
@@ -172,6 +172,9 @@ impl UnifiedMemoryManager {
             transfer: String::new(),
             est_transfer_s: 0.0,
         };
+        if self.memory().uses_in_place(index) {
+            return self.plan_in_place(e, index, p);
+        }
         if let Some((_, Some(placement), valid)) = here {
             p.placement = placement;
             p.placement_reason = "a copy is already allocated there".into();
@@ -185,7 +188,10 @@ impl UnifiedMemoryManager {
                 return p;
             }
         } else {
-            let d = choose_placement(size, e.reuse, info, self.placement_config());
+            let d = self
+                .memory()
+                .placement_decision(size, e.reuse, index)
+                .unwrap_or_else(|| choose_placement(size, e.reuse, info, self.placement_config()));
             let device = &self.devices()[index];
             p.placement = if device.supports(d.placement) {
                 d.placement
@@ -256,6 +262,48 @@ impl UnifiedMemoryManager {
             format!(
                 "{source}uploaded through {path}{speed}: all-zero pages are filled on the device instead of crossing (decided per upload from a probe of the pages); a copy the device packed on eviction crosses packed"
             )
+        };
+        p
+    }
+
+    /// [`plan_buffer`](Self::plan_buffer) on a device that uses host copies in place: no
+    /// copy, no budget; only a download when another device holds the only valid data.
+    fn plan_in_place(&self, e: &Entry<'_>, index: usize, mut p: PlannedBuffer) -> PlannedBuffer {
+        let size = e.buffer.len();
+        if let Some(d) = self.memory().placement_decision(size, e.reuse, index) {
+            p.placement_reason = d.reason;
+        }
+        p.placement = Placement::HostMapped;
+        p.fit = BudgetFit::InPlace;
+        if !self.memory().is_written(e.buffer) {
+            p.transfer = "never written (reads as zeros): a zeroed host copy is made at first \
+                          use and used in place; nothing is allocated on the device or copied"
+                .into();
+            return p;
+        }
+        let missing = self.memory().missing_bytes(e.buffer, index);
+        p.resident = missing == 0;
+        if missing == 0 {
+            p.transfer = "used in place: the kernel reads and writes the host copy itself; \
+                          nothing is allocated on the device or copied"
+                .into();
+            return p;
+        }
+        let from =
+            self.memory()
+                .residency(e.buffer)
+                .into_iter()
+                .find_map(|(l, _, valid)| match l {
+                    Location::Device(d) if valid => Some(d),
+                    _ => None,
+                });
+        p.bytes_to_move = size;
+        p.transfer = match from {
+            Some(d) => format!(
+                "written back from device {d} ({}) to the host first, then used in place",
+                self.devices()[d].info().name
+            ),
+            None => "brought back to the host first, then used in place".into(),
         };
         p
     }

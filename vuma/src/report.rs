@@ -22,6 +22,9 @@ pub struct BufferReport {
     pub hit: bool,
     /// Where its device copy lives.
     pub placement: Placement,
+    /// Whether the kernel used the host copy itself (a device that shares host memory):
+    /// no device copy, nothing allocated or copied for it.
+    pub in_place: bool,
     /// Why (the placement policy's words).
     pub placement_reason: String,
     /// Whether the device copy was allocated now (lazy allocation).
@@ -158,6 +161,7 @@ impl WorkloadReport {
                 "access": format!("{:?}", b.access),
                 "residency_hit": b.hit,
                 "placement": b.placement.as_str(),
+                "in_place": b.in_place,
                 "placement_reason": b.placement_reason,
                 "allocated": b.allocated,
                 "bytes_moved": b.bytes_moved,
@@ -229,10 +233,16 @@ impl fmt::Display for WorkloadReport {
                 "  #{:<7} {:>10}  {:<12} {:>10}  {:<6} {:<9} {}",
                 b.buffer.0,
                 human_bytes(b.size),
-                b.placement.as_str(),
+                if b.in_place {
+                    "in place"
+                } else {
+                    b.placement.as_str()
+                },
                 human_bytes(b.bytes_moved),
                 loc(b.source),
-                if b.allocated {
+                if b.in_place {
+                    "none"
+                } else if b.allocated {
                     "now"
                 } else if b.hit {
                     "hit"
@@ -276,10 +286,19 @@ impl fmt::Display for WorkloadReport {
             )?;
         }
         if self.shared_memory {
+            let in_place = self.buffers.iter().filter(|b| b.in_place).count();
             writeln!(
                 f,
-                "  moved     {} (shared memory: nothing crossed a link; saved {})",
+                "  moved     {} (shared memory: nothing crossed a link{}; saved {})",
                 human_bytes(self.bytes_moved),
+                if in_place > 0 {
+                    format!(
+                        ", {in_place} of {} buffer(s) used in place",
+                        self.buffers.len()
+                    )
+                } else {
+                    String::new()
+                },
                 human_bytes(self.bytes_saved)
             )?;
         } else {
@@ -400,6 +419,7 @@ mod tests {
                 access: AccessMode::Read,
                 hit: false,
                 placement: Placement::DeviceLocal,
+                in_place: false,
                 placement_reason: "fits".into(),
                 allocated: true,
                 bytes_moved: 64 << 20,

@@ -44,8 +44,10 @@ pub fn hit_rate(s: &LocationStats) -> Option<f64> {
 }
 
 /// The statistics as a table: location | in use | peak | allocations | evictions |
-/// write-backs | copied in | over the link | saved | hits / misses | hit rate. "Over the
-/// link" is what crossed; "saved" what the transfer path did not have to send.
+/// write-backs | copied in | over the link | saved | used in place | hits / misses | hit
+/// rate. "Over the link" is what crossed; "saved" what the transfer path did not have to
+/// send; "used in place" the bytes of the buffers kernels used as the host copy itself
+/// (devices that share host memory: nothing allocated, nothing copied).
 pub fn to_table(vuma: &UnifiedMemoryManager) -> String {
     let rows: Vec<Vec<String>> = locations(vuma)
         .into_iter()
@@ -60,6 +62,7 @@ pub fn to_table(vuma: &UnifiedMemoryManager) -> String {
                 human_bytes(s.bytes_in),
                 human_bytes(s.link_bytes_in),
                 human_bytes(s.bytes_saved),
+                human_bytes(s.in_place_bytes),
                 format!("{} / {}", s.hits, s.misses),
                 hit_rate(&s).map_or_else(|| "-".into(), |r| format!("{:.0}%", r * 100.0)),
             ]
@@ -76,11 +79,12 @@ pub fn to_table(vuma: &UnifiedMemoryManager) -> String {
             "copied in",
             "over the link",
             "saved",
+            "used in place",
             "hits / misses",
             "hit rate",
         ],
         &rows,
-        &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+        &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
     )
 }
 
@@ -104,6 +108,8 @@ pub fn to_json(vuma: &UnifiedMemoryManager) -> Value {
                 "pooled_bytes": s.pooled_bytes,
                 "pool_hits": s.pool_hits,
                 "pool_misses": s.pool_misses,
+                "in_place_uses": s.in_place_uses,
+                "in_place_bytes": s.in_place_bytes,
                 "hits": s.hits,
                 "misses": s.misses,
                 "hit_rate": hit_rate(&s),

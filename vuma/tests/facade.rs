@@ -30,10 +30,31 @@ fn seed_scenario_runs_end_to_end_on_the_host() {
             .buffers
             .iter()
             .all(|b| b.placement == Placement::HostMapped));
+        // The host device uses every host copy in place: nothing allocated, nothing moved.
+        assert!(
+            r.buffers
+                .iter()
+                .all(|b| b.in_place && b.bytes_moved == 0 && b.transfers.is_empty()),
+            "{r}"
+        );
+        assert_eq!(r.bytes_moved, 0);
         let text = r.to_string();
         assert!(text.contains(&r.workload));
+        assert!(text.contains("in place"), "{text}");
         assert!(r.to_json()["buffers"].is_array());
+        assert!(r.to_json()["buffers"][0]["in_place"] == true);
     }
+    let s = vuma.stats();
+    let d = s.devices[0];
+    assert_eq!(
+        (d.bytes_in_use, d.peak_bytes, d.allocations, d.bytes_in),
+        (0, 0, 0, 0)
+    );
+    assert!(d.in_place_uses >= 7 && d.in_place_bytes > 0, "{d:?}");
+    assert_eq!(
+        s.host.bytes_in, 0,
+        "nothing brought back to the host either"
+    );
 }
 
 /// The host device shares host memory: its reports count no bytes over a link and say so,
@@ -59,9 +80,10 @@ fn reports_on_shared_memory_claim_no_link_bytes() {
             }
         }
     }
-    assert!(uploads > 0, "the demo moved data to the device");
+    assert_eq!(uploads, 0, "in place: the demo moved no data to the device");
     let host = vuma.stats().host;
     assert_eq!(host.link_bytes_in, 0);
+    assert_eq!(vuma.stats().devices[0].link_bytes_in, 0);
 }
 
 #[test]
@@ -247,7 +269,9 @@ fn a_full_budget_waits_for_leases_held_elsewhere() {
             .cuda(false)
             .vulkan(false)
             .host(false)
-            .device(Arc::new(HostDevice::with_budget("small", 1 << 20)))
+            .device(Arc::new(
+                HostDevice::with_budget("small", 1 << 20).without_in_place(),
+            ))
             .budget_wait(wait)
             .build()
             .unwrap()

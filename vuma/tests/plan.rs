@@ -1,13 +1,31 @@
-//! Metadata-only workloads: planned, not run (host device; every machine).
+//! Metadata-only workloads: planned, not run (host device; every machine). The host device
+//! uses host copies in place; a host device with copies of its own stands for a device
+//! that gets copies (what would cross to it, whether its budget fits).
+
+use std::sync::Arc;
 
 use vuma::{
     kernels, BudgetFit, Error, GpuWorkload, Priority, Scalar, UnifiedMemoryManager, WorkloadKind,
 };
+use vuma_core::HostDevice;
 
 fn host_only() -> UnifiedMemoryManager {
     UnifiedMemoryManager::builder()
         .cuda(false)
         .vulkan(false)
+        .build()
+        .unwrap()
+}
+
+/// A host device with copies of its own (`budget` bytes).
+fn with_copies(budget: u64) -> UnifiedMemoryManager {
+    UnifiedMemoryManager::builder()
+        .cuda(false)
+        .vulkan(false)
+        .host(false)
+        .device(Arc::new(
+            HostDevice::with_budget("host", budget).without_in_place(),
+        ))
         .build()
         .unwrap()
 }
@@ -85,7 +103,7 @@ fn planning_uses_the_same_device_choice_as_a_run() {
 
 #[test]
 fn buffers_with_host_data_would_move_and_resident_ones_would_not() {
-    let vuma = host_only();
+    let vuma = with_copies(8 << 30);
     let n = 1u32 << 16;
     let x = vuma
         .create_buffer_from_slice(&vec![1.5f32; n as usize])
@@ -127,12 +145,7 @@ fn buffers_with_host_data_would_move_and_resident_ones_would_not() {
 
 #[test]
 fn a_budget_too_small_is_reported_not_hit() {
-    let vuma = UnifiedMemoryManager::builder()
-        .cuda(false)
-        .vulkan(false)
-        .host_budget(1 << 20)
-        .build()
-        .unwrap();
+    let vuma = with_copies(1 << 20);
     let w = GpuWorkload::metadata("big", WorkloadKind::HeavyCompute).memory_requirement(8 << 20);
     let r = vuma.plan(&w).unwrap();
     let b = &r.plan.as_ref().unwrap().buffers[0];
@@ -142,6 +155,45 @@ fn a_budget_too_small_is_reported_not_hit() {
         b.fit
     );
     assert!(r.to_string().contains("can never fit"));
+    // In place, the device's budget does not apply: nothing is allocated on it.
+    let vuma = UnifiedMemoryManager::builder()
+        .cuda(false)
+        .vulkan(false)
+        .host_budget(1 << 20)
+        .build()
+        .unwrap();
+    let r = vuma.plan(&w).unwrap();
+    let b = &r.plan.as_ref().unwrap().buffers[0];
+    assert_eq!(b.fit, BudgetFit::InPlace);
+    assert!(r.to_string().contains("outside its budget"), "{r}");
+}
+
+#[test]
+fn buffers_on_a_device_that_uses_host_memory_in_place_would_not_move() {
+    let vuma = host_only();
+    let n = 1u32 << 16;
+    let x = vuma
+        .create_buffer_from_slice(&vec![1.5f32; n as usize])
+        .unwrap();
+    let y = vuma.create_buffer(u64::from(n) * 4).unwrap();
+    let w = GpuWorkload::metadata("plan-in-place", WorkloadKind::LightCompute)
+        .read(&x, 1)
+        .write(&y);
+    let r = vuma.process_workload(&w).unwrap();
+    let plan = r.plan.as_ref().unwrap();
+    assert_eq!(plan.bytes_to_move(), 0);
+    for b in &plan.buffers {
+        assert_eq!(b.fit, BudgetFit::InPlace);
+        assert!(
+            b.placement_reason.contains("in place"),
+            "{}",
+            b.placement_reason
+        );
+    }
+    assert!(plan.buffers[0].resident && plan.buffers[0].transfer.contains("used in place"));
+    assert!(!plan.buffers[1].resident && plan.buffers[1].transfer.contains("never written"));
+    let j = r.to_json();
+    assert_eq!(j["plan"]["buffers"][0]["budget"]["fit"], "in-place");
 }
 
 #[test]
@@ -181,7 +233,7 @@ fn a_dry_run_of_a_kernel_workload_touches_nothing() {
     assert!(r.is_planned());
     let plan = r.plan.as_ref().unwrap();
     assert!(plan.reserved.is_none());
-    assert_eq!(plan.bytes_to_move(), u64::from(n) * 4);
+    assert_eq!(plan.bytes_to_move(), 0, "the host device uses x in place");
     assert_eq!(
         vuma.stats(),
         before,

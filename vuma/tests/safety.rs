@@ -183,7 +183,10 @@ fn a_lost_device_is_taken_out_of_service() {
         .vulkan(false)
         .host(false);
     for (name, plan) in ["gpu-a", "gpu-b"].iter().zip(&plans) {
-        let dev = HostDevice::with_budget(*name, 1 << 30).with_faults(plan.clone());
+        // GPUs of their own memory (in place, nothing would live only on them).
+        let dev = HostDevice::with_budget(*name, 1 << 30)
+            .without_in_place()
+            .with_faults(plan.clone());
         b = b.device(Arc::new(dev) as Arc<dyn DynDevice>);
     }
     let vuma = b.build().unwrap();

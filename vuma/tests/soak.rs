@@ -1,7 +1,8 @@
 //! Soak and fault-injection tests of the memory manager and the scheduler's executor on the
 //! host: 8 threads doing random create / write / acquire / launch / read / drop with random
-//! sizes and priorities through one [`UnifiedMemoryManager`] over three host devices with
-//! small budgets (so eviction and write-back happen all the time), plus jobs through a
+//! sizes and priorities through one [`UnifiedMemoryManager`] over three host devices, two
+//! with copies of their own and small budgets (so eviction and write-back happen all the
+//! time) and one that uses host copies in place, plus jobs through a
 //! [`vuma_sched::Executor`]. Every read is checked against a model (one `Vec<u8>` per
 //! buffer); at the end every byte is read back and compared, the statistics must show zero
 //! bytes in use and no live pool allocation, and RSS must stay within a bound.
@@ -118,6 +119,13 @@ impl Device for Counted {
     }
     fn synchronize(&self) -> vuma_core::Result<()> {
         Device::synchronize(&self.inner)
+    }
+    /// Device 2 uses host copies in place; 0 and 1 get copies of their own.
+    fn can_alias_host(&self) -> bool {
+        self.index == 2
+    }
+    fn alias_host(&self, region: Arc<vuma_core::HostRegion>) -> vuma_core::Result<HostBuffer> {
+        Device::alias_host(&self.inner, region)
     }
 }
 
@@ -568,11 +576,12 @@ fn soak(fault_rate: Option<f64>) {
     let ld = |a: &AtomicU64| a.load(Ordering::Relaxed);
     let evictions: u64 = st.devices.iter().map(|d| d.evictions).sum();
     let writeback: u64 = st.devices.iter().map(|d| d.writeback_bytes).sum();
+    let in_place = st.devices[2].in_place_uses;
     println!(
         "soak{}: {elapsed:.1}s, {THREADS} threads, {} ops ({:.0}/s): {} creates, {} drops, {} writes, \
          {} reads ({} bytes checked), {} workloads, {} direct launches, {} executor jobs, \
          {} evict_all; {} transient refusals, {} ops failed by injection; evictions {evictions}, \
-         write-back {writeback} B; {buffers_alive} buffers / {verified} bytes verified at the end, \
+         write-back {writeback} B; {in_place} leases in place; {buffers_alive} buffers / {verified} bytes verified at the end, \
          0 lost; RSS start {rss_start} KiB, after load {rss_mid} KiB, end {rss_end} KiB, peak {hwm} KiB",
         if faulty { " (faults)" } else { "" },
         ld(&ops.total),
@@ -613,6 +622,8 @@ fn soak(fault_rate: Option<f64>) {
         }
     }
     assert!(ld(&ops.total) > 0);
+    assert!(in_place > 0, "device 2 used host copies in place");
+    assert_eq!(st.devices[2].bytes_in, 0, "nothing copied into device 2");
     // Memory stays bounded: budgets total < 3 MiB, live host copies a few MiB.
     assert!(
         rss_end <= rss_start + 96 * 1024,
@@ -644,7 +655,9 @@ fn soak_with_faults() {
 #[test]
 fn failed_acquire_after_write_lease_keeps_data() {
     let plan = Arc::new(FaultPlan::new(7, 0.0));
-    let small = HostDevice::with_budget("small", 64 << 10).with_faults(plan.clone());
+    let small = HostDevice::with_budget("small", 64 << 10)
+        .without_in_place()
+        .with_faults(plan.clone());
     let umm = UnifiedMemoryManager::builder()
         .cuda(false)
         .vulkan(false)

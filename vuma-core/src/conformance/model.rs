@@ -1,7 +1,8 @@
 //! A model test of the [`MemoryManager`], written once for every
 //! [`TransferPath`]: seeded random operations (buffers created empty or from bytes straight
 //! onto a device, host and device reads and writes, evictions, prefetches, drops) by several threads on one manager over three
-//! host devices with small budgets (so evictions cross threads), with injected faults and
+//! host devices, two with copies of their own and small budgets (so evictions cross
+//! threads) and one that uses host copies in place, with injected faults and
 //! the loss of a device midway, each thread checking its buffers against a plain model (one
 //! `Vec<u8>` per buffer). It checks the promise "nothing lost": every read returns the last
 //! write, except for buffers whose data the manager *says* is gone (`DataLost`) — and it
@@ -37,6 +38,9 @@ pub struct ModelConfig {
     pub max_size: usize,
     /// Device budgets, bytes.
     pub budgets: [u64; 3],
+    /// Which devices use host copies in place (the others get copies of their own:
+    /// [`HostDevice::without_in_place`]).
+    pub in_place: [bool; 3],
 }
 
 impl Default for ModelConfig {
@@ -49,6 +53,7 @@ impl Default for ModelConfig {
             lose_after: Some(75),
             max_size: 300 << 10,
             budgets: [512 << 10, 1 << 20, 4 << 20],
+            in_place: [false, true, false],
         }
     }
 }
@@ -125,8 +130,13 @@ pub fn run(path: Option<Arc<dyn TransferPath>>, cfg: &ModelConfig) -> Result<Str
         .zip(&plans)
         .enumerate()
         .map(|(i, (&b, p))| {
-            Arc::new(HostDevice::with_budget(format!("dev{i}"), b).with_faults(p.clone()))
-                as Arc<dyn DynDevice>
+            let d = HostDevice::with_budget(format!("dev{i}"), b).with_faults(p.clone());
+            let d = if cfg.in_place[i] {
+                d
+            } else {
+                d.without_in_place()
+            };
+            Arc::new(d) as Arc<dyn DynDevice>
         })
         .collect();
     let config = MemoryConfig {
@@ -198,10 +208,11 @@ pub fn run(path: Option<Arc<dyn TransferPath>>, cfg: &ModelConfig) -> Result<Str
     let st = shared.mm.stats();
     let packed: u64 = st.devices.iter().map(|d| d.packed_writebacks).sum();
     let evictions: u64 = st.devices.iter().map(|d| d.evictions).sum();
+    let in_place: u64 = st.devices.iter().map(|d| d.in_place_uses).sum();
     Ok(format!(
         "seed {}: {ops} operations on {} threads, {evictions} evictions ({packed} packed \
-         write-backs), {} device loss, {checked} buffers checked, {lost} reported lost ({} by \
-         the loss)",
+         write-backs), {in_place} leases in place, {} device loss, {checked} buffers checked, \
+         {lost} reported lost ({} by the loss)",
         cfg.seed,
         cfg.threads,
         if shared.losing.load(Ordering::SeqCst) {

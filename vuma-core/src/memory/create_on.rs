@@ -21,6 +21,9 @@
 //! byte was sent; the host copy is always filled completely, whatever the device does.
 //! When the device copy cannot be had (no room even after eviction, a lost device) the
 //! buffer is made as `create_from` makes it, and the upload's error says why.
+//!
+//! On a device that uses host copies in place there is nothing to send: the buffer is made
+//! as `create_from` makes it and prefetched there (the outcome says it is used in place).
 
 use super::*;
 use crate::hostcopy::{copy_streamed, STREAM_UNIT};
@@ -55,6 +58,12 @@ impl MemoryManager {
         check_new_size(size)?;
         self.check_device_index(index)?;
         let _span = tracing::debug_span!("create_from_on", device = index, bytes = size).entered();
+        if self.shared.devices[index].in_place {
+            // The device uses the host copy itself: there is nothing to send.
+            let buf = self.create_from(data)?;
+            let upload = self.prefetch(&buf, index);
+            return Ok((buf, upload));
+        }
         // Every byte is overwritten below (a pooled block is not filled twice).
         let mut host = self.new_host_copy(size, Init::Overwritten)?;
         let buf = self.insert_buffer(size, None);
@@ -63,7 +72,7 @@ impl MemoryManager {
                 let dev = self.shared.devices[index].device.clone();
                 let t0 = std::time::Instant::now();
                 let mut sends = 0u64;
-                let sent = copy_streamed(&mut host, data, |at, bytes| {
+                let sent = copy_streamed(&mut host.bytes_mut(), data, |at, bytes| {
                     sends += 1;
                     dev.write(block.as_ref(), offset + at as u64, bytes)
                 });
@@ -92,7 +101,7 @@ impl MemoryManager {
                     error = %e,
                     "no device copy for a first upload: the buffer stays on the host"
                 );
-                copy_parallel(&mut host, data);
+                copy_parallel(&mut host.bytes_mut(), data);
                 give_host(&mut self.shared.lock(), &buf, host);
                 Err(e)
             }

@@ -69,7 +69,9 @@ impl MemoryManager {
         let slot = &self.shared.devices[index];
         let size = st.buffers[&id].size;
         let info = slot.device.info();
-        let decision = choose_placement(size, reuse, info, &self.shared.config.placement);
+        let decision = self
+            .placement_decision(size, reuse, index)
+            .expect("a valid index");
         let placement = if slot.pools.contains_key(&decision.placement) {
             decision.placement
         } else {
@@ -196,7 +198,7 @@ impl MemoryManager {
                         Some(h) => h,
                         None => self.new_host_copy(size, Init::Overwritten)?,
                     };
-                    let r = dev.read(block.as_ref(), offset, &mut data);
+                    let r = dev.read(block.as_ref(), offset, &mut data.bytes_mut());
                     if had_host || r.is_ok() {
                         b.host = Some(data);
                     }
@@ -295,6 +297,8 @@ impl MemoryManager {
                 copies: HashMap::new(),
                 in_use: 0,
                 writers: Vec::new(),
+                in_place: Vec::new(),
+                retired: Vec::new(),
                 lost: None,
                 dropped: false,
             },
@@ -308,6 +312,31 @@ impl MemoryManager {
             size,
             shared: self.shared.clone(),
         }
+    }
+
+    /// Gives `id` a fresh host copy when its host copy is lent to kernels using it in place,
+    /// so that what the manager writes next does not change it under them: the lent copy
+    /// is retired (kept, lent, until the last of their leases ends). The fresh copy holds the same
+    /// bytes when `keep`, else anything (for a caller that overwrites every byte, or
+    /// downloads into an invalid copy). Nothing changes on failure.
+    pub(super) fn unshare_host(&self, st: &mut State, id: BufferId, keep: bool) -> Result<()> {
+        let b = &st.buffers[&id];
+        let size = b.size;
+        let fresh = match &b.host {
+            Some(h) if h.is_lent() => {
+                if keep {
+                    self.new_host_copy(size, Init::Bytes(&h.bytes()))?
+                } else {
+                    self.new_host_copy(size, Init::Overwritten)?
+                }
+            }
+            _ => return Ok(()),
+        };
+        let b = st.buffers.get_mut(&id).expect("live");
+        let lent = b.host.replace(fresh).expect("lent above");
+        b.retired.push(lent);
+        st.stats.host.count_allocation(size);
+        Ok(())
     }
 
     /// Gives the host copy of `id` memory if it has none, initialised as `init` says;
@@ -361,7 +390,8 @@ impl MemoryManager {
         let dev = &self.shared.devices[index].device;
         let (block, offset, size) = (c.alloc.block().clone(), c.alloc.offset(), b.size);
         let host = b.host.as_ref().expect("checked above");
-        match path.pack_clean_host(dev.as_ref(), host) {
+        let packed_here = path.pack_clean_host(dev.as_ref(), &host.bytes());
+        match packed_here {
             Ok(Some(data)) => {
                 tracing::debug!(
                     buffer = id.0,
@@ -412,8 +442,10 @@ impl MemoryManager {
         let size = b.size;
         let _span = tracing::debug_span!("unpack", buffer = id.0, bytes = size).entered();
         let mut data = self.new_host_copy(size, Init::Zero)?;
-        p.data
-            .unpack(self.shared.devices[p.device].device.as_ref(), &mut data)?;
+        p.data.unpack(
+            self.shared.devices[p.device].device.as_ref(),
+            &mut data.bytes_mut(),
+        )?;
         drop_packed(st, id);
         let b = st.buffers.get_mut(&id).expect("live");
         b.host = Some(data);
@@ -432,6 +464,10 @@ impl MemoryManager {
         if b.host_valid {
             return self.unpack_host(st, id);
         }
+        // Kernels reading the stale host copy in place keep it (a device wrote the buffer
+        // since they started): the download goes to a fresh one.
+        self.unshare_host(st, id, false)?;
+        let b = &st.buffers[&id];
         let _span = tracing::debug_span!("download", buffer = id.0, bytes = b.size).entered();
         let (&d, c) = b
             .copies
@@ -449,7 +485,7 @@ impl MemoryManager {
             None => self.new_host_copy(size, Init::Overwritten)?,
         };
         let dev = &self.shared.devices[d].device;
-        let r = dev.read(block.as_ref(), offset, &mut data);
+        let r = dev.read(block.as_ref(), offset, &mut data.bytes_mut());
         b.host = Some(data);
         if let Err(e) = r {
             if !had {
@@ -478,10 +514,16 @@ impl MemoryManager {
 
     /// Whether an upload into an invalid copy of `id` can run outside the lock: the source
     /// is the plain, valid, materialised host copy (no packed copy to prefer, nothing to
-    /// download first) and no kernel holds the buffer for writing.
+    /// download first), not lent to kernels using it in place (their accesses and the
+    /// upload's are ordered by the lent region's lock, which an upload under the manager's
+    /// lock takes), and no kernel holds the buffer for writing.
     pub(super) fn fills_outside_lock(&self, st: &State, id: BufferId) -> bool {
         let b = &st.buffers[&id];
-        b.written && b.host_valid && b.packed.is_none() && b.host.is_some() && b.writers.is_empty()
+        b.written
+            && b.host_valid
+            && b.packed.is_none()
+            && b.host.as_ref().is_some_and(|h| !h.is_lent())
+            && b.writers.is_empty()
     }
 
     /// Uploads the host copy of `id` into its (invalid) copy on `index` with the lock
@@ -510,8 +552,10 @@ impl MemoryManager {
             tracing::debug_span!("upload", buffer = id.0, device = index, bytes = size).entered();
         // SAFETY: `src` points to the host copy's `size` bytes. While the copy is
         // `filling`, every mutator of the host copy waits (`write`, `with_host_mut`), and
-        // the buffer being in use keeps it from being dropped or its host copy replaced
-        // (only write-backs of a sole device copy replace it, and the host copy is valid).
+        // so does every acquire that would lend it to kernels in place (it is not lent:
+        // `fills_outside_lock`); the buffer being in use keeps it from being dropped or its
+        // host copy replaced (only write-backs of a sole device copy replace it, and the
+        // host copy is valid).
         let host = unsafe { std::slice::from_raw_parts(src, size as usize) };
         let r = match &path {
             Some(path) => path.upload(dev.as_ref(), host, block.as_ref(), off),
@@ -593,10 +637,10 @@ impl MemoryManager {
         let dst = &b.copies[&index];
         let (block, off) = (dst.alloc.block().as_ref(), dst.alloc.offset());
         let mut report = match (&b.host, &self.shared.config.transfer) {
-            (Some(h), Some(path)) => path.upload(dev.as_ref(), h, block, off)?,
+            (Some(h), Some(path)) => path.upload(dev.as_ref(), &h.bytes(), block, off)?,
             (Some(h), None) => {
                 let t0 = std::time::Instant::now();
-                dev.write(block, off, h)?;
+                dev.write(block, off, &h.bytes())?;
                 TransferReport::direct(TransferKind::Upload, size, t0.elapsed().as_secs_f64())
             }
             (None, _) => {
