@@ -43,7 +43,7 @@ impl Record {
         }
     }
 
-    /// The record as one JSON object (the format of `DESIGN.md`).
+    /// The record as one JSON object (the record format of `docs/testing.md`).
     pub fn to_json(&self) -> String {
         format!(
             "{{\"bench\":{},\"device\":{},\"value\":{},\"unit\":{},\"baseline\":{},\"baseline_value\":{},\"higher_is_better\":{},\"ratio\":{}}}",

@@ -48,7 +48,7 @@
 //! whose host variant runs on [`HostDevice`](vuma_core::HostDevice) (and is the reference).
 //! The crate knows no backend.
 //!
-//! Host encoding is ~30× slower than a Gen5 link (`GPU.md`), so nothing here encodes in
+//! Host encoding is ~30× slower than a Gen5 link (measured on the H100 machine), so nothing here encodes in
 //! the transfer path: [`CompressedBuffer`] compresses once and
 //! uploads many times, and the planner charges host encoding to the plan when it is asked
 //! to encode ([`EncodeCost`](planner::EncodeCost)).

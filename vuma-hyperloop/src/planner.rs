@@ -3,7 +3,7 @@
 //!
 //! [`CostModel`] holds the link bandwidth (from [`DeviceInfo::host_link`]), each device
 //! codec's device decode rate and host encode rate; its defaults are the H100 machine's
-//! figures (`GPU.md`) and [`CostModel::measure_host`] /
+//! measured figures and [`CostModel::measure_host`] /
 //! [`measure_device_decode`](crate::residency::measure_device_decode) replace them with
 //! numbers measured here. It serialises to a few `key value` lines so it can be measured
 //! once and cached ([`CostModel::to_text`], [`CostModel::from_text`]).

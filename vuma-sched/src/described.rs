@@ -1,7 +1,7 @@
 //! Described devices: [`DeviceInfo`]s of typical machines, for tests, benchmarks and demos
 //! of the scheduler on a machine that has none of them. Each call hands out fresh
 //! [`DeviceId`]s. Figures are public specifications (SM counts, L2, PCIe links) and, for the
-//! H100, the measurements in `GPU.md`.
+//! H100, figures measured on that machine.
 
 use vuma_core::{Backend, DeviceId, DeviceInfo, DeviceKind, LinkInfo, MemoryHeap};
 

@@ -10,8 +10,8 @@
 //!   (Vulkan on lavapipe, with validation) run under `cargo xtask ci`; tier 3 (real GPUs) runs
 //!   under `cargo xtask test-hw`, which sets `VUMA_REQUIRE_HW=1` so that a hardware test
 //!   without its device fails instead of skipping;
-//! - the layering of `DESIGN.md` ("vuma-core knows no backend; a backend knows no other
-//!   backend") is checked on the dependency graph by `cargo xtask ci` ([`ci::ARCH_RULES`]);
+//! - the layering of `docs/architecture.md` ("vuma-core knows no backend; a backend knows
+//!   no other backend") is checked on the dependency graph by `cargo xtask ci` ([`ci::ARCH_RULES`]);
 //! - benchmark records (`vuma_core::bench::Record`, one JSON object per line in
 //!   `$VUMA_BENCH_OUT`) are collected by `cargo xtask bench` into `target/bench/results.json`,
 //!   printed as a table and drawn as `target/bench/results.svg`.

@@ -1,4 +1,4 @@
-//! Benchmark records in the format of `DESIGN.md`: reading JSONL or JSON arrays, writing
+//! Benchmark records in the record format of `docs/testing.md`: reading JSONL or JSON arrays, writing
 //! `results.json`, printing the table. The format, the table and the plot live in
 //! `vuma_core::bench::{report, svg}` (shared with `vuma bench`); this module adapts errors.
 

@@ -62,7 +62,7 @@ impl Entry {
         self.bench.split('/').next().unwrap_or(&self.bench)
     }
 
-    /// The ratio as `DESIGN.md` defines it, from the two figures.
+    /// The ratio as the record format defines it (`docs/testing.md`), from the two figures.
     pub fn computed_ratio(&self) -> Option<f64> {
         let (v, b) = (self.value?, self.baseline_value?);
         let r = if self.higher_is_better { v / b } else { b / v };
@@ -83,7 +83,7 @@ impl Entry {
         }
     }
 
-    /// The record as one JSON object (the format of `DESIGN.md`).
+    /// The record as one JSON object (the record format of `docs/testing.md`).
     pub fn to_json(&self) -> String {
         let n = |v: Option<f64>| v.map_or_else(|| "null".to_string(), json_num);
         format!(
