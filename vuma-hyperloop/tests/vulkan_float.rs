@@ -175,6 +175,54 @@ fn vulkan_float_decoder_matches_the_host_on_every_group_count() {
     assert_clean(&dev);
 }
 
+/// One field of one coded page changed at a time (pages 0, 1, the middle and the last), so
+/// that the status word says whether that page was flagged: group starts, lane ends, the sm
+/// count, the mode, the lane count and code lengths, each one up and one down.
+fn field_corruptions(chunk: &[u8], np: u32) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let n = np as usize;
+    for p in [0, 1, n / 2, n - 1] {
+        let e = Entry::read(chunk, p.min(n - 1));
+        let s = e.src_off as usize;
+        let page = &chunk[s..s + e.src_len as usize];
+        if page[2] == floatcodec::MODE_RAW {
+            continue;
+        }
+        let lanes = usize::from(page[3]);
+        let ends = floatcodec::FIXED_HEADER + floatcodec::LENGTHS_BYTES;
+        let starts = ends + 2 * lanes;
+        // (what, byte offset in the page, width in bytes, delta)
+        let mut fields: Vec<(String, usize, usize, i64)> = vec![
+            ("nsm".into(), 8, 4, 1),
+            ("nsm".into(), 8, 4, -1),
+            ("mode".into(), 2, 1, 2),
+            ("mode".into(), 2, 1, -2),
+            ("lanes".into(), 3, 1, 32),
+            ("lanes".into(), 3, 1, -32),
+            ("length of symbol 0x7e".into(), 12 + 0x3f, 1, 1),
+            ("length of symbol 0x7e".into(), 12 + 0x3f, 1, -1),
+            ("lengths 0x78..".into(), 12 + 0x3c, 1, 0x0C),
+        ];
+        for l in [0, 5, lanes / 2, lanes - 1] {
+            fields.push((format!("end of lane {l}"), ends + 2 * l, 2, 1));
+            fields.push((format!("end of lane {l}"), ends + 2 * l, 2, -1));
+        }
+        for g in 1..lanes / floatcodec::LANES {
+            fields.push((format!("start of group {g}"), starts + 4 * (g - 1), 4, 1));
+            fields.push((format!("start of group {g}"), starts + 4 * (g - 1), 4, -1));
+        }
+        for (what, at, width, delta) in fields {
+            let mut c = chunk.to_vec();
+            let mut v = [0u8; 8];
+            v[..width].copy_from_slice(&c[s + at..s + at + width]);
+            let x = u64::from_le_bytes(v).wrapping_add_signed(delta);
+            c[s + at..s + at + width].copy_from_slice(&x.to_le_bytes()[..width]);
+            out.push((format!("page {p}: {what} {delta:+}"), c));
+        }
+    }
+    out
+}
+
 #[test]
 fn vulkan_float_decoder_flags_what_the_host_flags() {
     let Some(dev) = vulkan() else { return };
@@ -192,7 +240,9 @@ fn vulkan_float_decoder_flags_what_the_host_flags() {
     ] {
         for ps in [16 << 10, 1500] {
             let (chunk, np) = floatchunk::chunk_of(&data, ps, width);
-            for (what, c) in floatchunk::corruptions(&chunk, np, 2) {
+            let mut cases = floatchunk::corruptions(&chunk, np, 2);
+            cases.extend(field_corruptions(&chunk, np));
+            for (what, c) in cases {
                 let (st, out) = floatchunk::run(&dev, &c, np, floatchunk::kinds(), data.len());
                 let (hst, hout) = floatchunk::run(&host, &c, np, floatchunk::kinds(), data.len());
                 assert_eq!(
