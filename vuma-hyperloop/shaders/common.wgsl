@@ -22,8 +22,8 @@ const K_RAW: u32 = 1u;
 const K_BITPLANE: u32 = 2u;
 const K_LZ4: u32 = 3u;
 const K_DIRECT: u32 = 4u;
-// Float-codec pages: no Vulkan decoder yet; left to `hl_float` when bit 5 of `kinds` is set,
-// as every kernel leaves the kinds of the others.
+// Float-codec pages: decoded by `hl_float` (shaders/hl_float.wgsl); left to it when bit 5 of
+// `kinds` is set, as every kernel leaves the kinds of the others.
 const K_FLOAT: u32 = 5u;
 const F_TABLE: u32 = 1u;
 const F_BITPLANE: u32 = 2u;

@@ -16,7 +16,8 @@
 //! `status` is two u32 words, `[flags, first bad page]`, initialised to `[0, u32::MAX]` by
 //! the caller; `kinds` has bit `k` set for each kind whose kernel is launched on the chunk
 //! (every kernel flags pages of a kind outside it, so no page is silently skipped). Float
-//! pages ([`PageKind::Float`], kind 5) are decoded by `hl_float` ([`crate::floatdecode`]);
+//! pages ([`PageKind::Float`], kind 5) are decoded by `hl_float` ([`crate::floatdecode`]:
+//! CUDA, SPIR-V and host variants);
 //! the kernels here leave them to it when bit 5 of `kinds` is set, as they leave each
 //! other's pages.
 //!

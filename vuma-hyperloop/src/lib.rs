@@ -12,8 +12,8 @@
 //!   with per-page tables, signs and mantissas raw, exact zeros elided; 32 independent
 //!   lane streams per page so one GPU warp decodes a page), host reference encoder and
 //!   decoder; [`floatdecode`]: its device decoder `hl_float` (CUDA C in
-//!   `src/floatcodec.cu`, and a host variant of identical semantics; no Vulkan variant, so
-//!   the planner picks the codec only on devices with a decoder);
+//!   `src/floatcodec.cu`, SPIR-V for Vulkan from `shaders/hl_float.wgsl`, and a host variant
+//!   of identical semantics; the planner picks the codec only on devices with a decoder);
 //! - [`page`]: cutting buffers into pages (default 64 KiB), word-wise all-zero detection
 //!   and a sampled per-page complexity estimate (byte entropy, runs, byte-plane statistics);
 //! - [`kernels`]: the device decoders — CUDA C source for zero fill + raw copy, bitplane and

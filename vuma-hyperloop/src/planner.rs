@@ -12,9 +12,9 @@
 //! bitplane codec, what its encoder achieves on whole sampled groups of the page; for the
 //! float codec, the exact size of its Huffman code of the sampled groups' exponent
 //! histogram). A codec is a candidate only where the model's device decodes it
-//! ([`CostModel::decodes`]: the float decoder has no Vulkan variant, so a model
-//! [`for_device`](CostModel::for_device) of a Vulkan device never plans float pages; the host
-//! device and CUDA have one). Time per page
+//! ([`CostModel::decodes`]: a model [`for_device`](CostModel::for_device) records whether
+//! the float decoder has a variant for the device's backend, as it has for CUDA, Vulkan and
+//! the host device; a model of no device never plans float pages). Time per page
 //! of `n` bytes:
 //! ```text
 //! zero   n / fill_rate
@@ -48,8 +48,8 @@ pub enum DeviceCodec {
     Bitplane,
     /// LZ4 block format.
     Lz4,
-    /// The entropy-coded float codec ([`crate::floatcodec`], decoded by `hl_float`, which
-    /// has no Vulkan variant: see [`DeviceCodec::decodes_on`]).
+    /// The entropy-coded float codec ([`crate::floatcodec`], decoded by `hl_float`: see
+    /// [`DeviceCodec::decodes_on`]).
     Float,
 }
 

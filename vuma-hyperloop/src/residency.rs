@@ -932,7 +932,7 @@ pub fn measure_device_decode(
             continue; // cannot encode LZ4 without the feature: keep the default
         }
         if !codec.decodes_on(dev.info().backend) {
-            continue; // no decoder on this device (float on Vulkan): the planner skips it
+            continue; // no decoder on this device: the planner skips it
         }
         let gbps = decode_rate(dev, &data, ElemWidth::F32, codec, iters)?;
         model.rates_mut(codec).device_decode = gbps * 1e9;

@@ -217,7 +217,7 @@ fn truncated_chunks_with_float_pages_are_typed_errors() {
 fn the_float_codec_is_planned_only_where_the_device_decodes_it() {
     assert!(DeviceCodec::Float.decodes_on(Backend::Host));
     assert!(DeviceCodec::Float.decodes_on(Backend::Cuda));
-    assert!(!DeviceCodec::Float.decodes_on(Backend::Vulkan));
+    assert!(DeviceCodec::Float.decodes_on(Backend::Vulkan));
     let host = HostDevice::new();
     let mut vk = DynDevice::info(&host).clone();
     vk.backend = Backend::Vulkan;
@@ -239,7 +239,15 @@ fn the_float_codec_is_planned_only_where_the_device_decodes_it() {
             fast(CostModel::for_device(DynDevice::info(&host))),
             true,
         ),
-        ("vulkan", fast(CostModel::for_device(&vk)), false),
+        ("vulkan", fast(CostModel::for_device(&vk)), true),
+        (
+            "vulkan without the float decoder",
+            CostModel {
+                float_decoder: false,
+                ..fast(CostModel::for_device(&vk))
+            },
+            false,
+        ),
         ("no device", CostModel::default(), false),
         (
             "default with the float decoder",

@@ -300,7 +300,7 @@ fn pages_are_cut_into_groups_whose_starts_are_checked() {
         for i in 0..g {
             let r = group_range(n, g, i);
             assert_eq!(r.start, next);
-            assert!(r.end == n || r.len() % LANES == 0);
+            assert!(r.end == n || r.len().is_multiple_of(LANES));
             next = r.end;
         }
         assert_eq!(next, n);
