@@ -2,8 +2,8 @@
 //! `vuma_core::bench::Record` (appended to `$VUMA_BENCH_OUT` as JSON lines) against a
 //! baseline measured in the same run.
 //!
-//! Device: the first CUDA device; without one, or with `VUMA_BENCH_DEVICE=host`, the host
-//! device, whose decoders are the kernels' host-function variants (figures that show the
+//! Device: the first CUDA device (the first Vulkan device with `VUMA_BENCH_DEVICE=vulkan`);
+//! without one, or with `VUMA_BENCH_DEVICE=host`, the host device, whose decoders are the kernels' host-function variants (figures that show the
 //! bench runs, not how fast a GPU is). `VUMA_BENCH_QUICK=1`: 8 MiB per data set and three
 //! iterations (default 256 MiB, five). `VUMA_HL_CHUNK_MIB=N` sets the chunk size of the
 //! compressed images (default: the library's, 32 MiB) and `VUMA_HL_PAGE_KIB=N` the page size
@@ -242,7 +242,22 @@ fn run(dev: &dyn DynDevice, backend: &str, len: usize, iters: usize) -> vuma_cor
 fn main() {
     let quick = std::env::var("VUMA_BENCH_QUICK").is_ok_and(|v| v == "1");
     let (len, iters) = if quick { (8 << 20, 3) } else { (256 << 20, 5) };
-    let force_host = std::env::var("VUMA_BENCH_DEVICE").is_ok_and(|v| v == "host");
+    let which = std::env::var("VUMA_BENCH_DEVICE").unwrap_or_default();
+    let force_host = which == "host";
+    if which == "vulkan" {
+        let r = match vuma_vulkan::VulkanDevice::open(0) {
+            Ok(dev) => run(&dev, "vulkan", len, iters),
+            Err(e) => {
+                println!("SKIP: vulkan unavailable: {e}");
+                return;
+            }
+        };
+        if let Err(e) = r {
+            println!("ERROR: float bench failed: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
     println!(
         "float codec bench: {} MiB per data set, {iters} iterations{}",
         len >> 20,
