@@ -6,7 +6,8 @@
 # memcheck and racecheck on the eviction test that runs the moved encoder kernels, the
 # manager bench against 2026-12-01's records); host copies used in place on the host
 # device; device capabilities in DeviceInfo; real activations in the float bench; host
-# packs of buffers under four chunks cut into four chunks (streaming bench).
+# packs of buffers under four chunks cut into four chunks (streaming bench); the Vulkan
+# float decoder (hl_float.wgsl: its tests, and the float bench on the Vulkan device).
 # Bundles: `cargo xtask test-hw --bundle target/hw-bundle -p vuma-hyperloop -p vuma` and
 # `--bundle target/hw-bundle2 -p vuma-vulkan -p vuma-cuda`, pruned.
 # Carried: target/hw-bundle, target/hw-bundle2, .gl, .vvl, .rdata, .whl.
@@ -38,7 +39,7 @@ SANPID=$!
 {
 for t in $B2/tests/vuma-cuda-conformance $B2/tests/vuma-cuda-cuda $B2/tests/vuma-vulkan-conformance $B2/tests/vuma-vulkan-vulkan \
          $B/tests/vuma-hyperloop-cuda $B/tests/vuma-hyperloop-cuda_float $B/tests/vuma-hyperloop-cuda_loss \
-         $B/tests/vuma-hyperloop-vulkan $B/tests/vuma-hyperloop-float_residency $B/tests/vuma-hyperloop-manager \
+         $B/tests/vuma-hyperloop-vulkan $B/tests/vuma-hyperloop-vulkan_float $B/tests/vuma-hyperloop-float_residency $B/tests/vuma-hyperloop-manager \
          $B/tests/vuma-facade $B/tests/vuma-safety $B/tests/vuma-hardware; do
   [ -x $t ] || { echo "$t: not in the bundle"; continue; }
   echo "== $t"
@@ -49,9 +50,12 @@ grep -E "^==|test result|FAILED|panicked|not in the bundle" "$OUT/checks.log"
 echo "== float bench"
 VUMA_BENCH_OUT="$OUT/float.jsonl" timeout 100 $B/benches/vuma-hyperloop-float > /tmp/b-float.log 2>&1
 echo "rc=$?"; grep -E "^hyperloop/cuda/float/" /tmp/b-float.log | awk '{print $1, $2, $3, "ratio", $NF}'
+echo "== float bench (vulkan)"
+VUMA_BENCH_DEVICE=vulkan VUMA_VK_VALIDATION=0 VUMA_REQUIRE_VALIDATION=0 VUMA_BENCH_OUT="$OUT/float-vulkan.jsonl" timeout 120 $B/benches/vuma-hyperloop-float > /tmp/b-float-vk.log 2>&1
+echo "rc=$?"; grep -E "^hyperloop/vulkan/float/|SKIP|ERROR" /tmp/b-float-vk.log | awk '{print $1, $2, $3, "ratio", $NF}'
 echo "== stream bench"
 VUMA_BENCH_OUT="$OUT/stream.jsonl" timeout 170 $B/benches/vuma-stream > /tmp/b-stream.log 2>&1
 echo "rc=$?"; grep -E "^  |vuma hyper" /tmp/b-stream.log | cut -c1-150
 wait $SANPID
 echo "== sanitizers"; cat "$OUT/sanitizers.txt"
-cat /tmp/b-float.log /tmp/b-stream.log > "$OUT/benches.log"
+cat /tmp/b-float.log /tmp/b-float-vk.log /tmp/b-stream.log > "$OUT/benches.log"
