@@ -137,6 +137,19 @@ pub fn decodes_on(backend: Backend) -> bool {
     float_decoder().supports(backend)
 }
 
+/// The output rate to assume for `hl_float` on `backend` before one is measured, where it
+/// differs from [`CostModel`](crate::CostModel)'s default (the CUDA variant's: 193–261 GB/s
+/// on an H200). The SPIR-V variant decoded real bf16 weights at 20 GB/s, fp32 at 31 and ReLU
+/// activations at 40 on the same H200 (a workgroup barrier per step for its ballots,
+/// masked atomic stores for 16-bit elements): below a Gen5 link, so the planner leaves the
+/// float codec out there until a faster variant or a measurement says otherwise.
+pub fn prior_decode_rate(backend: Backend) -> Option<f64> {
+    match backend {
+        Backend::Vulkan => Some(20e9),
+        _ => None,
+    }
+}
+
 /// Refuses an upload of chunks holding float pages (`any_float`) to a device whose backend
 /// has no `hl_float` variant (every backend has one now; the check asks the kernel, not the
 /// backend's name), before anything is copied or launched.

@@ -190,7 +190,8 @@ impl Default for CostModel {
 
 impl CostModel {
     /// The default model with the link of `info` (when the device reports one), its copy
-    /// concurrency, and the float codec where the device has its decoder.
+    /// concurrency, and the float codec where the device has its decoder, at the decode rate
+    /// its variant is known for ([`crate::floatdecode::prior_decode_rate`]).
     pub fn for_device(info: &DeviceInfo) -> Self {
         let mut m = CostModel::default();
         if let Some(l) = &info.host_link {
@@ -201,6 +202,9 @@ impl CostModel {
         }
         m.concurrent_copies = concurrent_copies_on(info);
         m.float_decoder = DeviceCodec::Float.decodes_on(info.backend);
+        if let Some(rate) = crate::floatdecode::prior_decode_rate(info.backend) {
+            m.float.device_decode = rate;
+        }
         m
     }
 

@@ -640,9 +640,10 @@ fn vulkan_gets_float_pages() {
     let data = vuma_hyperloop::datasets::bf16_weights(1 << 20, 4);
     let mut opts = CompressOptions::for_device(DynDevice::info(&dev), ElemWidth::Bf16);
     assert!(opts.model.float_decoder);
-    // A device where compression pays (copies overlap decodes; lavapipe's own model sends
-    // everything raw).
+    // A device where compression pays (copies overlap decodes, a float decoder faster than
+    // the link; lavapipe's own model sends everything raw).
     opts.model.concurrent_copies = true;
+    opts.model.float.device_decode = 300e9;
     let cb = CompressedBuffer::compress(&data, &opts).unwrap();
     assert!(cb.summary().float_pages > 0, "{}", cb.summary());
     let n = data.len() as u64;
