@@ -252,6 +252,9 @@ struct DevSlot {
 }
 
 struct State {
+    /// Bumped (and `Shared::filled` signalled) whenever room may have been made on a
+    /// device: a lease released, an upload finished, a buffer dropped.
+    changes: u64,
     buffers: HashMap<BufferId, BufState>,
     next_id: u64,
     tick: u64,
@@ -268,7 +271,8 @@ struct Shared {
     devices: Vec<DevSlot>,
     config: MemoryConfig,
     state: Mutex<State>,
-    /// Signalled whenever an upload that ran outside the lock has finished.
+    /// Signalled whenever an upload that ran outside the lock has finished, a lease is
+    /// released or a buffer dropped (see `State::changes`).
     filled: Condvar,
     /// Pinned host blocks kept for reuse, and the count of pinned bytes.
     host_pool: Arc<HostPool>,
@@ -412,6 +416,9 @@ impl UnifiedBuffer {
 impl Drop for UnifiedBuffer {
     fn drop(&mut self) {
         let mut st = self.shared.lock();
+        // Waiters wake once this lock is released, and see what the drop freed.
+        st.changes += 1;
+        self.shared.filled.notify_all();
         let remove = match st.buffers.get_mut(&self.id) {
             Some(b) if b.in_use > 0 => {
                 b.dropped = true;
@@ -629,6 +636,7 @@ impl MemoryManager {
                 state: Mutex::new(State {
                     buffers: HashMap::new(),
                     next_id: 1,
+                    changes: 0,
                     tick: 0,
                     stats: MemoryStats {
                         devices: vec![LocationStats::default(); n],
@@ -1097,6 +1105,9 @@ impl MemoryManager {
         }
         let shared = lease.owner.clone();
         let mut st = shared.lock();
+        // Waiters wake once this lock is released, and see what the release freed.
+        st.changes += 1;
+        shared.filled.notify_all();
         if let Some(region) = &lease.region {
             release_in_place(&mut st, &lease, region, outcome);
             return;
@@ -1174,6 +1185,34 @@ impl MemoryManager {
             let b = st.buffers.remove(&lease.buffer).expect("live");
             release_buffer_memory(&mut st, b);
         }
+    }
+
+    /// A count that changes whenever room may have been made on a device (a lease
+    /// released, an upload finished, a buffer dropped): read it before an attempt that can
+    /// fail for want of room, then [`wait_for_room`](Self::wait_for_room) with it.
+    pub fn room_changes(&self) -> u64 {
+        self.shared.lock().changes
+    }
+
+    /// Waits until [`room_changes`](Self::room_changes) differs from `seen` or `deadline`
+    /// passes; returns whether it changed. What a caller refused with
+    /// [`Error::BudgetExceeded`] while other leases hold the budget waits on, instead of
+    /// polling.
+    pub fn wait_for_room(&self, seen: u64, deadline: std::time::Instant) -> bool {
+        let mut st = self.shared.lock();
+        while st.changes == seen {
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            st = self
+                .shared
+                .filled
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        true
     }
 
     /// Evicts every copy on device `index` that is not in use (written back first when it

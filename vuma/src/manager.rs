@@ -542,19 +542,19 @@ impl UnifiedMemoryManager {
         })?;
 
         // Place and make resident; wait (holding nothing) while the device's budget is
-        // full of copies that other workloads hold.
+        // full of copies that other workloads hold, until a lease is released, an upload
+        // finishes or a buffer is dropped.
         let t1 = Instant::now();
         let deadline = t1 + self.budget_wait;
-        let mut backoff = Duration::from_micros(50);
         let leases = loop {
+            let seen = self.memory.room_changes();
             match self.acquire_all(w, index) {
                 Ok(l) => break l,
                 Err(Error::BudgetExceeded { budget, .. })
-                    if w.working_set() <= budget && Instant::now() + backoff <= deadline =>
+                    if w.working_set() <= budget && Instant::now() < deadline =>
                 {
-                    tracing::debug!(workload = %w.id, ?backoff, "device budget full: waiting for leases to be released");
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(Duration::from_millis(5));
+                    tracing::debug!(workload = %w.id, "device budget full: waiting for leases to be released");
+                    self.memory.wait_for_room(seen, deadline);
                 }
                 Err(e) => {
                     if matches!(e, Error::DeviceLost { .. }) {

@@ -156,6 +156,7 @@ impl MemoryManager {
         if let Some(c) = b.copies.get_mut(&index) {
             c.filling = false;
         }
+        st.changes += 1;
         self.shared.filled.notify_all();
         let upload = upload.and_then(|report| {
             // A device lost meanwhile (noticed by another thread) keeps nothing valid.

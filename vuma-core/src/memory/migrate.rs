@@ -572,6 +572,7 @@ impl MemoryManager {
         if let Some(c) = b.copies.get_mut(&index) {
             c.filling = false;
         }
+        st.changes += 1;
         self.shared.filled.notify_all();
         let r = r.map(|mut report| {
             report
