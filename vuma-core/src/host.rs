@@ -16,11 +16,10 @@ use crate::buffer::Buffer;
 use crate::device::{check_launch_args, Device};
 use crate::error::{check_range, Error, Result};
 use crate::fault::{FaultPlan, FaultSite};
-use crate::hostcopy::region_order;
 use crate::info::{Backend, DeviceId, DeviceInfo, DeviceKind, LinkInfo, MemoryHeap};
 use crate::kernel::{Arg, HostLaunch, Kernel, KernelVariant, LaunchConfig};
 use crate::placement::Placement;
-use crate::region::{HostRegion, RegionGuard};
+use crate::region::{region_order, HostRegion, RegionGuard};
 
 const ALIGN: usize = 64;
 

@@ -31,7 +31,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use crate::device::DynDevice;
 use crate::error::{Error, Result};
 use crate::hostpool::{Block, HostPool, ALIGN};
-use crate::region::{HostRegion, RegionGuard};
+use crate::region::{region_order, HostRegion, RegionGuard};
 
 /// Fills below this size run on the calling thread (waking workers costs more).
 const PARALLEL_MIN: usize = 1 << 20;
@@ -396,13 +396,6 @@ impl HostCopy {
             r.close();
         }
     }
-}
-
-/// The order in which the regions of host memory are locked, by devices and by the
-/// manager alike (so that nobody waits in a cycle): by the address of their bytes, then by
-/// the address of the region.
-pub(crate) fn region_order(r: &HostRegion) -> (usize, usize) {
-    (r.addr(), r as *const HostRegion as usize)
 }
 
 /// The bytes of a host copy, readable; holds the lent regions' locks when it is lent.

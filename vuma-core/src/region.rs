@@ -161,6 +161,13 @@ impl RegionGuard<'_> {
     }
 }
 
+/// The order in which the regions of host memory are locked, by devices and by the
+/// manager alike (so that nobody waits in a cycle): by the address of their bytes, then by
+/// the address of the region.
+pub(crate) fn region_order(r: &HostRegion) -> (usize, usize) {
+    (r.addr(), r as *const HostRegion as usize)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
