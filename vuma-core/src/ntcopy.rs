@@ -19,6 +19,7 @@
 
 /// Copies below this size are ordinary copies: their lines fit the cache, and a fence per
 /// copy would cost more than the traffic it saves.
+#[cfg_attr(any(miri, not(target_arch = "x86_64")), allow(dead_code))]
 pub(crate) const STREAM_MIN: usize = 64 << 10;
 
 use std::mem::MaybeUninit;
