@@ -80,7 +80,9 @@ impl Builder {
         self.host = on;
         self
     }
-    /// Limits the host device's budget.
+    /// Limits the host device's budget: the device memory it may take for copies of its
+    /// own. Buffers it uses in place (its kernels run on their host copies: see
+    /// `Device::can_alias_host`) take none, so the budget does not limit them.
     pub fn host_budget(mut self, bytes: u64) -> Self {
         self.host_budget = Some(bytes);
         self
