@@ -144,7 +144,11 @@ fn vuma_stream(c: &Case, grid: u32, hyperloop: bool, prefetch: bool) -> R<(f64, 
         .collect();
     let mut times = Vec::new();
     let mut notes = String::new();
+    // Per pass: GB/s, and the bytes of packed host copies made during it (clean copies
+    // packed on their first eviction), to show where time goes.
+    let mut per_pass = Vec::new();
     for pass in 0..PASSES {
+        let packed_before = vuma.stats().host.packed_bytes;
         let t = Instant::now();
         let mut link = 0u64;
         let mut first = String::new();
@@ -175,6 +179,12 @@ fn vuma_stream(c: &Case, grid: u32, hyperloop: bool, prefetch: bool) -> R<(f64, 
         if pass > 0 {
             times.push(s);
         }
+        let packed = vuma.stats().host.packed_bytes.saturating_sub(packed_before);
+        per_pass.push(format!(
+            "{:.1} GB/s (+{} MiB packed)",
+            c.total() as f64 / s / 1e9,
+            packed / MIB
+        ));
         let moved = if vuma.devices()[0].info().unified_memory {
             "in shared memory, no link".to_string()
         } else {
@@ -186,6 +196,7 @@ fn vuma_stream(c: &Case, grid: u32, hyperloop: bool, prefetch: bool) -> R<(f64, 
         );
     }
     let st = vuma.stats();
+    notes.push_str(&format!("; passes: {}", per_pass.join(", ")));
     notes.push_str(&format!(
         "; created {} layers in {:.2} s, {:.0} MiB of host copies pinned, {} evictions",
         c.layers,
