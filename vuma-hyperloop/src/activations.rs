@@ -17,7 +17,7 @@
 //! [`PRE_F32`] (little-endian f32, no header), which is what a hardware bundle carries and
 //! what later calls read.
 
-use crate::realdata::{cache_dir, RealDataError, SAFETENSORS};
+use crate::realdata::{cache_dir, split_safetensors, RealDataError, SAFETENSORS};
 
 /// Tokens run through the layer.
 pub const TOKENS: usize = 1024;
@@ -170,15 +170,7 @@ fn compute(file: &[u8]) -> Result<Vec<f32>, String> {
 
 /// The F32 tensor `name` of a safetensors file, checked to have `shape`.
 fn tensor(file: &[u8], name: &str, shape: &[usize]) -> Result<Vec<f32>, String> {
-    let n = file
-        .get(..8)
-        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
-        .ok_or("shorter than its 8-byte header length")?;
-    let end = 8u64
-        .checked_add(n)
-        .filter(|&e| e <= file.len() as u64)
-        .ok_or("header runs past the end of the file")? as usize;
-    let header = std::str::from_utf8(&file[8..end]).map_err(|_| "header is not UTF-8")?;
+    let (header, data) = split_safetensors(file)?;
     let key = format!("\"{name}\"");
     let at = header
         .find(&key)
@@ -221,7 +213,6 @@ fn tensor(file: &[u8], name: &str, shape: &[usize]) -> Result<Vec<f32>, String> 
     let [a, b] = offs[..] else {
         return Err(format!("{name}: data_offsets must hold two numbers"));
     };
-    let data = &file[end..];
     let want = shape.iter().product::<usize>() * 4;
     if a > b || b > data.len() || b - a != want {
         return Err(format!(

@@ -200,7 +200,7 @@ impl CostModel {
                 m.link_measured = l.measured;
             }
         }
-        m.concurrent_copies = concurrent_copies_on(info);
+        m.concurrent_copies = info.copies_overlap_kernels;
         m.float_decoder = DeviceCodec::Float.decodes_on(info.backend);
         if let Some(rate) = crate::floatdecode::prior_decode_rate(info.backend) {
             m.float.device_decode = rate;
@@ -360,13 +360,6 @@ impl CostModel {
             }
         }
     }
-}
-
-/// Whether the device of `info` runs `Device::copy_concurrent` on a queue of its own, so
-/// that copies overlap decodes ([`CostModel::concurrent_copies`]):
-/// [`DeviceInfo::copies_overlap_kernels`].
-pub fn concurrent_copies_on(info: &DeviceInfo) -> bool {
-    info.copies_overlap_kernels
 }
 
 /// Whether the host must encode before sending.

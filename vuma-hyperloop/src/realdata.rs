@@ -122,9 +122,9 @@ pub fn tile(data: &[u8], len: usize) -> Vec<u8> {
     v
 }
 
-/// The bytes of the F32 tensors of a safetensors file (8-byte little-endian header length,
-/// a JSON header, then the data section), in the order of their offsets.
-pub fn f32_tensors(file: &[u8]) -> Result<Vec<u8>, String> {
+/// A safetensors file's JSON header and data section (the file is an 8-byte little-endian
+/// header length, the header, then the data).
+pub(crate) fn split_safetensors(file: &[u8]) -> Result<(&str, &[u8]), String> {
     let n = file
         .get(..8)
         .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
@@ -135,7 +135,13 @@ pub fn f32_tensors(file: &[u8]) -> Result<Vec<u8>, String> {
         .ok_or_else(|| format!("header of {n} bytes runs past the end of the file"))?
         as usize;
     let header = std::str::from_utf8(&file[8..end]).map_err(|_| "header is not UTF-8")?;
-    let data = &file[end..];
+    Ok((header, &file[end..]))
+}
+
+/// The bytes of the F32 tensors of a safetensors file (8-byte little-endian header length,
+/// a JSON header, then the data section), in the order of their offsets.
+pub fn f32_tensors(file: &[u8]) -> Result<Vec<u8>, String> {
+    let (header, data) = split_safetensors(file)?;
     let mut spans = Vec::new();
     // Each tensor entry reads `"name":{"dtype":"F32","shape":[..],"data_offsets":[a,b]}`;
     // the keys may come in any order, so look inside each `{...}` object.

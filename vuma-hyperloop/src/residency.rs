@@ -948,7 +948,7 @@ pub fn measure_device_decode(
         .map(|_| up.upload_pinned(&mapped, dst.as_ref()).map(|r| r.time_s))
         .collect::<Result<_>>()?;
     model.mapped_h2d = cb.stored_bytes() as f64 / vuma_core::bench::median(&mut t);
-    model.concurrent_copies = planner::concurrent_copies_on(dev.info());
+    model.concurrent_copies = dev.info().copies_overlap_kernels;
     model.float_decoder = DeviceCodec::Float.decodes_on(dev.info().backend);
     model.decode_measured = true;
     model.validate()

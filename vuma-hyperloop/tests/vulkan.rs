@@ -13,12 +13,13 @@
 //! `common::scaled`); the at-scale test then runs on CPU devices (lavapipe) too.
 
 mod common;
+mod vk;
 // Only the mixed-kind chunk and the launch of the other decoders are used here (the float
 // decoder's own tests are in `vulkan_float.rs`).
 #[allow(dead_code)]
 mod floatupload;
 
-use vuma_core::conformance::skip_or_fail;
+use vk::{assert_clean, vulkan};
 use vuma_core::{DynBuffer, DynDevice, HostDevice, Placement};
 use vuma_hyperloop::datasets::{Dataset, SplitMix64};
 use vuma_hyperloop::encode::{
@@ -30,37 +31,7 @@ use vuma_hyperloop::planner::{DeviceCodec, PageDecision};
 use vuma_hyperloop::residency::{
     CompressOptions, CompressedBuffer, DeviceCompressed, PinnedCompressed, Uploader,
 };
-use vuma_vulkan::{VulkanDevice, VulkanOptions};
-
-fn vulkan() -> Option<VulkanDevice> {
-    match VulkanDevice::open_with(0, &VulkanOptions::default()) {
-        Ok(d) => {
-            eprintln!("vulkan device: {}", DynDevice::info(&d).name);
-            Some(d)
-        }
-        Err(e) => {
-            skip_or_fail("vulkan", &e.to_string());
-            None
-        }
-    }
-}
-
-fn assert_clean(dev: &VulkanDevice) {
-    DynDevice::synchronize(dev).expect("synchronize");
-    if dev.validation_active() {
-        assert_eq!(
-            dev.validation_errors(),
-            0,
-            "validation errors: {:#?}",
-            dev.validation_messages()
-        );
-    } else {
-        eprintln!(
-            "VALIDATION UNAVAILABLE: {}",
-            dev.validation_note().unwrap_or("layer not active")
-        );
-    }
-}
+use vuma_vulkan::VulkanDevice;
 
 /// Bytes after the data (and, through a dst offset, before it) that must stay untouched.
 const GUARD: u64 = 4099;

@@ -10,13 +10,14 @@
 //! `VUMA_REQUIRE_VULKAN=1` (or `VUMA_REQUIRE_HW=1`) they fail instead.
 
 mod floatchunk;
+mod vk;
 // The launch of the other decoders is checked in `vulkan.rs`.
 #[allow(dead_code)]
 mod floatupload;
 
 use std::time::Instant;
 
-use vuma_core::conformance::skip_or_fail;
+use vk::{assert_clean, vulkan};
 use vuma_core::{Backend, DynDevice, HostDevice};
 use vuma_hyperloop::floatcodec;
 use vuma_hyperloop::floatdecode::{self, float_decoder};
@@ -24,37 +25,7 @@ use vuma_hyperloop::kernels::Entry;
 use vuma_hyperloop::page::ElemWidth;
 use vuma_hyperloop::planner::{CostModel, DeviceCodec};
 use vuma_hyperloop::realdata;
-use vuma_vulkan::{VulkanDevice, VulkanOptions};
-
-fn vulkan() -> Option<VulkanDevice> {
-    match VulkanDevice::open_with(0, &VulkanOptions::default()) {
-        Ok(d) => {
-            eprintln!("vulkan device: {}", DynDevice::info(&d).name);
-            Some(d)
-        }
-        Err(e) => {
-            skip_or_fail("vulkan", &e.to_string());
-            None
-        }
-    }
-}
-
-fn assert_clean(dev: &VulkanDevice) {
-    DynDevice::synchronize(dev).expect("synchronize");
-    if dev.validation_active() {
-        assert_eq!(
-            dev.validation_errors(),
-            0,
-            "validation errors: {:#?}",
-            dev.validation_messages()
-        );
-    } else {
-        eprintln!(
-            "VALIDATION UNAVAILABLE: {}",
-            dev.validation_note().unwrap_or("layer not active")
-        );
-    }
-}
+use vuma_vulkan::VulkanDevice;
 
 /// Runs `chunk` on the device and on the host device; both must decode it to `data` with a
 /// clean status.
